@@ -1,0 +1,131 @@
+"""What the ZOLGENSMA prescribing information (revised 2/2025) fixes: constants, kits, counseling."""
+
+from __future__ import annotations
+
+import csv
+import io
+from decimal import Decimal
+from functools import cache
+from importlib import resources
+
+from smart_app.rules.model import CounselingPoint, Kit
+
+LABEL_VERSION = "ZOLGENSMA USPI rev. 2/2025"
+
+DOSE_VG_PER_KG = Decimal("1.1e14")
+"""Section 2.1: 1.1 x 10^14 vector genomes per kg."""
+
+CONCENTRATION_VG_PER_ML = Decimal("2.0e13")
+"""Sections 3 and 11: nominal 2.0 x 10^13 vg/mL."""
+
+DOSE_VOLUME_ML_PER_KG = DOSE_VG_PER_KG / CONCENTRATION_VG_PER_ML
+"""5.5 mL per kg of the band's upper limit (Table 1, footnote a)."""
+
+INFUSION_MINUTES = 60
+"""Section 2.1: slow infusion over 60 minutes, never an IV push or bolus."""
+
+STEROID_MG_PER_KG_PER_DAY = Decimal(1)
+"""Section 2.1: prednisolone-equivalent 1 mg/kg/day."""
+
+STEROID_FULL_DOSE_DAYS = 30
+"""Section 2.1: from one day before infusion, for a total of 30 days."""
+
+TAPER_DAYS = 28
+"""Section 2.1: taper gradually over the next 28 days (or longer if needed)."""
+
+LIVER_ULN_MULTIPLE = Decimal(2)
+"""Sections 2.1, 5.1: ALT/AST below 2 x ULN is unremarkable; > 2 x ULN at baseline was not studied."""
+
+TITER_MAX_DENOMINATOR = Decimal(50)
+"""Section 6.2: trials required anti-AAV9 titers of <= 1:50; > 1:50 not evaluated."""
+
+AGE_LIMIT_YEARS = 2
+"""Section 1: pediatric patients less than 2 years of age."""
+
+LIVE_VACCINE_MG_PER_DAY = Decimal(20)
+LIVE_VACCINE_MG_PER_KG_PER_DAY = Decimal(2)
+"""Section 7: >= 2 weeks of daily 20 mg or 2 mg/kg prednisone-equivalent is immunosuppressive."""
+
+LIVE_VACCINE_MIN_DAYS = 14
+
+NDC_SYSTEM_PREFIX = "71894-"
+"""Novartis Gene Therapies labeler code on every ZOLGENSMA kit (Table 3)."""
+
+
+@cache
+def kits() -> tuple[Kit, ...]:
+    """Table 1 (dose volume) joined with Table 3 (kit, vials, NDC), lightest band first."""
+    text = resources.files("smart_app.rules").joinpath("kits.csv").read_text(encoding="utf-8")
+    return tuple(
+        Kit(
+            band_low_kg=Decimal(row["band_low_kg"]),
+            band_high_kg=Decimal(row["band_high_kg"]),
+            dose_volume_ml=Decimal(row["dose_volume_ml"]),
+            vials_5_5_ml=int(row["vials_5_5_ml"]),
+            vials_8_3_ml=int(row["vials_8_3_ml"]),
+            total_vials=int(row["total_vials"]),
+            ndc=row["ndc"],
+        )
+        for row in csv.DictReader(io.StringIO(text))
+    )
+
+
+MIN_WEIGHT_KG = Decimal("2.6")
+MAX_WEIGHT_KG = Decimal("21.0")
+"""Table 1 covers 2.6 kg to 21.0 kg; outside it there is no labeled kit."""
+
+
+COUNSELING: tuple[CounselingPoint, ...] = (
+    CounselingPoint(
+        "liver",
+        "ZOLGENSMA can raise liver enzymes and cause acute serious liver injury, liver failure "
+        "and death. Your child takes an oral steroid before and after the infusion and has "
+        "regular blood tests. Call at once for yellow skin or eyes, a missed or vomited steroid "
+        "dose, or less alertness.",
+        "17; 5.1",
+    ),
+    CounselingPoint(
+        "vaccination",
+        "Ask the care team whether vaccinations need to move around the steroid course. "
+        "Influenza and RSV prophylaxis are recommended and vaccinations should be up to date "
+        "before the infusion.",
+        "17; 7",
+    ),
+    CounselingPoint(
+        "infection",
+        "An infection (cold, flu, gastroenteritis, ear infection, bronchiolitis) before or after "
+        "the infusion can be more serious. Wash hands, limit contacts, and call for cough, "
+        "wheeze, sneezing, runny nose, sore throat or fever.",
+        "17; 5.2",
+    ),
+    CounselingPoint(
+        "platelets",
+        "Platelets can drop, mostly in the first two weeks. Seek care for unexpected bruising or "
+        "bleeding.",
+        "17; 5.3",
+    ),
+    CounselingPoint(
+        "tma",
+        "Thrombotic microangiopathy can occur, mostly in the first two weeks. Seek care at once "
+        "for unexpected bruising or bleeding, seizures, or less urine.",
+        "17; 5.4",
+    ),
+    CounselingPoint(
+        "tumor",
+        "There is a theoretical risk of tumors with AAV therapies. Report any tumor to the care "
+        "team and to Novartis Gene Therapies (1-833-828-3947).",
+        "17; 5.6",
+    ),
+    CounselingPoint(
+        "vector-shedding",
+        "For one month after the infusion, seal used diapers in a bag before the trash and wash "
+        "hands after contact with body waste.",
+        "17",
+    ),
+    CounselingPoint(
+        "infusion-reaction",
+        "Reactions can occur during and after the infusion: rash, hives, vomiting, trouble "
+        "breathing, changes in heart rate or blood pressure. Seek care at once.",
+        "17; 5.7",
+    ),
+)

@@ -1,0 +1,66 @@
+"""Interpreting a lab result against its upper limit of normal (ULN)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import cache
+from importlib import resources
+
+from smart_app.rules.model import CANONICAL_UNIT, LabResult, LabTest, UlnSource
+
+
+@dataclass(frozen=True)
+class FallbackUln:
+    """One row of the versioned pediatric fallback table: a test's ULN for an age range."""
+
+    test: LabTest
+    age_from_days: int
+    age_to_days: int
+    uln: Decimal
+
+
+@cache
+def fallback_table() -> tuple[FallbackUln, ...]:
+    """The institution's pediatric ULNs for when a result reports none (canonical units)."""
+    text = resources.files("smart_app.rules").joinpath("uln_fallback.csv").read_text("utf-8")
+    rows = []
+    for row in csv.DictReader(io.StringIO(text)):
+        test = LabTest(row["test"])
+        if row["unit"] != CANONICAL_UNIT[test]:
+            raise ValueError(f"uln_fallback.csv: {test} must be in {CANONICAL_UNIT[test]}")
+        rows.append(
+            FallbackUln(test, int(row["age_from_days"]), int(row["age_to_days"]), Decimal(row["uln"]))
+        )
+    return tuple(rows)
+
+
+@dataclass(frozen=True)
+class Interpreted:
+    """A result with the ULN used and how many times the ULN it is."""
+
+    result: LabResult
+    uln: Decimal | None
+    source: UlnSource
+
+    @property
+    def multiple_of_uln(self) -> Decimal | None:
+        """value / ULN to two decimals, or None without a ULN."""
+        if self.uln is None or self.uln == 0:
+            return None
+        return (self.result.value / self.uln).quantize(Decimal("0.01"))
+
+
+def interpret(result: LabResult, *, birth_date: dt.date | None) -> Interpreted:
+    """Attach the reported ULN, else the fallback for the patient's age on the result date."""
+    if result.reported_uln is not None:
+        return Interpreted(result, result.reported_uln, UlnSource.REPORTED)
+    if birth_date is not None:
+        age_days = (result.effective - birth_date).days
+        for row in fallback_table():
+            if row.test is result.test and row.age_from_days <= age_days < row.age_to_days:
+                return Interpreted(result, row.uln, UlnSource.FALLBACK)
+    return Interpreted(result, None, UlnSource.NONE)

@@ -1,0 +1,348 @@
+"""Frozen value types the clinical rules take and return: facts in, findings and a plan out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import Enum, StrEnum
+
+
+class LabTest(StrEnum):
+    """Laboratory tests the label asks for at baseline and after infusion."""
+
+    AST = "AST"
+    ALT = "ALT"
+    BILIRUBIN_TOTAL = "total bilirubin"
+    ALBUMIN = "albumin"
+    PT = "PT"
+    PTT = "PTT"
+    INR = "INR"
+    CREATININE = "creatinine"
+    HEMOGLOBIN = "hemoglobin"
+    PLATELETS = "platelets"
+    TROPONIN_I = "troponin I"
+
+
+CANONICAL_UNIT: dict[LabTest, str] = {
+    LabTest.AST: "U/L",
+    LabTest.ALT: "U/L",
+    LabTest.BILIRUBIN_TOTAL: "mg/dL",
+    LabTest.ALBUMIN: "g/dL",
+    LabTest.PT: "s",
+    LabTest.PTT: "s",
+    LabTest.INR: "{INR}",
+    LabTest.CREATININE: "mg/dL",
+    LabTest.HEMOGLOBIN: "g/dL",
+    LabTest.PLATELETS: "10*3/uL",
+    LabTest.TROPONIN_I: "ng/mL",
+}
+"""The UCUM unit every lab value (and its upper limit of normal) is normalised to."""
+
+
+class Severity(Enum):
+    """How much a finding weighs; the order of members is the order of severity."""
+
+    NOT_ELIGIBLE = "not-eligible"
+    DEFERRED = "deferred"
+    INCOMPLETE = "incomplete"
+    NEEDS_REVIEW = "needs-review"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        """0 for the most severe."""
+        return list(Severity).index(self)
+
+
+class Status(StrEnum):
+    """Overall eligibility: the most severe finding present decides it."""
+
+    NOT_ELIGIBLE = "not-eligible"
+    DEFERRED = "deferred"
+    INCOMPLETE = "incomplete"
+    NEEDS_REVIEW = "needs-review"
+    ELIGIBLE = "eligible"
+
+
+class FindingCode(StrEnum):
+    """Every finding the rules can raise; the app's local code system."""
+
+    # not-eligible
+    AGE_NOT_UNDER_2 = "age-not-under-2"
+    WEIGHT_OUTSIDE_LABEL_RANGE = "weight-outside-label-range"
+    PRIOR_ONASEMNOGENE = "prior-onasemnogene"
+    # deferred
+    PRETERM_BEFORE_TERM_AGE = "preterm-before-term-age"
+    ANTI_AAV9_TITER_ELEVATED = "anti-aav9-titer-elevated"
+    ACTIVE_INFECTION = "active-infection"
+    # incomplete
+    BIRTH_DATE_MISSING = "birth-date-missing"
+    WEIGHT_MISSING = "weight-missing"
+    WEIGHT_STALE = "weight-stale"
+    GESTATIONAL_AGE_MISSING = "gestational-age-missing"
+    ANTI_AAV9_TITER_MISSING = "anti-aav9-titer-missing"
+    ANTI_AAV9_TITER_AMBIGUOUS = "anti-aav9-titer-ambiguous"
+    BASELINE_LAB_MISSING = "baseline-lab-missing"
+    SMN1_BIALLELIC_NOT_CONFIRMED = "smn1-biallelic-not-confirmed"
+    # needs-review
+    LIVER_FUNCTION_ELEVATED = "liver-function-elevated"
+    ADVANCED_SMA = "advanced-sma"
+    ULN_FALLBACK_USED = "uln-fallback-used"
+    RESULT_UNREADABLE = "result-unreadable"
+    STEROID_START_PASSED = "steroid-start-passed"
+    # info
+    LIVE_VACCINE_CAUTION = "live-vaccine-caution"
+    WEIGHT_BETWEEN_BANDS = "weight-between-bands"
+    SMA_DIAGNOSIS_NOT_RECORDED = "sma-diagnosis-not-recorded"
+    SMN2_COPY_NUMBER = "smn2-copy-number"
+    CAREGIVER_COUNSELING = "caregiver-counseling"
+
+
+class Comparator(StrEnum):
+    """How a reported value relates to the true value."""
+
+    EQ = "="
+    LT = "<"
+    LE = "<="
+    GT = ">"
+    GE = ">="
+
+
+class UlnSource(StrEnum):
+    """Where an upper limit of normal came from."""
+
+    REPORTED = "reported"
+    FALLBACK = "fallback"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A fact's source: the resource it came from and the value as recorded there."""
+
+    reference: str
+    value: str
+    unit: str = ""
+    date: dt.date | None = None
+    display: str = ""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A numeric value in a canonical unit (named in `unit`) with its evidence."""
+
+    value: Decimal
+    unit: str
+    effective: dt.date
+    evidence: Evidence
+
+
+@dataclass(frozen=True)
+class LabResult:
+    """A laboratory result normalised to its test's canonical unit."""
+
+    test: LabTest
+    value: Decimal
+    effective: dt.date
+    evidence: Evidence
+    reported_uln: Decimal | None = None
+    comparator: Comparator = Comparator.EQ
+
+    @property
+    def unit(self) -> str:
+        """The canonical UCUM unit of `value` and `reported_uln`."""
+        return CANONICAL_UNIT[self.test]
+
+
+@dataclass(frozen=True)
+class Titer:
+    """An anti-AAV9 antibody titer 1:`denominator`, possibly censored by `comparator`."""
+
+    denominator: Decimal | None
+    comparator: Comparator
+    effective: dt.date
+    evidence: Evidence
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A resource that looked relevant but could not be used, and why."""
+
+    what: str
+    reason: str
+    evidence: Evidence
+
+
+@dataclass(frozen=True)
+class PatientFacts:
+    """Everything the rules know about one patient; lists are newest first."""
+
+    patient_id: str
+    birth_date: dt.date | None
+    weights_kg: tuple[Measurement, ...] = ()
+    gestational_age_days: tuple[Measurement, ...] = ()
+    labs: tuple[LabResult, ...] = ()
+    titers: tuple[Titer, ...] = ()
+    temperatures_c: tuple[Measurement, ...] = ()
+    smn1_copies: tuple[Measurement, ...] = ()
+    smn2_copies: tuple[Measurement, ...] = ()
+    sma_conditions: tuple[Evidence, ...] = ()
+    active_infections: tuple[Evidence, ...] = ()
+    advanced_sma: tuple[Evidence, ...] = ()
+    prior_gene_therapy: tuple[Evidence, ...] = ()
+    unreadable: tuple[Unreadable, ...] = ()
+
+    def labs_for(self, test: LabTest) -> tuple[LabResult, ...]:
+        """Results of one test, newest first."""
+        return tuple(lab for lab in self.labs if lab.test is test)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reason behind the eligibility status, with the label section and evidence."""
+
+    code: FindingCode
+    severity: Severity
+    message: str
+    section: str
+    evidence: tuple[Evidence, ...] = ()
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    """The status on the infusion date and every finding behind it."""
+
+    status: Status
+    findings: tuple[Finding, ...]
+
+    def codes(self) -> set[FindingCode]:
+        """The finding codes present."""
+        return {finding.code for finding in self.findings}
+
+
+@dataclass(frozen=True)
+class Kit:
+    """One row of label Tables 1 and 3: a weight band, its dose volume and its kit."""
+
+    band_low_kg: Decimal
+    band_high_kg: Decimal
+    dose_volume_ml: Decimal
+    vials_5_5_ml: int
+    vials_8_3_ml: int
+    total_vials: int
+    ndc: str
+
+    @property
+    def capacity_ml(self) -> Decimal:
+        """The minimum extractable volume of the whole kit."""
+        return self.vials_5_5_ml * Decimal("5.5") + self.vials_8_3_ml * Decimal("8.3")
+
+
+@dataclass(frozen=True)
+class Dose:
+    """The ZOLGENSMA dose for a weight: kit, volume, vector genomes and pump rate."""
+
+    weight_kg: Decimal
+    band_weight_kg: Decimal
+    kit: Kit
+    vector_genomes: int
+    vector_genomes_per_kg: Decimal
+    infusion_minutes: int
+    pump_rate_ml_per_h: Decimal
+    explanation: str
+
+
+@dataclass(frozen=True)
+class SteroidStep:
+    """A period of daily prednisolone-equivalent at one dose."""
+
+    start: dt.date
+    end: dt.date
+    mg_per_kg_per_day: Decimal
+    dose_mg_per_day: Decimal
+    volume_ml_per_day: Decimal
+
+    @property
+    def days(self) -> int:
+        """Days in the step, both ends included."""
+        return (self.end - self.start).days + 1
+
+
+@dataclass(frozen=True)
+class SteroidCourse:
+    """The corticosteroid course: 30 days at full dose, the day-30 check, the proposed taper."""
+
+    weight_kg: Decimal
+    dose_mg_per_day: Decimal
+    volume_ml_per_day: Decimal
+    concentration_mg_per_ml: Decimal
+    start_date: dt.date
+    full_dose_through: dt.date
+    liver_check_date: dt.date
+    taper: tuple[SteroidStep, ...]
+    taper_basis: str
+
+
+class ActivityKind(StrEnum):
+    """What a scheduled item asks someone to do."""
+
+    BASELINE = "baseline"
+    COUNSELING = "counseling"
+    STEROID_START = "steroid-start"
+    INFUSION = "infusion"
+    LAB_DRAW = "lab-draw"
+    LIVER_ASSESSMENT = "liver-assessment"
+    TAPER_STEP = "taper-step"
+    STEROID_END = "steroid-end"
+    VIGILANCE = "vigilance"
+
+
+@dataclass(frozen=True)
+class ScheduleItem:
+    """One dated activity of the plan, with its due window and its source."""
+
+    date: dt.date
+    day: int
+    kind: ActivityKind
+    activity: str
+    tests: tuple[LabTest, ...]
+    section: str
+    window_start: dt.date
+    window_end: dt.date
+    institution_default: bool = False
+    conditional: str = ""
+
+    @property
+    def hcp_day(self) -> int:
+        """The manufacturer's day numbering: Day 1 is the day before infusion, Day 2 infusion."""
+        return self.day + 2
+
+
+@dataclass(frozen=True)
+class CounselingPoint:
+    """Something the label asks the care team to tell caregivers (section 17)."""
+
+    topic: str
+    text: str
+    section: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The whole decision for one patient on one infusion date."""
+
+    patient_id: str
+    birth_date: dt.date | None
+    evaluated_on: dt.date
+    infusion_date: dt.date
+    age_days_on_infusion: int | None
+    last_labeled_infusion_date: dt.date | None
+    eligibility: Eligibility
+    dose: Dose | None
+    steroids: SteroidCourse | None
+    schedule: tuple[ScheduleItem, ...]
+    counseling: tuple[CounselingPoint, ...]
+    policy_version: str
+    label_version: str
+    notes: tuple[str, ...] = field(default=())

@@ -1,0 +1,262 @@
+"""The dated monitoring schedule: baseline, infusion, labs for three months, decision points."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from smart_app.rules import label
+from smart_app.rules.model import ActivityKind, LabTest, ScheduleItem, SteroidCourse
+from smart_app.rules.policy import Policy
+
+LIVER_PANEL: tuple[LabTest, ...] = (
+    LabTest.AST,
+    LabTest.ALT,
+    LabTest.BILIRUBIN_TOTAL,
+    LabTest.PT,
+    LabTest.INR,
+)
+"""Sections 2.3 and 5.1: the liver tests repeated after infusion."""
+
+WEEKLY_DAYS = (7, 14, 21, 28)
+"""'Weekly for the first month' after infusion (infusion = day 0)."""
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """One repeating monitoring requirement before it is merged into draws by date."""
+
+    days: tuple[int, ...]
+    tests: tuple[LabTest, ...]
+    section: str
+    weekly: bool
+    institution_default: bool = False
+    conditional: str = ""
+
+
+def _streams(policy: Policy) -> tuple[_Stream, ...]:
+    """Every lab requirement after infusion, from the label and the institution's defaults."""
+    taper_end = label.STEROID_FULL_DOSE_DAYS - 2 + sum(policy.taper_step_days)
+    taper_days = tuple(range(35, taper_end + 1, 7))
+    if taper_days[-1] != taper_end:
+        taper_days = (*taper_days, taper_end)
+    return (
+        _Stream(WEEKLY_DAYS, LIVER_PANEL, "2.3; 5.1", weekly=True),
+        _Stream(
+            taper_days,
+            LIVER_PANEL,
+            "2.3; 5.1",
+            weekly=True,
+            conditional="weekly while the corticosteroid taper lasts (longer if the taper is)",
+        ),
+        _Stream(
+            (taper_end + 14, taper_end + 28),
+            LIVER_PANEL,
+            "2.3; 5.1",
+            weekly=False,
+            conditional="every other week for a month after an unremarkable end of taper",
+        ),
+        _Stream(WEEKLY_DAYS, (LabTest.PLATELETS,), "2.3; 5.3", weekly=True),
+        _Stream(
+            (42, 56, 70, 84),
+            (LabTest.PLATELETS,),
+            "2.3; 5.3",
+            weekly=False,
+            conditional="every other week in months 2 and 3, until platelets return to baseline",
+        ),
+        _Stream(
+            policy.troponin_days,
+            (LabTest.TROPONIN_I,),
+            "5.5",
+            weekly=True,
+            institution_default=True,
+        ),
+        _Stream(
+            policy.tma_lab_days,
+            (LabTest.CREATININE, LabTest.HEMOGLOBIN),
+            "5.4",
+            weekly=True,
+            institution_default=True,
+        ),
+    )
+
+
+def _join(parts: list[str]) -> str:
+    """Distinct non-empty parts in first-seen order, '; '-separated."""
+    seen: list[str] = []
+    for part in parts:
+        for piece in part.split("; "):
+            if piece and piece not in seen:
+                seen.append(piece)
+    return "; ".join(seen)
+
+
+def lab_draws(infusion_date: dt.date, *, policy: Policy) -> tuple[ScheduleItem, ...]:
+    """Post-infusion lab draws, one per date, each with the union of tests due that day."""
+    by_day: dict[int, list[_Stream]] = {}
+    for stream in _streams(policy):
+        for day in stream.days:
+            by_day.setdefault(day, []).append(stream)
+    items = []
+    for day in sorted(by_day):
+        streams = by_day[day]
+        tests = tuple(t for t in LabTest if any(t in s.tests for s in streams))
+        date = infusion_date + dt.timedelta(days=day)
+        slack = dt.timedelta(
+            days=policy.weekly_window_days
+            if any(s.weekly for s in streams)
+            else policy.biweekly_window_days
+        )
+        defaults = [", ".join(s.tests) for s in streams if s.institution_default]
+        conditional = _join([f"{', '.join(s.tests)}: {s.conditional}" for s in streams if s.conditional])
+        activity = f"Lab draw, day {day}: {', '.join(tests)}"
+        if defaults:
+            activity += f" ({'; '.join(defaults)} by institution default)"
+        items.append(
+            ScheduleItem(
+                date=date,
+                day=day,
+                kind=ActivityKind.LAB_DRAW,
+                activity=activity,
+                tests=tests,
+                section=_join([s.section for s in streams]),
+                window_start=date - slack,
+                window_end=date + slack,
+                institution_default=all(s.institution_default for s in streams),
+                conditional=conditional,
+            )
+        )
+    return tuple(items)
+
+
+def _item(
+    infusion_date: dt.date,
+    day: int,
+    kind: ActivityKind,
+    activity: str,
+    section: str,
+    *,
+    tests: tuple[LabTest, ...] = (),
+    window_days: tuple[int, int] = (0, 0),
+    conditional: str = "",
+    institution_default: bool = False,
+) -> ScheduleItem:
+    """A dated item `day` days from infusion, due `window_days` (before, after) around it."""
+    date = infusion_date + dt.timedelta(days=day)
+    return ScheduleItem(
+        date=date,
+        day=day,
+        kind=kind,
+        activity=activity,
+        tests=tests,
+        section=section,
+        window_start=date - dt.timedelta(days=window_days[0]),
+        window_end=date + dt.timedelta(days=window_days[1]),
+        conditional=conditional,
+        institution_default=institution_default,
+    )
+
+
+def schedule(
+    infusion_date: dt.date, *, policy: Policy, steroids: SteroidCourse | None = None
+) -> tuple[ScheduleItem, ...]:
+    """Every dated activity from baseline to three months after infusion, in date order."""
+    lookback = policy.baseline_lab_max_age_days
+    full_dose_days = label.STEROID_FULL_DOSE_DAYS
+    check_day = full_dose_days - 2
+    dose_text = (
+        f" = {steroids.dose_mg_per_day} mg ({steroids.volume_ml_per_day} mL) daily"
+        if steroids
+        else ""
+    )
+    items = [
+        _item(
+            infusion_date,
+            -1,
+            ActivityKind.BASELINE,
+            "Baseline: clinical exam (hydration, nutrition, no infection); "
+            f"{', '.join(policy.baseline_tests)}; anti-AAV9 antibody titer",
+            "2.1; 2.3; 5.1; 6.2",
+            tests=policy.baseline_tests,
+            window_days=(lookback - 1, 0),
+        ),
+        _item(
+            infusion_date,
+            -1,
+            ActivityKind.COUNSELING,
+            "Caregiver counseling: liver injury signs and steroid adherence, vaccinations, "
+            "infection, bruising or bleeding, TMA signs, tumor reporting, vector shedding, "
+            "infusion reactions",
+            "17",
+            window_days=(lookback - 1, 0),
+        ),
+        _item(
+            infusion_date,
+            -1,
+            ActivityKind.STEROID_START,
+            f"Start prednisolone-equivalent 1 mg/kg/day{dose_text}, 24 hours before infusion "
+            f"(HCP Day 1); full dose for {full_dose_days} days, through day {check_day}",
+            "2.1",
+        ),
+        _item(
+            infusion_date,
+            0,
+            ActivityKind.INFUSION,
+            "ZOLGENSMA infusion over 60 minutes by syringe pump, never IV push or bolus (HCP "
+            "Day 2); back-up catheter; no signs of infection; monitor for infusion-related "
+            "reactions during and after",
+            "2.1; 5.2; 5.7",
+        ),
+        _item(
+            infusion_date,
+            0,
+            ActivityKind.VIGILANCE,
+            "TMA and platelet vigilance, days 0-14: hypertension, bruising, seizures, "
+            "decreased urine output; low platelets prompt evaluation for hemolysis and renal "
+            "dysfunction",
+            "5.3; 5.4",
+            window_days=(0, 14),
+        ),
+        _item(
+            infusion_date,
+            check_day,
+            ActivityKind.LIVER_ASSESSMENT,
+            f"Day-30 liver assessment (HCP Day 30, infusion + {check_day}): clinical exam and "
+            "ALT, AST, total bilirubin, PT, INR decide the taper",
+            "2.1; 2.3; 5.1",
+            tests=LIVER_PANEL,
+            window_days=(policy.weekly_window_days, policy.weekly_window_days),
+        ),
+    ]
+    items.extend(lab_draws(infusion_date, policy=policy))
+    first_taper_day = check_day + 1
+    for step_index, (mg_per_kg, days) in enumerate(
+        zip(policy.taper_mg_per_kg_per_day, policy.taper_step_days, strict=True)
+    ):
+        step = steroids.taper[step_index] if steroids else None
+        amount = f" = {step.dose_mg_per_day} mg ({step.volume_ml_per_day} mL)" if step else ""
+        items.append(
+            _item(
+                infusion_date,
+                first_taper_day,
+                ActivityKind.TAPER_STEP,
+                f"Taper step {step_index + 1}: {mg_per_kg} mg/kg/day{amount} for {days} days "
+                "(institution default)",
+                "2.1",
+                conditional="only after an unremarkable day-30 liver assessment",
+                institution_default=True,
+            )
+        )
+        first_taper_day += days
+    items.append(
+        _item(
+            infusion_date,
+            first_taper_day,
+            ActivityKind.STEROID_END,
+            f"Corticosteroid course ends (last taper dose on day {first_taper_day - 1})",
+            "2.1",
+            conditional="only after an unremarkable day-30 liver assessment and a full taper",
+        )
+    )
+    order = list(ActivityKind)
+    return tuple(sorted(items, key=lambda i: (i.date, order.index(i.kind), i.activity)))

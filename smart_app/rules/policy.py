@@ -1,0 +1,84 @@
+"""Institution defaults: choices the label leaves open, documented and overridable from TOML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from smart_app.errors import PolicyError
+from smart_app.rules.model import LabTest
+
+ALL_BASELINE_TESTS: tuple[LabTest, ...] = (
+    LabTest.AST,
+    LabTest.ALT,
+    LabTest.BILIRUBIN_TOTAL,
+    LabTest.ALBUMIN,
+    LabTest.PT,
+    LabTest.PTT,
+    LabTest.INR,
+    LabTest.CREATININE,
+    LabTest.HEMOGLOBIN,
+    LabTest.PLATELETS,
+    LabTest.TROPONIN_I,
+)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Every number the rules use that the label does not fix, with its default."""
+
+    version: str = "institution-defaults-2026.1"
+    weight_max_age_days: int = 30
+    """A weight older than this before the infusion date is stale."""
+    baseline_lab_max_age_days: int = 30
+    """A baseline result older than this before the infusion date counts as missing."""
+    titer_max_age_days: int = 30
+    """An anti-AAV9 titer older than this before the infusion date counts as missing."""
+    baseline_tests: tuple[LabTest, ...] = ALL_BASELINE_TESTS
+    """Sections 2.1 and 2.3 list all but troponin I; troponin I is added for section 5.5."""
+    fever_threshold_c: Decimal = Decimal("38.0")
+    fever_lookback_days: int = 3
+    """Body temperature at or above the threshold within this many days before evaluation."""
+    term_gestational_age_days: int = 259
+    """Full term: 37 weeks + 0 days postmenstrual age (section 8.4)."""
+    min_gestational_age_days: int = 154
+    """Earliest gestational age at birth assumed when none is recorded (22 weeks)."""
+    taper_mg_per_kg_per_day: tuple[Decimal, ...] = (Decimal("0.5"), Decimal("0.25"))
+    taper_step_days: tuple[int, ...] = (14, 14)
+    """The label says only 'gradually over 28 days': 0.5 then 0.25 mg/kg/day, 14 days each."""
+    prednisolone_mg: Decimal = Decimal(15)
+    prednisolone_per_ml: Decimal = Decimal(5)
+    """Oral solution strength: 15 mg per 5 mL."""
+    troponin_days: tuple[int, ...] = (7, 14, 21, 28, 56, 84)
+    """Troponin I after infusion: weekly in month 1, then monthly through month 3."""
+    tma_lab_days: tuple[int, ...] = (7, 14)
+    """Creatinine and hemoglobin with the platelets in the two TMA weeks (section 5.4)."""
+    weekly_window_days: int = 1
+    """A weekly draw is on time this many days either side of its date."""
+    biweekly_window_days: int = 3
+    """An every-other-week draw is on time this many days either side of its date."""
+    uln_fallback_version: str = "pediatric-uln-fallback-2026.1"
+
+    def __post_init__(self) -> None:
+        """Refuse a policy whose taper is malformed or which would stop steroids abruptly."""
+        if len(self.taper_mg_per_kg_per_day) != len(self.taper_step_days):
+            raise PolicyError("policy: taper_mg_per_kg_per_day and taper_step_days differ in length")
+        if not self.taper_mg_per_kg_per_day:
+            raise PolicyError("policy: a taper needs at least one step (never stop abruptly)")
+        if sum(self.taper_step_days) < 28:
+            raise PolicyError("policy: the taper must last at least 28 days (section 2.1)")
+        if any(d <= 0 for d in self.taper_step_days):
+            raise PolicyError("policy: taper steps must last at least one day")
+        doses = self.taper_mg_per_kg_per_day
+        if any(not Decimal(0) < d < Decimal(1) for d in doses) or list(doses) != sorted(
+            doses, reverse=True
+        ):
+            raise PolicyError("policy: taper doses must fall step by step below 1 mg/kg/day")
+
+    @property
+    def concentration_mg_per_ml(self) -> Decimal:
+        """Oral solution concentration in mg/mL."""
+        return self.prednisolone_mg / self.prednisolone_per_ml
+
+
+DEFAULT_POLICY = Policy()
