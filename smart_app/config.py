@@ -1,4 +1,4 @@
-"""Configuration outside the rules: institution policy files (TOML) and, later, env and EHR registrations."""
+"""Configuration outside the rules: institution policy files (TOML); later env and EHRs."""
 
 from __future__ import annotations
 

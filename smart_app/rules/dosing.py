@@ -24,6 +24,13 @@ def in_label_range(weight_kg: Decimal) -> bool:
     return label.MIN_WEIGHT_KG <= weight_kg <= label.MAX_WEIGHT_KG
 
 
+def between_bands(weight_kg: Decimal) -> bool:
+    """True for a weight in the labeled range that no printed band contains (3.0 < w < 3.1)."""
+    return in_label_range(weight_kg) and not any(
+        kit.band_low_kg <= weight_kg <= kit.band_high_kg for kit in label.kits()
+    )
+
+
 def kit_for_weight(weight_kg: Decimal) -> Kit | None:
     """The labeled kit for a weight, or None outside 2.6-21.0 kg."""
     if not in_label_range(weight_kg):
@@ -44,13 +51,13 @@ def dose_for_weight(weight_kg: Decimal) -> Dose | None:
     vector_genomes = kit.dose_volume_ml * label.CONCENTRATION_VG_PER_ML
     per_kg = vector_genomes / weight_kg
     rate = round_half_up(kit.dose_volume_ml * 60 / label.INFUSION_MINUTES)
-    if lookup == weight_kg:
-        why = f"Weight {weight_kg} kg is in the {kit.band_low_kg}-{kit.band_high_kg} kg band."
-    else:
+    if between_bands(weight_kg):
         why = (
-            f"Weight {weight_kg} kg is looked up as {lookup} kg (rounded up to 0.1 kg) and falls "
-            f"in the {kit.band_low_kg}-{kit.band_high_kg} kg band."
+            f"Weight {weight_kg} kg lies between printed bands; it is rounded up to {lookup} kg "
+            f"and falls in the {kit.band_low_kg}-{kit.band_high_kg} kg band."
         )
+    else:
+        why = f"Weight {weight_kg} kg is in the {kit.band_low_kg}-{kit.band_high_kg} kg band."
     why += (
         f" Dose volume {kit.dose_volume_ml} mL is computed at the band's upper limit "
         f"({kit.band_high_kg} kg x 5.5 mL/kg, Table 1 footnote a) = "

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from smart_app.rules import label
 from smart_app.rules.arith import anniversary, weeks_days
-from smart_app.rules.dosing import band_weight_kg, in_label_range
+from smart_app.rules.dosing import band_weight_kg, between_bands, in_label_range
 from smart_app.rules.labs import interpret
 from smart_app.rules.model import (
     Comparator,
@@ -99,7 +99,14 @@ def check_age(ctx: Context) -> list[Finding]:
             f"Second birthday is {second}, on or before the infusion date {ctx.infusion_date}: "
             "ZOLGENSMA is indicated for patients less than 2 years of age.",
             "1",
-            (Evidence(f"Patient/{ctx.facts.patient_id}", birth.isoformat(), display="birthDate", date=birth),),
+            (
+                Evidence(
+                    f"Patient/{ctx.facts.patient_id}",
+                    birth.isoformat(),
+                    display="birthDate",
+                    date=birth,
+                ),
+            ),
         )
     ]
 
@@ -142,9 +149,9 @@ def check_weight(ctx: Context) -> list[Finding]:
                 _ev(ctx.weight),
             )
         ]
-    lookup = band_weight_kg(w)
-    if lookup == w:
+    if not between_bands(w):
         return []
+    lookup = band_weight_kg(w)
     return [
         Finding(
             FindingCode.WEIGHT_BETWEEN_BANDS,
@@ -435,7 +442,8 @@ def check_genetics(ctx: Context) -> list[Finding]:
             Finding(
                 FindingCode.SMN2_COPY_NUMBER,
                 Severity.INFO,
-                f"SMN2 copy number {smn2.value}; the pivotal trials enrolled infants with 2 copies.",
+                f"SMN2 copy number {smn2.value}; the pivotal trials enrolled infants with 2 "
+                "copies.",
                 "14",
                 _ev(smn2),
             )
@@ -502,8 +510,8 @@ def check_counseling(ctx: Context) -> list[Finding]:
             Finding(
                 FindingCode.LIVE_VACCINE_CAUTION,
                 Severity.INFO,
-                f"Daily prednisolone {steroids.dose_mg_per_day} mg for {label.STEROID_FULL_DOSE_DAYS} "
-                "days is substantially immunosuppressive (>= 20 mg/day for >= 2 weeks): MMR and "
+                f"Daily prednisolone {steroids.dose_mg_per_day} mg for "
+                f"{label.STEROID_FULL_DOSE_DAYS} days is substantially immunosuppressive (>= 20 mg/day for >= 2 weeks): MMR and "
                 "varicella vaccines are contraindicated during the course; plan vaccinations "
                 "around it.",
                 "7",

@@ -1,4 +1,4 @@
-"""What the ZOLGENSMA prescribing information (revised 2/2025) fixes: constants, kits, counseling."""
+"""What the ZOLGENSMA prescribing information (rev. 2/2025) fixes: constants, kits, counseling."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ TAPER_DAYS = 28
 """Section 2.1: taper gradually over the next 28 days (or longer if needed)."""
 
 LIVER_ULN_MULTIPLE = Decimal(2)
-"""Sections 2.1, 5.1: ALT/AST below 2 x ULN is unremarkable; > 2 x ULN at baseline was not studied."""
+"""Sections 2.1, 5.1: ALT/AST < 2 x ULN is unremarkable; > 2 x ULN at baseline was not studied."""
 
 TITER_MAX_DENOMINATOR = Decimal(50)
 """Section 6.2: trials required anti-AAV9 titers of <= 1:50; > 1:50 not evaluated."""

@@ -33,7 +33,9 @@ def fallback_table() -> tuple[FallbackUln, ...]:
         if row["unit"] != CANONICAL_UNIT[test]:
             raise ValueError(f"uln_fallback.csv: {test} must be in {CANONICAL_UNIT[test]}")
         rows.append(
-            FallbackUln(test, int(row["age_from_days"]), int(row["age_to_days"]), Decimal(row["uln"]))
+            FallbackUln(
+                test, int(row["age_from_days"]), int(row["age_to_days"]), Decimal(row["uln"])
+            )
         )
     return tuple(rows)
 

@@ -126,6 +126,8 @@ class Evidence:
     unit: str = ""
     date: dt.date | None = None
     display: str = ""
+    recorded: str = ""
+    """The timestamp exactly as the source recorded it, when it had one."""
 
 
 @dataclass(frozen=True)

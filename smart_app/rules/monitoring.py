@@ -108,7 +108,9 @@ def lab_draws(infusion_date: dt.date, *, policy: Policy) -> tuple[ScheduleItem, 
             else policy.biweekly_window_days
         )
         defaults = [", ".join(s.tests) for s in streams if s.institution_default]
-        conditional = _join([f"{', '.join(s.tests)}: {s.conditional}" for s in streams if s.conditional])
+        conditional = _join(
+            [f"{', '.join(s.tests)}: {s.conditional}" for s in streams if s.conditional]
+        )
         activity = f"Lab draw, day {day}: {', '.join(tests)}"
         if defaults:
             activity += f" ({'; '.join(defaults)} by institution default)"

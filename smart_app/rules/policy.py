@@ -62,7 +62,9 @@ class Policy:
     def __post_init__(self) -> None:
         """Refuse a policy whose taper is malformed or which would stop steroids abruptly."""
         if len(self.taper_mg_per_kg_per_day) != len(self.taper_step_days):
-            raise PolicyError("policy: taper_mg_per_kg_per_day and taper_step_days differ in length")
+            raise PolicyError(
+                "policy: taper_mg_per_kg_per_day and taper_step_days differ in length"
+            )
         if not self.taper_mg_per_kg_per_day:
             raise PolicyError("policy: a taper needs at least one step (never stop abruptly)")
         if sum(self.taper_step_days) < 28:

@@ -36,7 +36,9 @@ def taper_steps(
                 end=end,
                 mg_per_kg_per_day=mg_per_kg,
                 dose_mg_per_day=dose,
-                volume_ml_per_day=volume_ml(dose, concentration_mg_per_ml=policy.concentration_mg_per_ml),
+                volume_ml_per_day=volume_ml(
+                    dose, concentration_mg_per_ml=policy.concentration_mg_per_ml
+                ),
             )
         )
         start = end + dt.timedelta(days=1)
@@ -49,9 +51,7 @@ def steroid_course(weight_kg: Decimal, *, infusion_date: dt.date, policy: Policy
     start = infusion_date - dt.timedelta(days=1)
     through = start + dt.timedelta(days=label.STEROID_FULL_DOSE_DAYS - 1)
     taper = taper_steps(weight_kg, first_day=through + dt.timedelta(days=1), policy=policy)
-    described = ", then ".join(
-        f"{s.mg_per_kg_per_day} mg/kg/day for {s.days} days" for s in taper
-    )
+    described = ", then ".join(f"{s.mg_per_kg_per_day} mg/kg/day for {s.days} days" for s in taper)
     basis = (
         f"The label says to taper 'gradually over the next 28 days' without steps (2.1); this "
         f"taper is an institution default ({policy.version}): {described}, then stop. It starts "

@@ -1,0 +1,101 @@
+"""Code systems and the codes the app reads (LOINC, SNOMED CT, ICD-10-CM, NDC) and writes."""
+
+from __future__ import annotations
+
+from smart_app.rules.model import LabTest
+
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+NDC = "http://hl7.org/fhir/sid/ndc"
+UCUM = "http://unitsofmeasure.org"
+REFERENCE_RANGE_MEANING = "http://terminology.hl7.org/CodeSystem/referencerange-meaning"
+
+APP_BASE = "https://zolgensma-smart.example/fhir"
+"""Canonical base of what the app defines (.example is reserved: it never resolves)."""
+APP_CODES = f"{APP_BASE}/CodeSystem/zolgensma-smart"
+APP_IDENTIFIER = f"{APP_BASE}/identifier"
+
+Coding = tuple[str, str]
+"""(system, code)"""
+
+WEIGHT: frozenset[Coding] = frozenset({(LOINC, "29463-7"), (LOINC, "3141-9")})
+GESTATIONAL_AGE_AT_BIRTH: frozenset[Coding] = frozenset({(LOINC, "76516-4")})
+BODY_TEMPERATURE: frozenset[Coding] = frozenset({(LOINC, "8310-5")})
+SMN1_COPIES: frozenset[Coding] = frozenset({(LOINC, "111768-8")})
+SMN2_COPIES: frozenset[Coding] = frozenset({(LOINC, "97654-8")})
+
+LABS: dict[LabTest, frozenset[Coding]] = {
+    LabTest.ALT: frozenset({(LOINC, "1742-6")}),
+    LabTest.AST: frozenset({(LOINC, "1920-8")}),
+    LabTest.BILIRUBIN_TOTAL: frozenset({(LOINC, "1975-2")}),
+    LabTest.ALBUMIN: frozenset({(LOINC, "1751-7")}),
+    LabTest.PT: frozenset({(LOINC, "5902-2")}),
+    LabTest.PTT: frozenset({(LOINC, "14979-9"), (LOINC, "3173-2")}),
+    LabTest.INR: frozenset({(LOINC, "6301-6"), (LOINC, "34714-6")}),
+    LabTest.PLATELETS: frozenset({(LOINC, "777-3"), (LOINC, "26515-7")}),
+    LabTest.HEMOGLOBIN: frozenset({(LOINC, "718-7")}),
+    LabTest.CREATININE: frozenset({(LOINC, "2160-0")}),
+    LabTest.TROPONIN_I: frozenset({(LOINC, "10839-9"), (LOINC, "89579-7")}),
+}
+
+DEFAULT_TITER_CODES: frozenset[Coding] = frozenset({(APP_CODES, "anti-aav9-titer")})
+"""No LOINC exists for anti-AAV9 antibodies: sites add local codes; text 'AAV9' also matches."""
+TITER_TEXT = "aav9"
+
+SMA: frozenset[Coding] = frozenset(
+    {(ICD10CM, "G12.0"), (ICD10CM, "G12.1"), (ICD10CM, "G12.9"), (SNOMED, "5262007")}
+)
+
+INFECTION_ICD10_PREFIXES: tuple[str, ...] = (
+    "A",  # A00-A99 certain infectious and parasitic diseases
+    "B",  # B00-B99 incl. chronic viral hepatitis (B18)
+    "J0",  # J00-J06 acute upper respiratory infections
+    "J1",  # J09-J18 influenza and pneumonia
+    "J20",  # acute bronchitis
+    "J21",  # acute bronchiolitis
+    "J22",  # unspecified acute lower respiratory infection
+    "H65",  # nonsuppurative otitis media
+    "H66",  # suppurative otitis media
+    "N39.0",  # urinary tract infection
+    "U07.1",  # COVID-19
+    "R50",  # fever
+)
+"""ICD-10-CM code prefixes the app treats as an active infection (institution value set)."""
+
+INFECTION_SNOMED: frozenset[str] = frozenset(
+    {
+        "40733004",  # infectious disease
+        "233604007",  # pneumonia
+        "4120002",  # bronchiolitis
+        "65363002",  # otitis media
+        "25374005",  # gastroenteritis
+        "68566005",  # urinary tract infectious disease
+        "840539006",  # COVID-19
+        "55735004",  # respiratory syncytial virus infection
+        "6142004",  # influenza
+        "54150009",  # upper respiratory infection
+        "91302008",  # sepsis
+        "66071002",  # viral hepatitis type B
+        "36971009",  # sinusitis
+        "386661006",  # fever
+    }
+)
+
+ADVANCED_SMA_CODES: frozenset[Coding] = frozenset(
+    {
+        (ICD10CM, "Z93.0"),  # tracheostomy status
+        (ICD10CM, "Z99.11"),  # dependence on respirator [ventilator] status
+        (SNOMED, "48387007"),  # tracheostomy (procedure)
+        (SNOMED, "444932008"),  # dependence on ventilator
+    }
+)
+ADVANCED_SMA_TEXT: tuple[str, ...] = (
+    "tracheostomy",
+    "permanent ventilation",
+    "ventilator dependen",
+    "ventilator-dependen",
+)
+
+ZOLGENSMA_NDC_LABELER = "71894"
+ZOLGENSMA_TEXT: tuple[str, ...] = ("onasemnogene", "zolgensma")

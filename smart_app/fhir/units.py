@@ -1,0 +1,147 @@
+"""Explicit UCUM unit normalisation: every accepted unit, its factor to the canonical one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+
+from smart_app.rules.model import LabTest
+
+Convert = Callable[[Decimal], Decimal]
+
+
+def _times(factor: str) -> Convert:
+    """A conversion that multiplies by `factor`."""
+    f = Decimal(factor)
+    return lambda v: v * f
+
+
+def _per(divisor: str) -> Convert:
+    """A conversion that divides by `divisor`."""
+    d = Decimal(divisor)
+    return lambda v: v / d
+
+
+_SAME = _times("1")
+
+WEIGHT_TO_KG: dict[str, Convert] = {
+    "kg": _SAME,
+    "g": _per("1000"),
+    "[lb_av]": _times("0.45359237"),
+    "[oz_av]": _times("0.028349523125"),
+}
+GESTATION_TO_DAYS: dict[str, Convert] = {"wk": _times("7"), "d": _SAME}
+TEMPERATURE_TO_CEL: dict[str, Convert] = {
+    "Cel": _SAME,
+    "[degF]": lambda v: (v - 32) * 5 / 9,
+}
+
+_ENZYME = {"U/L": _SAME, "[IU]/L": _SAME, "ukat/L": _times("60"), "nkat/L": _times("0.06")}
+_SECONDS = {"s": _SAME}
+
+LAB_TO_CANONICAL: dict[LabTest, dict[str, Convert]] = {
+    LabTest.ALT: _ENZYME,
+    LabTest.AST: _ENZYME,
+    LabTest.BILIRUBIN_TOTAL: {"mg/dL": _SAME, "umol/L": _per("17.104")},
+    LabTest.ALBUMIN: {"g/dL": _SAME, "g/L": _per("10")},
+    LabTest.PT: _SECONDS,
+    LabTest.PTT: _SECONDS,
+    LabTest.INR: {"{INR}": _SAME, "{ratio}": _SAME, "1": _SAME},
+    LabTest.CREATININE: {"mg/dL": _SAME, "umol/L": _per("88.42")},
+    LabTest.HEMOGLOBIN: {"g/dL": _SAME, "g/L": _per("10"), "mmol/L": _times("1.611")},
+    LabTest.PLATELETS: {"10*3/uL": _SAME, "10*9/L": _SAME, "/uL": _per("1000")},
+    LabTest.TROPONIN_I: {
+        "ng/mL": _SAME,
+        "ug/L": _SAME,
+        "ng/L": _per("1000"),
+        "pg/mL": _per("1000"),
+    },
+}
+
+ALIASES: dict[str, str] = {
+    "kilogram": "kg",
+    "kilograms": "kg",
+    "gram": "g",
+    "grams": "g",
+    "lb": "[lb_av]",
+    "lbs": "[lb_av]",
+    "pound": "[lb_av]",
+    "pounds": "[lb_av]",
+    "oz": "[oz_av]",
+    "ounce": "[oz_av]",
+    "ounces": "[oz_av]",
+    "week": "wk",
+    "weeks": "wk",
+    "wks": "wk",
+    "day": "d",
+    "days": "d",
+    "°c": "Cel",
+    "c": "Cel",
+    "degc": "Cel",
+    "cel": "Cel",
+    "°f": "[degF]",
+    "f": "[degF]",
+    "degf": "[degF]",
+    "iu/l": "[IU]/L",
+    "u/l": "U/L",
+    "µkat/l": "ukat/L",
+    "µmol/l": "umol/L",
+    "umol/l": "umol/L",
+    "mg/dl": "mg/dL",
+    "g/dl": "g/dL",
+    "g/l": "g/L",
+    "mmol/l": "mmol/L",
+    "sec": "s",
+    "seconds": "s",
+    "inr": "{INR}",
+    "ratio": "{ratio}",
+    "": "1",
+    "10^3/ul": "10*3/uL",
+    "10^9/l": "10*9/L",
+    "k/ul": "10*3/uL",
+    "x10e3/ul": "10*3/uL",
+    "10*3/mm3": "10*3/uL",
+    "/mm3": "/uL",
+    "{cells}/ul": "/uL",
+    "ng/ml": "ng/mL",
+    "ug/l": "ug/L",
+    "µg/l": "ug/L",
+    "ng/l": "ng/L",
+    "pg/ml": "pg/mL",
+}
+"""Human-entered unit strings (Quantity.unit without a UCUM code) mapped to UCUM codes."""
+
+
+def ucum(code: str | None, text: str | None) -> str:
+    """The UCUM code of a Quantity: its `code` when given, else its `unit` text via the aliases."""
+    if code:
+        return code
+    raw = (text or "").strip()
+    return ALIASES.get(raw.lower(), raw)
+
+
+class UnitError(ValueError):
+    """A unit the app does not convert; carries the unit as recorded."""
+
+
+def to_canonical(
+    value: Decimal, unit: str, table: dict[str, Convert], *, rounding: str = ROUND_HALF_UP
+) -> Decimal:
+    """Convert `value` in UCUM `unit` with `table` to 4 decimals; exact for factors of 1."""
+    try:
+        convert = table[unit]
+    except KeyError:
+        raise UnitError(unit) from None
+    if convert is _SAME:
+        return value
+    return convert(value).quantize(Decimal("0.0001"), rounding=rounding)
+
+
+def weight_to_kg(value: Decimal, unit: str) -> Decimal:
+    """A weight in kg, rounded UP at 0.1 g so a conversion never moves a weight to a lower band."""
+    return to_canonical(value, unit, WEIGHT_TO_KG, rounding=ROUND_CEILING)
+
+
+def lab_to_canonical(test: LabTest, value: Decimal, unit: str) -> Decimal:
+    """A lab value in the test's canonical unit (CANONICAL_UNIT)."""
+    return to_canonical(value, unit, LAB_TO_CANONICAL[test])

@@ -1,0 +1,229 @@
+"""A Plan as JSON-ready data and as a readable summary for a pharmacist."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import textwrap
+from decimal import Decimal
+from typing import Any
+
+from smart_app.rules.model import Dose, Evidence, Finding, Plan, ScheduleItem, SteroidCourse
+
+
+def _num(value: Decimal) -> float | int:
+    """A Decimal as a JSON number: integers stay integers, others keep their digits."""
+    if value == value.to_integral_value() and value.as_tuple().exponent >= 0:
+        return int(value)
+    return float(value)
+
+
+def _day(value: dt.date | None) -> str | None:
+    """ISO date or None."""
+    return value.isoformat() if value else None
+
+
+def _evidence(e: Evidence) -> dict[str, Any]:
+    """One piece of evidence."""
+    return {
+        "reference": e.reference,
+        "value": e.value,
+        "unit": e.unit,
+        "date": _day(e.date),
+        "recorded": e.recorded or None,
+        "display": e.display,
+    }
+
+
+def _finding(f: Finding) -> dict[str, Any]:
+    """One finding."""
+    return {
+        "code": f.code.value,
+        "severity": f.severity.value,
+        "message": f.message,
+        "section": f.section,
+        "evidence": [_evidence(e) for e in f.evidence],
+    }
+
+
+def dose_data(dose: Dose | None) -> dict[str, Any] | None:
+    """The dose card, or None when no labeled kit applies."""
+    if dose is None:
+        return None
+    kit = dose.kit
+    return {
+        "weight_kg": _num(dose.weight_kg),
+        "band_weight_kg": _num(dose.band_weight_kg),
+        "band_kg": [_num(kit.band_low_kg), _num(kit.band_high_kg)],
+        "kit_ndc": kit.ndc,
+        "dose_volume_ml": _num(kit.dose_volume_ml),
+        "vials_5_5_ml": kit.vials_5_5_ml,
+        "vials_8_3_ml": kit.vials_8_3_ml,
+        "total_vials": kit.total_vials,
+        "kit_capacity_ml": _num(kit.capacity_ml),
+        "vector_genomes": dose.vector_genomes,
+        "vector_genomes_per_kg": _num(dose.vector_genomes_per_kg),
+        "infusion_minutes": dose.infusion_minutes,
+        "pump_rate_ml_per_h": _num(dose.pump_rate_ml_per_h),
+        "explanation": dose.explanation,
+    }
+
+
+def _steroids(course: SteroidCourse | None) -> dict[str, Any] | None:
+    """The corticosteroid course, or None without a dose."""
+    if course is None:
+        return None
+    return {
+        "drug": "prednisolone (or equivalent)",
+        "weight_kg": _num(course.weight_kg),
+        "dose_mg_per_day": _num(course.dose_mg_per_day),
+        "volume_ml_per_day": _num(course.volume_ml_per_day),
+        "concentration_mg_per_ml": _num(course.concentration_mg_per_ml),
+        "start_date": _day(course.start_date),
+        "full_dose_through": _day(course.full_dose_through),
+        "liver_check_date": _day(course.liver_check_date),
+        "taper": [
+            {
+                "start": _day(s.start),
+                "end": _day(s.end),
+                "days": s.days,
+                "mg_per_kg_per_day": _num(s.mg_per_kg_per_day),
+                "dose_mg_per_day": _num(s.dose_mg_per_day),
+                "volume_ml_per_day": _num(s.volume_ml_per_day),
+            }
+            for s in course.taper
+        ],
+        "taper_basis": course.taper_basis,
+    }
+
+
+def _item(i: ScheduleItem) -> dict[str, Any]:
+    """One scheduled activity."""
+    return {
+        "date": _day(i.date),
+        "day": i.day,
+        "hcp_day": i.hcp_day,
+        "kind": i.kind.value,
+        "activity": i.activity,
+        "tests": [t.value for t in i.tests],
+        "section": i.section,
+        "window": {"start": _day(i.window_start), "end": _day(i.window_end)},
+        "institution_default": i.institution_default,
+        "conditional": i.conditional or None,
+    }
+
+
+def plan_data(plan: Plan) -> dict[str, Any]:
+    """The plan as JSON-ready data, keys in a fixed order."""
+    return {
+        "evaluated_on": _day(plan.evaluated_on),
+        "infusion_date": _day(plan.infusion_date),
+        "patient": {
+            "id": plan.patient_id,
+            "birth_date": _day(plan.birth_date),
+            "age_days_on_infusion": plan.age_days_on_infusion,
+            "last_labeled_infusion_date": _day(plan.last_labeled_infusion_date),
+        },
+        "eligibility": {
+            "status": plan.eligibility.status.value,
+            "findings": [_finding(f) for f in plan.eligibility.findings],
+        },
+        "dose": dose_data(plan.dose),
+        "prednisolone": _steroids(plan.steroids),
+        "schedule": [_item(i) for i in plan.schedule],
+        "counseling": [
+            {"topic": c.topic, "text": c.text, "section": c.section} for c in plan.counseling
+        ],
+        "label_version": plan.label_version,
+        "policy_version": plan.policy_version,
+    }
+
+
+def to_json(data: Any) -> str:
+    """Stable, human-diffable JSON text with a trailing newline."""
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def _wrap(text: str, indent: int) -> str:
+    """Wrap to 96 columns under a hanging indent."""
+    pad = " " * indent
+    return textwrap.fill(text, width=96, initial_indent=pad, subsequent_indent=pad)
+
+
+def _evidence_line(e: Evidence) -> str:
+    """'Observation/x: 1:25 (2026-11-01)'."""
+    value = f"{e.value} {e.unit}".strip()
+    when = f" ({e.date})" if e.date else ""
+    return f"{e.reference}: {value}{when}" if value else f"{e.reference}{when}"
+
+
+def plan_text(plan: Plan) -> str:
+    """A readable summary: status and reasons first, then dose, steroids, schedule."""
+    out = [f"ZOLGENSMA plan for Patient/{plan.patient_id}"]
+    if plan.birth_date:
+        out.append(
+            f"  born {plan.birth_date}; {plan.age_days_on_infusion} days old on the infusion day; "
+            f"last labeled infusion day {plan.last_labeled_infusion_date}"
+        )
+    out.append(f"  evaluated {plan.evaluated_on} for infusion on {plan.infusion_date}")
+    out.append(f"  {plan.label_version}; {plan.policy_version}")
+    out.append("")
+    out.append(f"ELIGIBILITY: {plan.eligibility.status.value.upper()}")
+    for f in plan.eligibility.findings:
+        out.append(f"  [{f.severity.value}] {f.code.value} (section {f.section})")
+        out.append(_wrap(f.message, 6))
+        out.extend(_wrap(f"evidence: {_evidence_line(e)}", 6) for e in f.evidence)
+    out.append("")
+    out.extend(_dose_text(plan.dose))
+    out.append("")
+    out.extend(_steroid_text(plan.steroids))
+    out.append("")
+    out.append("SCHEDULE (day 0 = infusion; HCP Day = day + 2)")
+    for i in plan.schedule:
+        flags = " [institution default]" if i.institution_default else ""
+        out.append(f"  {i.date}  day {i.day:>3}  HCP Day {i.hcp_day:>3}  {i.kind.value}{flags}")
+        out.append(_wrap(f"{i.activity} (section {i.section})", 6))
+        if i.conditional:
+            out.append(_wrap(f"if: {i.conditional}", 6))
+    out.append("")
+    out.append("CAREGIVER COUNSELING (section 17)")
+    for c in plan.counseling:
+        out.append(_wrap(f"- {c.topic}: {c.text}", 2))
+    return "\n".join(out) + "\n"
+
+
+def _dose_text(dose: Dose | None) -> list[str]:
+    """The dose card as lines."""
+    if dose is None:
+        return ["DOSE: none (no current weight in the labeled 2.6-21.0 kg range)"]
+    kit = dose.kit
+    return [
+        f"DOSE: kit NDC {kit.ndc}, band {kit.band_low_kg}-{kit.band_high_kg} kg",
+        f"  weight {dose.weight_kg} kg (looked up as {dose.band_weight_kg} kg)",
+        f"  {kit.vials_5_5_ml} x 5.5 mL + {kit.vials_8_3_ml} x 8.3 mL vials = {kit.total_vials} "
+        f"vials ({kit.capacity_ml} mL)",
+        f"  dose volume {kit.dose_volume_ml} mL = {dose.vector_genomes:.3e} vg "
+        f"({dose.vector_genomes_per_kg:.3e} vg/kg)",
+        f"  infuse over {dose.infusion_minutes} min by syringe pump at {dose.pump_rate_ml_per_h} "
+        "mL/h; never IV push or bolus",
+    ]
+
+
+def _steroid_text(course: SteroidCourse | None) -> list[str]:
+    """The corticosteroid course as lines."""
+    if course is None:
+        return ["PREDNISOLONE: not computed (no dose)"]
+    out = [
+        f"PREDNISOLONE 1 mg/kg/day on {course.weight_kg} kg "
+        f"(oral solution {course.concentration_mg_per_ml} mg/mL)",
+        f"  {course.dose_mg_per_day} mg = {course.volume_ml_per_day} mL once daily, "
+        f"{course.start_date} to {course.full_dose_through} (30 days)",
+        f"  liver assessment {course.liver_check_date}; if unremarkable, taper:",
+    ]
+    out.extend(
+        f"    {s.start} to {s.end}  {s.mg_per_kg_per_day} mg/kg/day = {s.dose_mg_per_day} mg "
+        f"= {s.volume_ml_per_day} mL daily"
+        for s in course.taper
+    )
+    out.append(_wrap(course.taper_basis, 2))
+    return out
