@@ -511,9 +511,9 @@ def check_counseling(ctx: Context) -> list[Finding]:
                 FindingCode.LIVE_VACCINE_CAUTION,
                 Severity.INFO,
                 f"Daily prednisolone {steroids.dose_mg_per_day} mg for "
-                f"{label.STEROID_FULL_DOSE_DAYS} days is substantially immunosuppressive (>= 20 mg/day for >= 2 weeks): MMR and "
-                "varicella vaccines are contraindicated during the course; plan vaccinations "
-                "around it.",
+                f"{label.STEROID_FULL_DOSE_DAYS} days is substantially immunosuppressive "
+                "(>= 20 mg/day for >= 2 weeks): MMR and varicella vaccines are contraindicated "
+                "during the course; plan vaccinations around it.",
                 "7",
             )
         )
