@@ -8,6 +8,7 @@ import textwrap
 from decimal import Decimal
 from typing import Any
 
+from smart_app.rules.dosing import between_bands, sci
 from smart_app.rules.model import Dose, Evidence, Finding, Plan, ScheduleItem, SteroidCourse
 
 
@@ -197,13 +198,18 @@ def _dose_text(dose: Dose | None) -> list[str]:
     if dose is None:
         return ["DOSE: none (no current weight in the labeled 2.6-21.0 kg range)"]
     kit = dose.kit
+    rounded = (
+        f" (between bands: rounded up to {dose.band_weight_kg} kg)"
+        if between_bands(dose.weight_kg)
+        else ""
+    )
     return [
         f"DOSE: kit NDC {kit.ndc}, band {kit.band_low_kg}-{kit.band_high_kg} kg",
-        f"  weight {dose.weight_kg} kg (looked up as {dose.band_weight_kg} kg)",
+        f"  weight {dose.weight_kg} kg{rounded}",
         f"  {kit.vials_5_5_ml} x 5.5 mL + {kit.vials_8_3_ml} x 8.3 mL vials = {kit.total_vials} "
         f"vials ({kit.capacity_ml} mL)",
-        f"  dose volume {kit.dose_volume_ml} mL = {dose.vector_genomes:.3e} vg "
-        f"({dose.vector_genomes_per_kg:.3e} vg/kg)",
+        f"  dose volume {kit.dose_volume_ml} mL = {sci(dose.vector_genomes)} vg "
+        f"({sci(dose.vector_genomes_per_kg)} vg/kg)",
         f"  infuse over {dose.infusion_minutes} min by syringe pump at {dose.pump_rate_ml_per_h} "
         "mL/h; never IV push or bolus",
     ]

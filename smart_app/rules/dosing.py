@@ -61,7 +61,7 @@ def dose_for_weight(weight_kg: Decimal) -> Dose | None:
     why += (
         f" Dose volume {kit.dose_volume_ml} mL is computed at the band's upper limit "
         f"({kit.band_high_kg} kg x 5.5 mL/kg, Table 1 footnote a) = "
-        f"{_sci(vector_genomes)} vg, i.e. {_sci(per_kg)} vg/kg for this patient "
+        f"{sci(vector_genomes)} vg, i.e. {sci(per_kg)} vg/kg for this patient "
         f"(label dose 1.1e14 vg/kg). Kit {kit.ndc}: {kit.vials_5_5_ml} x 5.5 mL + "
         f"{kit.vials_8_3_ml} x 8.3 mL vials (Table 3)."
     )
@@ -77,7 +77,7 @@ def dose_for_weight(weight_kg: Decimal) -> Dose | None:
     )
 
 
-def _sci(value: Decimal) -> str:
+def sci(value: Decimal | int) -> str:
     """3 significant figures in e-notation: 3.86e14."""
     mantissa, exponent = f"{value:.2e}".split("e")
     return f"{mantissa}e{int(exponent)}"

@@ -367,8 +367,7 @@ def check_liver(ctx: Context) -> list[Finding]:
         seen = interpret(usable, birth_date=ctx.facts.birth_date)
         if seen.source is UlnSource.FALLBACK:
             fallbacks.append(seen)
-        multiple = seen.multiple_of_uln
-        if multiple is None or multiple <= label.LIVER_ULN_MULTIPLE:
+        if not seen.exceeds(label.LIVER_ULN_MULTIPLE):
             continue
         jaundice = (
             " Neonatal jaundice is the label's exception for bilirubin."
@@ -379,7 +378,7 @@ def check_liver(ctx: Context) -> list[Finding]:
             Finding(
                 FindingCode.LIVER_FUNCTION_ELEVATED,
                 Severity.NEEDS_REVIEW,
-                f"Baseline {test} {usable.value} {usable.unit} is {multiple} x ULN "
+                f"Baseline {test} {usable.value} {usable.unit} is {seen.multiple_of_uln} x ULN "
                 f"({seen.uln} {usable.unit}, {seen.source}): patients above 2 x ULN were not "
                 f"studied; weigh risks and benefits.{jaundice}",
                 "5.1; 8.6",

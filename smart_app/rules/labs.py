@@ -48,9 +48,13 @@ class Interpreted:
     uln: Decimal | None
     source: UlnSource
 
+    def exceeds(self, multiple: Decimal) -> bool:
+        """True when the value is strictly above `multiple` x ULN, compared exactly."""
+        return self.uln is not None and self.result.value > multiple * self.uln
+
     @property
     def multiple_of_uln(self) -> Decimal | None:
-        """value / ULN to two decimals, or None without a ULN."""
+        """value / ULN to two decimals for display (decide with `exceeds`), or None."""
         if self.uln is None or self.uln == 0:
             return None
         return (self.result.value / self.uln).quantize(Decimal("0.01"))

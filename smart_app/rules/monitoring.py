@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from smart_app.rules import label
 from smart_app.rules.model import ActivityKind, LabTest, ScheduleItem, SteroidCourse
 from smart_app.rules.policy import Policy
+from smart_app.rules.steroids import daily_dose_mg, volume_ml
 
 LIVER_PANEL: tuple[LabTest, ...] = (
     LabTest.AST,
@@ -235,8 +236,11 @@ def schedule(
     for step_index, (mg_per_kg, days) in enumerate(
         zip(policy.taper_mg_per_kg_per_day, policy.taper_step_days, strict=True)
     ):
-        step = steroids.taper[step_index] if steroids else None
-        amount = f" = {step.dose_mg_per_day} mg ({step.volume_ml_per_day} mL)" if step else ""
+        amount = ""
+        if steroids is not None:
+            mg = daily_dose_mg(steroids.weight_kg, mg_per_kg)
+            ml = volume_ml(mg, concentration_mg_per_ml=steroids.concentration_mg_per_ml)
+            amount = f" = {mg} mg ({ml} mL)"
         items.append(
             _item(
                 infusion_date,

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import pairwise
 
 from smart_app.errors import PolicyError
 from smart_app.rules.model import LabTest
+
+MIN_TAPER_MG_PER_KG = Decimal("0.1")
+"""The smallest taper step: 0.3 mg = 0.1 mL of 15 mg/5 mL at the lightest labeled weight."""
 
 ALL_BASELINE_TESTS: tuple[LabTest, ...] = (
     LabTest.AST,
@@ -72,10 +76,13 @@ class Policy:
         if any(d <= 0 for d in self.taper_step_days):
             raise PolicyError("policy: taper steps must last at least one day")
         doses = self.taper_mg_per_kg_per_day
-        if any(not Decimal(0) < d < Decimal(1) for d in doses) or list(doses) != sorted(
-            doses, reverse=True
-        ):
-            raise PolicyError("policy: taper doses must fall step by step below 1 mg/kg/day")
+        if any(not MIN_TAPER_MG_PER_KG <= d < Decimal(1) for d in doses):
+            raise PolicyError(
+                f"policy: taper doses must lie in [{MIN_TAPER_MG_PER_KG}, 1) mg/kg/day so every "
+                "step is a measurable dose at the lightest labeled weight"
+            )
+        if any(later >= earlier for earlier, later in pairwise(doses)):
+            raise PolicyError("policy: taper doses must fall at every step")
 
     @property
     def concentration_mg_per_ml(self) -> Decimal:
