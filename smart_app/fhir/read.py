@@ -49,6 +49,8 @@ COMPARATORS = {c.value: c for c in Comparator}
 DAYS_PER_AGE_UNIT = {"a": Decimal("365.25"), "mo": Decimal("30.4375"), "wk": 7, "d": 1}
 TITER_PATTERN = re.compile(r"(<=|>=|≤|≥|<|>)?\s*1\s*:\s*(\d+(?:\.\d+)?)")
 TITER_SYMBOLS = {"≤": "<=", "≥": ">="}
+PRENATAL_OK = frozenset({"gestational age at birth", "SMN1 copy number", "SMN2 copy number"})
+"""Results that may predate birth: gestation, and prenatal genetic testing."""
 
 
 def parse_bundle_json(text: str) -> dict[str, Any]:
@@ -254,6 +256,13 @@ class _Reader:
                 Evidence(ref, "", display=_text(obs.get("code"))),
             )
             return
+        if self.birth_date and effective < self.birth_date and kind not in PRENATAL_OK:
+            self.unreadable(
+                kind,
+                f"it is dated {effective}, before the birth date",
+                Evidence(ref, "", date=effective),
+            )
+            return
         if kind == "anti-AAV9 titer":
             titer = self._titer(obs, ref, effective)
             stamped = replace(titer.evidence, recorded=_recorded(obs))
@@ -415,21 +424,12 @@ class _Reader:
         evidence = Evidence(ref, shown, "", effective, display)
         if n is None or d is None or n <= 0 or d <= 0:
             return Titer(None, Comparator.EQ, effective, evidence)
-        comparator = COMPARATORS.get(str(num.get("comparator", "=")), Comparator.EQ)
-        flipped = {
-            Comparator.LT: Comparator.GT,
-            Comparator.GT: Comparator.LT,
-            Comparator.LE: Comparator.GE,
-            Comparator.GE: Comparator.LE,
-        }
-        if den.get("comparator"):
-            if comparator is not Comparator.EQ:
-                return Titer(None, Comparator.EQ, effective, evidence)
-            comparator = flipped.get(
-                COMPARATORS.get(str(den["comparator"]), Comparator.EQ), Comparator.EQ
-            )
-        elif comparator is not Comparator.EQ:
-            comparator = flipped[comparator]
+        # A titer is read by its dilution: "<1:50" and "1:<50" both mean below 1:50, so a
+        # comparator on either side applies to the dilution as written, never inverted.
+        given = [str(q["comparator"]) for q in (num, den) if q.get("comparator")]
+        if len(given) > 1 or (given and given[0] not in COMPARATORS):
+            return Titer(None, Comparator.EQ, effective, evidence)
+        comparator = COMPARATORS[given[0]] if given else Comparator.EQ
         return Titer(d / n, comparator, effective, evidence)
 
     # Conditions, procedures, devices, medications -------------------------------------------

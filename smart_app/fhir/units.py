@@ -112,12 +112,30 @@ ALIASES: dict[str, str] = {
 """Human-entered unit strings (Quantity.unit without a UCUM code) mapped to UCUM codes."""
 
 
+def _known_units() -> dict[str, str]:
+    """Every accepted UCUM code and alias, keyed case-insensitively."""
+    tables = (WEIGHT_TO_KG, GESTATION_TO_DAYS, TEMPERATURE_TO_CEL, *LAB_TO_CANONICAL.values())
+    known = {unit.lower(): unit for table in tables for unit in table}
+    clashes = {alias for alias in ALIASES if alias in known and known[alias] != ALIASES[alias]}
+    if clashes:
+        raise ValueError(f"unit aliases clash with UCUM codes: {sorted(clashes)}")
+    return known | ALIASES
+
+
+KNOWN_UNITS = _known_units()
+
+
 def ucum(code: str | None, text: str | None) -> str:
-    """The UCUM code of a Quantity: its `code` when given, else its `unit` text via the aliases."""
-    if code:
-        return code
-    raw = (text or "").strip()
-    return ALIASES.get(raw.lower(), raw)
+    """The UCUM code of a Quantity: its `code`, else its `unit` text, matched case-insensitively.
+
+    Exact UCUM codes pass through; 'KG' or 'mg/dl' typed by hand map to 'kg' and 'mg/dL'.
+    Anything unknown is returned as recorded, so the caller can name it in a finding.
+    """
+    for candidate in (code, text):
+        if candidate is not None and candidate.strip().lower() in KNOWN_UNITS:
+            return KNOWN_UNITS[candidate.strip().lower()]
+    raw = (code or text or "").strip()
+    return KNOWN_UNITS.get(raw.lower(), raw)
 
 
 class UnitError(ValueError):

@@ -367,6 +367,18 @@ def check_liver(ctx: Context) -> list[Finding]:
         seen = interpret(usable, birth_date=ctx.facts.birth_date)
         if seen.source is UlnSource.FALLBACK:
             fallbacks.append(seen)
+        if seen.source is UlnSource.NONE:
+            findings.append(
+                Finding(
+                    FindingCode.RESULT_UNREADABLE,
+                    Severity.NEEDS_REVIEW,
+                    f"Baseline {test} {usable.value} {usable.unit} has no reference range and no "
+                    "fallback applies (age on the result date unknown): whether it exceeds "
+                    "2 x ULN cannot be judged.",
+                    "5.1",
+                    (usable.evidence,),
+                )
+            )
         if not seen.exceeds(label.LIVER_ULN_MULTIPLE):
             continue
         jaundice = (
