@@ -16,7 +16,7 @@ from smart_app.config import load_policy
 from smart_app.errors import InputError, SmartAppError
 from smart_app.fhir import codes
 from smart_app.fhir.read import facts_from_bundle, parse_bundle_json
-from smart_app.fhir.units import weight_to_kg
+from smart_app.fhir.units import UnitError, weight_to_kg
 from smart_app.rules.dosing import dose_for_weight
 from smart_app.rules.plan import build_plan
 from smart_app.rules.policy import DEFAULT_POLICY
@@ -127,7 +127,10 @@ def _weight(text: str, unit: WeightUnit) -> Decimal:
         raise InputError(f"weight {text!r} is not a number") from None
     if not value.is_finite() or value <= 0:
         raise InputError(f"weight {text!r} must be a positive number")
-    return weight_to_kg(value, unit.ucum)
+    try:
+        return weight_to_kg(value, unit.ucum)
+    except UnitError as exc:
+        raise InputError(f"weight {text!r}: {exc}") from None
 
 
 def run_dose(args: argparse.Namespace) -> str:

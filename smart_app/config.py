@@ -19,7 +19,12 @@ def _convert(name: str, raw: Any, default: Any) -> Any:
         if isinstance(default, bool) or isinstance(raw, bool):
             raise TypeError
         if isinstance(default, Decimal):
-            return Decimal(str(raw))
+            if not isinstance(raw, int | float | str):
+                raise TypeError
+            value = Decimal(str(raw))
+            if not value.is_finite():
+                raise ValueError
+            return value
         if isinstance(default, int):
             if not isinstance(raw, int):
                 raise TypeError
@@ -46,6 +51,8 @@ def load_policy(path: Path) -> Policy:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise PolicyError(f"policy: cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"policy: {path} is not UTF-8 text") from exc
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"policy: {path} is not valid TOML: {exc}") from exc
     fields = {f.name: f for f in dataclasses.fields(Policy)}

@@ -46,7 +46,6 @@ STATEMENT_GIVEN = frozenset({"active", "completed", "stopped"})
 REQUEST_LIVE = frozenset({"active", "completed"})
 PROCEDURE_DONE = frozenset({"completed", "in-progress"})
 COMPARATORS = {c.value: c for c in Comparator}
-DAYS_PER_AGE_UNIT = {"a": Decimal("365.25"), "mo": Decimal("30.4375"), "wk": 7, "d": 1}
 TITER_PATTERN = re.compile(r"(<=|>=|≤|≥|<|>)?\s*1\s*:\s*(\d+(?:\.\d+)?)")
 TITER_SYMBOLS = {"≤": "<=", "≥": ">="}
 PRENATAL_OK = frozenset({"gestational age at birth", "SMN1 copy number", "SMN2 copy number"})
@@ -59,10 +58,17 @@ def parse_bundle_json(text: str) -> dict[str, Any]:
         data = json.loads(text, parse_float=Decimal)
     except json.JSONDecodeError as exc:
         raise BundleError(f"not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from exc
+    except RecursionError as exc:
+        raise BundleError("not a FHIR Bundle: JSON nested too deeply") from exc
     if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
         found = data.get("resourceType") if isinstance(data, dict) else type(data).__name__
         raise BundleError(f"not a FHIR Bundle (resourceType is {found!r})")
     return data
+
+
+def _str(raw: Any) -> str | None:
+    """A JSON string, or None for anything else (malformed input never reaches a set lookup)."""
+    return raw if isinstance(raw, str) else None
 
 
 def _dec(raw: Any) -> Decimal | None:
@@ -77,14 +83,13 @@ def _dec(raw: Any) -> Decimal | None:
 
 
 def _date(raw: Any) -> dt.date | None:
-    """The calendar date of a FHIR date/dateTime/instant as recorded; None if partial."""
-    if not isinstance(raw, str):
-        return None
-    match = re.match(r"^(\d{4})-(\d{2})-(\d{2})", raw)
-    if not match:
+    """The calendar date of a FHIR date/dateTime/instant as recorded; None if partial or invalid."""
+    if not isinstance(raw, str) or not re.match(r"^\d{4}-\d{2}-\d{2}(T.+)?$", raw):
         return None
     try:
-        return dt.date(*(int(g) for g in match.groups()))
+        if "T" in raw:
+            return dt.datetime.fromisoformat(raw).date()
+        return dt.date.fromisoformat(raw)
     except ValueError:
         return None
 
@@ -211,7 +216,7 @@ class _Reader:
     def about_patient(self, resource: Resource, ref: str) -> bool:
         """False (and recorded) when a resource names a different patient."""
         subject = resource.get("subject") or resource.get("patient")
-        target = subject.get("reference") if isinstance(subject, Mapping) else None
+        target = _str(subject.get("reference")) if isinstance(subject, Mapping) else None
         if (
             not target
             or target in self.patient_refs
@@ -242,7 +247,7 @@ class _Reader:
 
     def observation(self, obs: Resource, ref: str) -> None:
         """Classify an Observation by code and read its value."""
-        if obs.get("status") not in OBSERVATION_USABLE or "dataAbsentReason" in obs:
+        if _str(obs.get("status")) not in OBSERVATION_USABLE or "dataAbsentReason" in obs:
             return
         pairs = _pairs(obs.get("code"))
         kind = self._observation_kind(obs, pairs)
@@ -282,7 +287,7 @@ class _Reader:
         try:
             self._store(kind, obs, value, unit, comparator, effective, evidence)
         except UnitError as exc:
-            self.unreadable(kind, f"unit '{exc}' cannot be converted", evidence)
+            self.unreadable(kind, str(exc), evidence)
 
     def _observation_kind(self, obs: Resource, pairs: set[Coding]) -> str | LabTest | None:
         """What an Observation is, by code (or by 'AAV9' in its text for the titer)."""
@@ -366,14 +371,13 @@ class _Reader:
         self, obs: Resource, test: LabTest, value_unit: str, effective: dt.date
     ) -> Decimal | None:
         """The reported upper limit of normal for the patient's age, in canonical units."""
-        age_days = (effective - self.birth_date).days if self.birth_date else None
         for rng in obs.get("referenceRange") or []:
             if not isinstance(rng, Mapping) or not isinstance(rng.get("high"), Mapping):
                 continue
             meaning = _pairs(rng.get("type"))
             if meaning and (codes.REFERENCE_RANGE_MEANING, "normal") not in meaning:
                 continue
-            if not _age_matches(rng.get("age"), age_days):
+            if not _age_matches(rng.get("age"), self.birth_date, effective):
                 continue
             high = rng["high"]
             value = _dec(high.get("value"))
@@ -459,7 +463,7 @@ class _Reader:
 
     def procedure(self, proc: Resource, ref: str) -> None:
         """Tracheostomy and the like: markers of advanced SMA."""
-        if proc.get("status") in PROCEDURE_DONE and _is_advanced(proc.get("code")):
+        if _str(proc.get("status")) in PROCEDURE_DONE and _is_advanced(proc.get("code")):
             when = _date(proc.get("performedDateTime")) or _date(
                 (proc.get("performedPeriod") or {}).get("start")
             )
@@ -469,7 +473,7 @@ class _Reader:
 
     def device(self, device: Resource, ref: str) -> None:
         """A tracheostomy tube or home ventilator in use."""
-        if device.get("status") in ("inactive", "entered-in-error"):
+        if _str(device.get("status")) in ("inactive", "entered-in-error"):
             return
         names = " ".join(
             str(n.get("name", "")) for n in device.get("deviceName") or [] if isinstance(n, Mapping)
@@ -487,7 +491,7 @@ class _Reader:
             "MedicationStatement": STATEMENT_GIVEN,
             "MedicationRequest": REQUEST_LIVE,
         }[kind]
-        if med.get("status") not in allowed:
+        if _str(med.get("status")) not in allowed:
             return
         if kind == "MedicationRequest" and _is_own(med):
             return
@@ -512,24 +516,41 @@ class _Reader:
             )
 
 
-def _age_matches(age: Any, age_days: int | None) -> bool:
-    """True when a referenceRange.age range is absent or contains the patient's age."""
+AGE_UNITS = {
+    "d": "d", "day": "d", "days": "d",
+    "wk": "wk", "week": "wk", "weeks": "wk",
+    "mo": "mo", "month": "mo", "months": "mo",
+    "a": "a", "yr": "a", "year": "a", "years": "a",
+}  # fmt: skip
+
+
+def _completed_age(unit: str, birth: dt.date, on: dt.date) -> int:
+    """Age on `on` in completed days, weeks, months or years (as a lab's age bands mean it)."""
+    days = (on - birth).days
+    if unit == "d":
+        return days
+    if unit == "wk":
+        return days // 7
+    months = (on.year - birth.year) * 12 + on.month - birth.month - (on.day < birth.day)
+    return months if unit == "mo" else months // 12
+
+
+def _age_matches(age: Any, birth: dt.date | None, on: dt.date) -> bool:
+    """True when a referenceRange.age range is absent or holds the patient's completed age."""
     if not isinstance(age, Mapping):
         return True
-    if age_days is None:
+    if birth is None:
         return False
-    for bound, inside in (
-        ("low", lambda limit: age_days >= limit),
-        ("high", lambda limit: age_days <= limit),
-    ):
+    for bound in ("low", "high"):
         q = age.get(bound)
         if not isinstance(q, Mapping):
             continue
         value = _dec(q.get("value"))
-        per = DAYS_PER_AGE_UNIT.get(str(q.get("code") or q.get("unit") or "a"))
-        if value is None or per is None:
+        unit = AGE_UNITS.get(str(q.get("code") or q.get("unit") or "a").strip().lower())
+        if value is None or unit is None:
             return False
-        if not inside(value * per):
+        completed = _completed_age(unit, birth, on)
+        if (bound == "low" and completed < value) or (bound == "high" and completed > value):
             return False
     return True
 
@@ -633,13 +654,17 @@ def facts_from_bundle(
 
 
 def _newest(items: list[Any], key: Any) -> tuple[Any, ...]:
-    """Items newest first (date, then time of day), ties broken by reference."""
+    """Items newest first by UTC instant (date-only results by their date), then reference."""
     return tuple(sorted(items, key=key, reverse=True))
 
 
 def _facts(patient_id: str, birth: dt.date | None, got: _Collected) -> PatientFacts:
     """Freeze what was collected, every list newest first."""
-    by_measure = lambda m: (m.effective, _utc(m.evidence.recorded), m.evidence.reference)  # noqa: E731
+
+    def by_measure(m: Measurement | LabResult | Titer) -> tuple[str, str]:
+        """Newest-first key: UTC instant, else the date, then the reference."""
+        return (_utc(m.evidence.recorded) or m.effective.isoformat(), m.evidence.reference)
+
     return PatientFacts(
         patient_id=patient_id,
         birth_date=birth,

@@ -138,8 +138,12 @@ def ucum(code: str | None, text: str | None) -> str:
     return KNOWN_UNITS.get(raw.lower(), raw)
 
 
+MAX_MAGNITUDE = Decimal("1e9")
+"""No value the app reads is anywhere near this; larger ones are typing or encoding errors."""
+
+
 class UnitError(ValueError):
-    """A unit the app does not convert; carries the unit as recorded."""
+    """A value the app cannot convert: an unknown unit or an absurd magnitude; says which."""
 
 
 def to_canonical(
@@ -149,7 +153,9 @@ def to_canonical(
     try:
         convert = table[unit]
     except KeyError:
-        raise UnitError(unit) from None
+        raise UnitError(f"unit '{unit}' cannot be converted") from None
+    if not value.is_finite() or abs(value) > MAX_MAGNITUDE:
+        raise UnitError(f"value {value} {unit} is out of any plausible range")
     if convert is _SAME:
         return value
     return convert(value).quantize(Decimal("0.0001"), rounding=rounding)

@@ -64,7 +64,46 @@ class Policy:
     uln_fallback_version: str = "pediatric-uln-fallback-2026.1"
 
     def __post_init__(self) -> None:
-        """Refuse a policy whose taper is malformed or which would stop steroids abruptly."""
+        """Refuse a policy with values out of range, or a taper that would stop abruptly."""
+        self._check_ranges()
+        self._check_taper()
+
+    def _check_ranges(self) -> None:
+        """Every number finite and in a range where the rules still mean what they say."""
+        decimals = {
+            "fever_threshold_c": self.fever_threshold_c,
+            "prednisolone_mg": self.prednisolone_mg,
+            "prednisolone_per_ml": self.prednisolone_per_ml,
+        }
+        for name, value in decimals.items():
+            if not value.is_finite() or value <= 0:
+                raise PolicyError(f"policy: {name} must be a positive number, not {value}")
+        if not Decimal(37) <= self.fever_threshold_c <= Decimal(40):
+            raise PolicyError("policy: fever_threshold_c must lie between 37 and 40 C")
+        at_least_one = {
+            "weight_max_age_days": self.weight_max_age_days,
+            "baseline_lab_max_age_days": self.baseline_lab_max_age_days,
+            "titer_max_age_days": self.titer_max_age_days,
+            "fever_lookback_days": self.fever_lookback_days,
+        }
+        for name, days in at_least_one.items():
+            if days < 1:
+                raise PolicyError(f"policy: {name} must be at least 1 day")
+        if not 224 <= self.term_gestational_age_days <= 294:
+            raise PolicyError("policy: term_gestational_age_days must lie in 32-42 weeks")
+        if not 140 <= self.min_gestational_age_days < self.term_gestational_age_days:
+            raise PolicyError("policy: min_gestational_age_days must lie in [20 weeks, term)")
+        if self.weekly_window_days < 0 or self.biweekly_window_days < 0:
+            raise PolicyError("policy: window days cannot be negative")
+        for name, days in (
+            ("troponin_days", self.troponin_days),
+            ("tma_lab_days", self.tma_lab_days),
+        ):
+            if any(not 1 <= d <= 365 for d in days):
+                raise PolicyError(f"policy: {name} must be days 1-365 after infusion")
+
+    def _check_taper(self) -> None:
+        """A taper of falling, measurable steps lasting at least 28 days."""
         if len(self.taper_mg_per_kg_per_day) != len(self.taper_step_days):
             raise PolicyError(
                 "policy: taper_mg_per_kg_per_day and taper_step_days differ in length"
@@ -76,6 +115,8 @@ class Policy:
         if any(d <= 0 for d in self.taper_step_days):
             raise PolicyError("policy: taper steps must last at least one day")
         doses = self.taper_mg_per_kg_per_day
+        if any(not d.is_finite() for d in doses):
+            raise PolicyError("policy: taper doses must be numbers")
         if any(not MIN_TAPER_MG_PER_KG <= d < Decimal(1) for d in doses):
             raise PolicyError(
                 f"policy: taper doses must lie in [{MIN_TAPER_MG_PER_KG}, 1) mg/kg/day so every "
