@@ -151,24 +151,7 @@ def run_dose(args: argparse.Namespace) -> str:
         )
     if args.format is Format.JSON:
         return render.to_json(rows)
-    lines = [
-        f"{'weight':>10}  {'kg':>8}  {'band kg':>10}  {'NDC':<13}  {'mL':>6}  vials (5.5/8.3)  mL/h"
-    ]
-    for row in rows:
-        d = row["dose"]
-        if d is None:
-            lines.append(
-                f"{row['weight'] + ' ' + row['unit']:>10}  {row['weight_kg']:>8}  {row['reason']}"
-            )
-            continue
-        band = f"{d['band_kg'][0]}-{d['band_kg'][1]}"
-        lines.append(
-            f"{row['weight'] + ' ' + row['unit']:>10}  {row['weight_kg']:>8}  {band:>10}  "
-            f"{d['kit_ndc']:<13}  {d['dose_volume_ml']:>6}  "
-            f"{d['total_vials']:>2} ({d['vials_5_5_ml']}/{d['vials_8_3_ml']}){'':>8}  "
-            f"{d['pump_rate_ml_per_h']}"
-        )
-    return "\n".join(lines) + "\n"
+    return render.dose_table(rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -233,3 +233,24 @@ def _steroid_text(course: SteroidCourse | None) -> list[str]:
     )
     out.append(_wrap(course.taper_basis, 2))
     return out
+
+
+def dose_table(rows: list[dict[str, Any]]) -> str:
+    """The dose command's rows as an aligned table, one weight per line."""
+    lines = [
+        f"{'weight':>10}  {'kg':>8}  {'band kg':>9}  {'NDC':<12}  {'mL':>5}  "
+        f"{'vials 5.5+8.3':<13}  {'mL/h':>5}"
+    ]
+    for row in rows:
+        given = f"{row['weight']} {row['unit']}"
+        d = row["dose"]
+        if d is None:
+            lines.append(f"{given:>10}  {row['weight_kg']:>8}  {row['reason']}")
+            continue
+        band = f"{d['band_kg'][0]}-{d['band_kg'][1]}"
+        vials = f"{d['total_vials']} = {d['vials_5_5_ml']} + {d['vials_8_3_ml']}"
+        lines.append(
+            f"{given:>10}  {row['weight_kg']:>8}  {band:>9}  {d['kit_ndc']:<12}  "
+            f"{d['dose_volume_ml']:>5}  {vials:<13}  {d['pump_rate_ml_per_h']:>5}"
+        )
+    return "\n".join(lines) + "\n"

@@ -173,8 +173,10 @@ def check_prior_gene_therapy(ctx: Context) -> list[Finding]:
         Finding(
             FindingCode.PRIOR_ONASEMNOGENE,
             Severity.NOT_ELIGIBLE,
-            "ZOLGENSMA (onasemnogene abeparvovec) is already on record for this patient: the "
-            "safety and effectiveness of repeat administration have not been evaluated.",
+            "ZOLGENSMA (onasemnogene abeparvovec) is already on record for this patient "
+            "(administered, recorded or ordered): the safety and effectiveness of repeat "
+            "administration have not been evaluated. If the record is an order for this same "
+            "planned infusion, reconcile it in the EHR first.",
             "1; 6.2",
             ctx.facts.prior_gene_therapy,
         )

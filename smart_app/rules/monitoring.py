@@ -122,7 +122,12 @@ def lab_draws(infusion_date: dt.date, *, policy: Policy) -> tuple[ScheduleItem, 
                 kind=ActivityKind.LAB_DRAW,
                 activity=activity,
                 tests=tests,
-                section=_join([s.section for s in streams]),
+                section="; ".join(
+                    sorted(
+                        _join([s.section for s in streams]).split("; "),
+                        key=lambda n: tuple(int(p) for p in n.split(".")),
+                    )
+                ),
                 window_start=date - slack,
                 window_end=date + slack,
                 institution_default=all(s.institution_default for s in streams),
