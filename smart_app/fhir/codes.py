@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from smart_app.rules import label
 from smart_app.rules.model import LabTest
 
 LOINC = "http://loinc.org"
@@ -97,5 +98,5 @@ ADVANCED_SMA_TEXT: tuple[str, ...] = (
     "ventilator-dependen",
 )
 
-ZOLGENSMA_NDC_LABELER = "71894"
+ZOLGENSMA_NDC_LABELER = label.NDC_LABELER
 ZOLGENSMA_TEXT: tuple[str, ...] = ("onasemnogene", "zolgensma")

@@ -515,9 +515,14 @@ def check_counseling(ctx: Context) -> list[Finding]:
     """Sections 7 and 17: vaccines on high-dose steroids, and what caregivers must be told."""
     findings = []
     steroids = ctx.steroids
-    if steroids is not None and (
-        steroids.dose_mg_per_day >= label.LIVE_VACCINE_MG_PER_DAY
-        or label.STEROID_MG_PER_KG_PER_DAY >= label.LIVE_VACCINE_MG_PER_KG_PER_DAY
+    long_enough = label.STEROID_FULL_DOSE_DAYS >= label.LIVE_VACCINE_MIN_DAYS
+    if (
+        steroids is not None
+        and long_enough
+        and (
+            steroids.dose_mg_per_day >= label.LIVE_VACCINE_MG_PER_DAY
+            or label.STEROID_MG_PER_KG_PER_DAY >= label.LIVE_VACCINE_MG_PER_KG_PER_DAY
+        )
     ):
         findings.append(
             Finding(

@@ -48,8 +48,8 @@ LIVE_VACCINE_MG_PER_KG_PER_DAY = Decimal(2)
 
 LIVE_VACCINE_MIN_DAYS = 14
 
-NDC_SYSTEM_PREFIX = "71894-"
-"""Novartis Gene Therapies labeler code on every ZOLGENSMA kit (Table 3)."""
+NDC_LABELER = "71894"
+"""Novartis Gene Therapies' NDC labeler code, first segment of every ZOLGENSMA kit (Table 3)."""
 
 
 @cache

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum, StrEnum
 
@@ -347,4 +347,3 @@ class Plan:
     counseling: tuple[CounselingPoint, ...]
     policy_version: str
     label_version: str
-    notes: tuple[str, ...] = field(default=())

@@ -7,6 +7,7 @@ from decimal import Decimal
 from itertools import pairwise
 
 from smart_app.errors import PolicyError
+from smart_app.rules import label
 from smart_app.rules.model import LabTest
 
 MIN_TAPER_MG_PER_KG = Decimal("0.1")
@@ -110,8 +111,10 @@ class Policy:
             )
         if not self.taper_mg_per_kg_per_day:
             raise PolicyError("policy: a taper needs at least one step (never stop abruptly)")
-        if sum(self.taper_step_days) < 28:
-            raise PolicyError("policy: the taper must last at least 28 days (section 2.1)")
+        if sum(self.taper_step_days) < label.TAPER_DAYS:
+            raise PolicyError(
+                f"policy: the taper must last at least {label.TAPER_DAYS} days (section 2.1)"
+            )
         if any(d <= 0 for d in self.taper_step_days):
             raise PolicyError("policy: taper steps must last at least one day")
         doses = self.taper_mg_per_kg_per_day

@@ -108,7 +108,7 @@ class TestKitRow:
     def test_ndc_format(self, index: int, kit: Kit) -> None:
         match = NDC_RE.fullmatch(kit.ndc)
         assert match is not None, kit.ndc
-        assert kit.ndc.startswith(label.NDC_SYSTEM_PREFIX)
+        assert kit.ndc.startswith(f"{label.NDC_LABELER}-")
         assert int(match.group(1)) == 120 + index
         assert match.group(2) == f"{kit.total_vials:02d}"
 
