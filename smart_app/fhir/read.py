@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from typing import Any
 
 from smart_app.errors import BundleError
@@ -17,7 +18,6 @@ from smart_app.fhir.units import (
     GESTATION_TO_DAYS,
     LAB_TO_CANONICAL,
     TEMPERATURE_TO_CEL,
-    WEIGHT_TO_KG,
     UnitError,
     lab_to_canonical,
     to_canonical,
@@ -48,8 +48,31 @@ PROCEDURE_DONE = frozenset({"completed", "in-progress"})
 COMPARATORS = {c.value: c for c in Comparator}
 TITER_PATTERN = re.compile(r"(<=|>=|≤|≥|<|>)?\s*1\s*:\s*(\d+(?:\.\d+)?)")
 TITER_SYMBOLS = {"≤": "<=", "≥": ">="}
-PRENATAL_OK = frozenset({"gestational age at birth", "SMN1 copy number", "SMN2 copy number"})
+
+
+class Reading(StrEnum):
+    """Observations read besides the lab tests; the value names them in findings."""
+
+    WEIGHT = "body weight"
+    GESTATION = "gestational age at birth"
+    TEMPERATURE = "body temperature"
+    SMN1 = "SMN1 copy number"
+    SMN2 = "SMN2 copy number"
+    TITER = "anti-AAV9 titer"
+
+
+READING_CODES: dict[Reading, frozenset[Coding]] = {
+    Reading.WEIGHT: codes.WEIGHT,
+    Reading.GESTATION: codes.GESTATIONAL_AGE_AT_BIRTH,
+    Reading.TEMPERATURE: codes.BODY_TEMPERATURE,
+    Reading.SMN1: codes.SMN1_COPIES,
+    Reading.SMN2: codes.SMN2_COPIES,
+}
+PRENATAL_OK = frozenset({Reading.GESTATION, Reading.SMN1, Reading.SMN2})
 """Results that may predate birth: gestation, and prenatal genetic testing."""
+MUST_BE_POSITIVE = frozenset({Reading.WEIGHT, Reading.GESTATION})
+
+Kind = Reading | LabTest
 
 
 def parse_bundle_json(text: str) -> dict[str, Any]:
@@ -161,14 +184,8 @@ def _utc(raw: str) -> str:
 
 
 def _effective(resource: Resource) -> dt.date | None:
-    """When an Observation was taken: effectiveDateTime / Instant / Period."""
-    for key in ("effectiveDateTime", "effectiveInstant"):
-        if key in resource:
-            return _date(resource[key])
-    period = resource.get("effectivePeriod")
-    if isinstance(period, Mapping):
-        return _date(period.get("start")) or _date(period.get("end"))
-    return None
+    """When an Observation was taken: the date of its recorded effective time."""
+    return _date(_recorded(resource))
 
 
 @dataclass
@@ -249,123 +266,76 @@ class _Reader:
         """Classify an Observation by code and read its value."""
         if _str(obs.get("status")) not in OBSERVATION_USABLE or "dataAbsentReason" in obs:
             return
-        pairs = _pairs(obs.get("code"))
-        kind = self._observation_kind(obs, pairs)
+        kind = self._observation_kind(obs)
         if kind is None:
             return
         effective = _effective(obs)
+        base = Evidence(ref, "", "", effective, _text(obs.get("code")), _recorded(obs))
         if effective is None:
-            self.unreadable(
-                kind,
-                "it has no full effective date",
-                Evidence(ref, "", display=_text(obs.get("code"))),
-            )
+            self.unreadable(kind, "it has no full effective date", base)
             return
         if self.birth_date and effective < self.birth_date and kind not in PRENATAL_OK:
-            self.unreadable(
-                kind,
-                f"it is dated {effective}, before the birth date",
-                Evidence(ref, "", date=effective),
-            )
+            self.unreadable(kind, f"it is dated {effective}, before the birth date", base)
             return
-        if kind == "anti-AAV9 titer":
-            titer = self._titer(obs, ref, effective)
-            stamped = replace(titer.evidence, recorded=_recorded(obs))
-            self.got.titers.append(replace(titer, evidence=stamped))
+        if kind is Reading.TITER:
+            self.got.titers.append(self._titer(obs, base, effective))
             return
-        quantity = self._quantity(obs)
+        quantity = _quantity(obs)
         if quantity is None:
-            self.unreadable(kind, "it has no numeric value", Evidence(ref, "", date=effective))
+            self.unreadable(kind, "it has no numeric value", base)
             return
-        value, unit, comparator, evidence = quantity
-        evidence = Evidence(
-            ref, evidence[0], evidence[1], effective, _text(obs.get("code")), _recorded(obs)
-        )
-        if value < 0 or (value == 0 and kind in ("body weight", "gestational age at birth")):
-            self.unreadable(kind, f"{evidence.value} is not a plausible value", evidence)
+        value, unit, comparator, (shown, recorded_unit) = quantity
+        evidence = replace(base, value=shown, unit=recorded_unit)
+        if value < 0 or (value == 0 and kind in MUST_BE_POSITIVE):
+            self.unreadable(kind, f"{shown} is not a plausible value", evidence)
             return
         try:
-            self._store(kind, obs, value, unit, comparator, effective, evidence)
+            self._store(kind, obs, value, unit, comparator, evidence, effective)
         except UnitError as exc:
             self.unreadable(kind, str(exc), evidence)
 
-    def _observation_kind(self, obs: Resource, pairs: set[Coding]) -> str | LabTest | None:
+    def _observation_kind(self, obs: Resource) -> Kind | None:
         """What an Observation is, by code (or by 'AAV9' in its text for the titer)."""
-        for kind, wanted in (
-            ("body weight", codes.WEIGHT),
-            ("gestational age at birth", codes.GESTATIONAL_AGE_AT_BIRTH),
-            ("body temperature", codes.BODY_TEMPERATURE),
-            ("SMN1 copy number", codes.SMN1_COPIES),
-            ("SMN2 copy number", codes.SMN2_COPIES),
-        ):
+        pairs = _pairs(obs.get("code"))
+        for reading, wanted in READING_CODES.items():
             if pairs & wanted:
-                return kind
+                return reading
         for test, wanted in codes.LABS.items():
             if pairs & wanted:
                 return test
         if pairs & self.titer_codes or codes.TITER_TEXT in _all_text(obs.get("code")):
-            return "anti-AAV9 titer"
-        return None
-
-    @staticmethod
-    def _quantity(obs: Resource) -> tuple[Decimal, str, Comparator, tuple[str, str]] | None:
-        """(value, UCUM unit, comparator, (value as recorded, unit as recorded)) or None."""
-        q = obs.get("valueQuantity")
-        if isinstance(q, Mapping):
-            value = _dec(q.get("value"))
-            if value is None:
-                return None
-            comparator = COMPARATORS.get(str(q.get("comparator", "=")), Comparator.EQ)
-            shown = f"{q.get('comparator', '')}{q.get('value')}"
-            recorded_unit = str(q.get("unit") or q.get("code") or "")
-            return value, ucum(q.get("code"), q.get("unit")), comparator, (shown, recorded_unit)
-        if "valueInteger" in obs:
-            value = _dec(obs["valueInteger"])
-            return (
-                (value, "1", Comparator.EQ, (str(obs["valueInteger"]), ""))
-                if value is not None
-                else None
-            )
-        if "valueString" in obs:
-            value = _dec(str(obs["valueString"]).strip())
-            return (
-                (value, "1", Comparator.EQ, (str(obs["valueString"]), ""))
-                if value is not None
-                else None
-            )
+            return Reading.TITER
         return None
 
     def _store(
         self,
-        kind: str | LabTest,
+        kind: Kind,
         obs: Resource,
         value: Decimal,
         unit: str,
         comparator: Comparator,
-        effective: dt.date,
         evidence: Evidence,
+        effective: dt.date,
     ) -> None:
         """Normalise a numeric value and file it under its kind."""
-        simple = {
-            "body weight": (WEIGHT_TO_KG, "kg", self.got.weights),
-            "gestational age at birth": (GESTATION_TO_DAYS, "d", self.got.gestation),
-            "body temperature": (TEMPERATURE_TO_CEL, "Cel", self.got.temperatures),
-        }
-        if kind in simple:
-            table, canonical, bucket = simple[kind]
-            convert = (
-                weight_to_kg if kind == "body weight" else lambda v, u: to_canonical(v, u, table)
-            )
-            bucket.append(Measurement(convert(value, unit), canonical, effective, evidence))
-        elif kind in ("SMN1 copy number", "SMN2 copy number"):
-            bucket = self.got.smn1 if kind == "SMN1 copy number" else self.got.smn2
-            if value != value.to_integral_value():
-                raise UnitError(f"{value} copies")
-            bucket.append(Measurement(value, "{copies}", effective, evidence))
-        elif isinstance(kind, LabTest):
+        if isinstance(kind, LabTest):
             canonical = lab_to_canonical(kind, value, unit)
             uln = self._uln(obs, kind, unit, effective)
             self.got.labs.append(LabResult(kind, canonical, effective, evidence, uln, comparator))
+        elif kind in (Reading.SMN1, Reading.SMN2):
+            if value != value.to_integral_value():
+                raise UnitError(f"{value} copies")
+            bucket = self.got.smn1 if kind is Reading.SMN1 else self.got.smn2
+            bucket.append(Measurement(value, "{copies}", effective, evidence))
+        elif kind is Reading.WEIGHT:
+            kg = weight_to_kg(value, unit)
+            self.got.weights.append(Measurement(kg, "kg", effective, evidence))
+        elif kind is Reading.GESTATION:
+            days = to_canonical(value, unit, GESTATION_TO_DAYS)
+            self.got.gestation.append(Measurement(days, "d", effective, evidence))
+        elif kind is Reading.TEMPERATURE:
+            celsius = to_canonical(value, unit, TEMPERATURE_TO_CEL)
+            self.got.temperatures.append(Measurement(celsius, "Cel", effective, evidence))
 
     def _uln(
         self, obs: Resource, test: LabTest, value_unit: str, effective: dt.date
@@ -394,47 +364,26 @@ class _Reader:
                 continue
         return None
 
-    def _titer(self, obs: Resource, ref: str, effective: dt.date) -> Titer:
+    @staticmethod
+    def _titer(obs: Resource, base: Evidence, effective: dt.date) -> Titer:
         """Read an anti-AAV9 titer from valueString, valueRatio, valueQuantity or valueInteger."""
-        display = _text(obs.get("code"))
         if "valueString" in obs:
             raw = str(obs["valueString"])
             matches = TITER_PATTERN.findall(raw)
-            evidence = Evidence(ref, raw, "", effective, display)
+            evidence = replace(base, value=raw)
             if len(matches) != 1:
                 return Titer(None, Comparator.EQ, effective, evidence)
             symbol, number = matches[0]
             comparator = COMPARATORS[TITER_SYMBOLS.get(symbol, symbol or "=")]
             return Titer(Decimal(number), comparator, effective, evidence)
         if isinstance(obs.get("valueRatio"), Mapping):
-            return self._titer_ratio(obs["valueRatio"], ref, effective, display)
-        quantity = self._quantity(obs)
+            return _titer_ratio(obs["valueRatio"], base, effective)
+        quantity = _quantity(obs)
         if quantity is None:
-            return Titer(None, Comparator.EQ, effective, Evidence(ref, "", "", effective, display))
+            return Titer(None, Comparator.EQ, effective, base)
         value, _, comparator, (shown, unit) = quantity
-        evidence = Evidence(ref, shown, unit, effective, display)
-        if value < 1:
-            return Titer(None, comparator, effective, evidence)
-        return Titer(value, comparator, effective, evidence)
-
-    @staticmethod
-    def _titer_ratio(ratio: Mapping[str, Any], ref: str, effective: dt.date, display: str) -> Titer:
-        """A titer given as a Ratio: numerator 1 (or n), denominator the dilution."""
-        num = ratio.get("numerator") if isinstance(ratio.get("numerator"), Mapping) else {}
-        den = ratio.get("denominator") if isinstance(ratio.get("denominator"), Mapping) else {}
-        n, d = _dec(num.get("value")), _dec(den.get("value"))
-        left = f"{num.get('comparator', '')}{num.get('value')}"
-        shown = f"{left}:{den.get('comparator', '')}{den.get('value')}"
-        evidence = Evidence(ref, shown, "", effective, display)
-        if n is None or d is None or n <= 0 or d <= 0:
-            return Titer(None, Comparator.EQ, effective, evidence)
-        # A titer is read by its dilution: "<1:50" and "1:<50" both mean below 1:50, so a
-        # comparator on either side applies to the dilution as written, never inverted.
-        given = [str(q["comparator"]) for q in (num, den) if q.get("comparator")]
-        if len(given) > 1 or (given and given[0] not in COMPARATORS):
-            return Titer(None, Comparator.EQ, effective, evidence)
-        comparator = COMPARATORS[given[0]] if given else Comparator.EQ
-        return Titer(d / n, comparator, effective, evidence)
+        evidence = replace(base, value=shown, unit=unit)
+        return Titer(value if value >= 1 else None, comparator, effective, evidence)
 
     # Conditions, procedures, devices, medications -------------------------------------------
 
@@ -514,6 +463,42 @@ class _Reader:
                     display=_text(concept),
                 )
             )
+
+
+def _quantity(obs: Resource) -> tuple[Decimal, str, Comparator, tuple[str, str]] | None:
+    """(value, UCUM unit, comparator, (value as recorded, unit as recorded)) or None."""
+    q = obs.get("valueQuantity")
+    if isinstance(q, Mapping):
+        value = _dec(q.get("value"))
+        if value is None:
+            return None
+        comparator = COMPARATORS.get(str(q.get("comparator", "=")), Comparator.EQ)
+        shown = f"{q.get('comparator', '')}{q.get('value')}"
+        recorded_unit = str(q.get("unit") or q.get("code") or "")
+        return value, ucum(q.get("code"), q.get("unit")), comparator, (shown, recorded_unit)
+    for key in ("valueInteger", "valueString"):
+        if key in obs:
+            value = _dec(str(obs[key]).strip())
+            return (value, "1", Comparator.EQ, (str(obs[key]), "")) if value is not None else None
+    return None
+
+
+def _titer_ratio(ratio: Mapping[str, Any], base: Evidence, effective: dt.date) -> Titer:
+    """A titer given as a Ratio: numerator 1 (or n), denominator the dilution."""
+    num = ratio.get("numerator") if isinstance(ratio.get("numerator"), Mapping) else {}
+    den = ratio.get("denominator") if isinstance(ratio.get("denominator"), Mapping) else {}
+    n, d = _dec(num.get("value")), _dec(den.get("value"))
+    left = f"{num.get('comparator', '')}{num.get('value')}"
+    evidence = replace(base, value=f"{left}:{den.get('comparator', '')}{den.get('value')}")
+    if n is None or d is None or n <= 0 or d <= 0:
+        return Titer(None, Comparator.EQ, effective, evidence)
+    # A titer is read by its dilution: "<1:50" and "1:<50" both mean below 1:50, so a
+    # comparator on either side applies to the dilution as written, never inverted.
+    given = [str(q["comparator"]) for q in (num, den) if q.get("comparator")]
+    if len(given) > 1 or (given and given[0] not in COMPARATORS):
+        return Titer(None, Comparator.EQ, effective, evidence)
+    comparator = COMPARATORS[given[0]] if given else Comparator.EQ
+    return Titer(d / n, comparator, effective, evidence)
 
 
 AGE_UNITS = {
