@@ -17,7 +17,7 @@ from smart_app.errors import InputError, SmartAppError
 from smart_app.fhir import codes
 from smart_app.fhir.read import facts_from_bundle, parse_bundle_json
 from smart_app.fhir.units import UnitError, weight_to_kg
-from smart_app.rules.dosing import dose_for_weight
+from smart_app.rules.dosing import dose_for_weight, no_kit_reason
 from smart_app.rules.plan import build_plan
 from smart_app.rules.policy import DEFAULT_POLICY
 
@@ -139,7 +139,7 @@ def run_dose(args: argparse.Namespace) -> str:
     for text in args.weights:
         kg = _weight(text, args.unit)
         dose = render.dose_data(dose_for_weight(kg))
-        reason = None if dose else f"{kg} kg is outside 2.6-21.0 kg: no labeled kit (Table 1)"
+        reason = None if dose else no_kit_reason(kg)
         rows.append(
             {
                 "weight": text,

@@ -8,7 +8,7 @@ import textwrap
 from decimal import Decimal
 from typing import Any
 
-from smart_app.rules.dosing import between_bands, sci
+from smart_app.rules.dosing import between_bands, no_kit_reason, sci
 from smart_app.rules.model import Dose, Evidence, Finding, Plan, ScheduleItem, SteroidCourse
 
 
@@ -196,7 +196,7 @@ def plan_text(plan: Plan) -> str:
 def _dose_text(dose: Dose | None) -> list[str]:
     """The dose card as lines."""
     if dose is None:
-        return ["DOSE: none (no current weight in the labeled 2.6-21.0 kg range)"]
+        return [f"DOSE: none ({no_kit_reason(None)})"]
     kit = dose.kit
     rounded = (
         f" (between bands: rounded up to {dose.band_weight_kg} kg)"

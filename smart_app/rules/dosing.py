@@ -31,6 +31,14 @@ def between_bands(weight_kg: Decimal) -> bool:
     )
 
 
+def no_kit_reason(weight_kg: Decimal | None) -> str:
+    """Why there is no labeled kit: no usable weight, or a weight outside Table 1."""
+    limits = f"{label.MIN_WEIGHT_KG}-{label.MAX_WEIGHT_KG} kg"
+    if weight_kg is None:
+        return f"no current weight in the labeled {limits} range (Table 1)"
+    return f"{weight_kg} kg is outside {limits}: no labeled kit (Table 1)"
+
+
 def kit_for_weight(weight_kg: Decimal) -> Kit | None:
     """The labeled kit for a weight, or None outside 2.6-21.0 kg."""
     if not in_label_range(weight_kg):

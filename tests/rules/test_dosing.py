@@ -148,3 +148,11 @@ def test_explanation_mentions_ndc_and_band(weight: str) -> None:
     assert kit.ndc in dose.explanation
     assert f"{kit.band_low_kg}-{kit.band_high_kg} kg" in dose.explanation
     assert str(kit.dose_volume_ml) in dose.explanation
+
+
+def test_no_kit_reason_names_the_weight_and_the_label_range() -> None:
+    from smart_app.rules.dosing import no_kit_reason
+
+    assert no_kit_reason(Decimal("21.2")).startswith("21.2 kg is outside 2.6-21.0 kg")
+    assert "2.6-21.0 kg" in no_kit_reason(None)
+    assert "21.2" not in no_kit_reason(None)
