@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from smart_app.rules import label
@@ -92,6 +93,12 @@ def _join(parts: list[str]) -> str:
     return "; ".join(seen)
 
 
+def _sections(parts: Iterable[str]) -> str:
+    """Distinct label sections in numeric order: '2.3; 5.1; 5.4; 5.5'."""
+    numbers = {n for part in parts for n in part.split("; ")}
+    return "; ".join(sorted(numbers, key=lambda n: tuple(int(p) for p in n.split("."))))
+
+
 def lab_draws(infusion_date: dt.date, *, policy: Policy) -> tuple[ScheduleItem, ...]:
     """Post-infusion lab draws, one per date, each with the union of tests due that day."""
     by_day: dict[int, list[_Stream]] = {}
@@ -122,12 +129,7 @@ def lab_draws(infusion_date: dt.date, *, policy: Policy) -> tuple[ScheduleItem, 
                 kind=ActivityKind.LAB_DRAW,
                 activity=activity,
                 tests=tests,
-                section="; ".join(
-                    sorted(
-                        _join([s.section for s in streams]).split("; "),
-                        key=lambda n: tuple(int(p) for p in n.split(".")),
-                    )
-                ),
+                section=_sections(s.section for s in streams),
                 window_start=date - slack,
                 window_end=date + slack,
                 institution_default=all(s.institution_default for s in streams),

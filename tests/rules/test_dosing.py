@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from smart_app.rules import label
-from smart_app.rules.dosing import dose_for_weight, kit_for_weight
+from smart_app.rules.dosing import dose_for_weight, kit_for_weight, no_kit_reason
 
 KITS = label.kits()
 VG_PER_ML = Decimal("2.0e13")
@@ -151,8 +151,6 @@ def test_explanation_mentions_ndc_and_band(weight: str) -> None:
 
 
 def test_no_kit_reason_names_the_weight_and_the_label_range() -> None:
-    from smart_app.rules.dosing import no_kit_reason
-
     assert no_kit_reason(Decimal("21.2")).startswith("21.2 kg is outside 2.6-21.0 kg")
     assert "2.6-21.0 kg" in no_kit_reason(None)
     assert "21.2" not in no_kit_reason(None)

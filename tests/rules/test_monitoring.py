@@ -200,3 +200,15 @@ def test_label_draws_are_not_flagged_institution_default(items: tuple[ScheduleIt
     by_day = {i.day: i for i in _draws(items)}
     for day in (35, 42, 70):
         assert not by_day[day].institution_default, by_day[day]
+
+
+def test_lab_draw_sections_are_distinct_and_in_numeric_order() -> None:
+    draws = [
+        i for i in schedule(INFUSION, policy=DEFAULT_POLICY) if i.kind is ActivityKind.LAB_DRAW
+    ]
+    day_7 = next(i for i in draws if i.day == 7)
+    assert day_7.section == "2.3; 5.1; 5.3; 5.4; 5.5"
+    for item in draws:
+        numbers = item.section.split("; ")
+        keys = [tuple(int(p) for p in n.split(".")) for n in numbers]
+        assert keys == sorted(set(keys)), item.section
