@@ -483,28 +483,26 @@ def test_dose_absurd_weight_does_not_crash(capsys: pytest.CaptureFixture[str], u
 # python -m smart_app ---------------------------------------------------------------------------
 
 
-def test_module_entry_point() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "smart_app", "dose", "3.04"],
+def run_module(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run `python -m smart_app ARGS` the way a user's shell would."""
+    return subprocess.run(  # noqa: S603 - fixed interpreter and arguments
+        [sys.executable, "-m", "smart_app", *args],
         capture_output=True,
         text=True,
         check=False,
         cwd=ROOT,
         timeout=60,
     )
+
+
+def test_module_entry_point() -> None:
+    done = run_module("dose", "3.04")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)[0]["dose"]["kit_ndc"] == "71894-121-03"
 
 
 def test_module_entry_point_input_error_exit_code() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "smart_app", "dose", "abc"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-        timeout=60,
-    )
+    done = run_module("dose", "abc")
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.strip() == "zolgensma-smart: error: weight 'abc' is not a number"
