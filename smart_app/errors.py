@@ -15,3 +15,61 @@ class BundleError(InputError):
 
 class PolicyError(InputError):
     """An institution policy that is malformed or unsafe."""
+
+
+class FhirError(SmartAppError):
+    """A FHIR server refused a request or could not be reached; carries what it said."""
+
+    def __init__(self, message: str, *, status: int | None = None, outcome: str = "") -> None:
+        detail = f" ({outcome})" if outcome else ""
+        super().__init__(f"{message}{detail}")
+        self.status = status
+        self.outcome = outcome
+
+
+class FhirUnreachable(FhirError):
+    """No HTTP answer: connection refused, DNS, TLS or time-out."""
+
+
+class FhirProtocolError(FhirError):
+    """An answer that is not the FHIR JSON asked for."""
+
+
+class FhirUnauthorized(FhirError):
+    """401: the token is missing, expired or invalid."""
+
+
+class FhirForbidden(FhirError):
+    """403: the token's scopes or the user's rights do not allow this."""
+
+
+class FhirNotFound(FhirError):
+    """404 or 410: the resource or endpoint does not exist (or no longer exists)."""
+
+
+class FhirUnprocessable(FhirError):
+    """422 (or 400): the server rejected the content."""
+
+
+class FhirConflict(FhirError):
+    """409 or 412: someone else changed the resource first."""
+
+
+class FhirRateLimited(FhirError):
+    """429: too many requests, still refused after the bounded retries."""
+
+
+class FhirServerError(FhirError):
+    """5xx: the server failed."""
+
+
+class WriteBlocked(SmartAppError):
+    """The plan may not be written as it stands (not eligible, incomplete, unacknowledged)."""
+
+
+class WriteBackError(SmartAppError):
+    """The write-back transaction failed; nothing was written."""
+
+    def __init__(self, message: str, *, entry: str | None = None) -> None:
+        super().__init__(message)
+        self.entry = entry

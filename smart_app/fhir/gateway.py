@@ -1,0 +1,384 @@
+"""Talks to a FHIR R4 server: one batch read per patient, one transaction per write."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import json
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from smart_app.errors import (
+    FhirConflict,
+    FhirError,
+    FhirForbidden,
+    FhirNotFound,
+    FhirProtocolError,
+    FhirRateLimited,
+    FhirServerError,
+    FhirUnauthorized,
+    FhirUnprocessable,
+    FhirUnreachable,
+)
+from smart_app.fhir import codes
+
+FHIR_JSON = "application/fhir+json"
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+RETRY_STATUSES = frozenset({429, 503})
+BATCH_REFUSED = frozenset({400, 404, 405, 415, 422, 501})
+"""Answers to a batch POST that mean 'this server does not do batch': fall back to GETs."""
+
+Resource = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on one read: page size, pages per search, retries and their waits."""
+
+    page_size: int = 100
+    max_pages: int = 5
+    retries: int = 3
+    backoff_s: float = 0.5
+    max_wait_s: float = 10.0
+    timeout_s: float = 30.0
+    parallel_gets: int = 4
+
+
+@dataclass
+class PatientRecord:
+    """Everything read for one patient, and how it was read."""
+
+    patient_id: str
+    resources: list[Resource]
+    requests: int = 0
+    truncated: list[str] = field(default_factory=list)
+
+    def bundle(self) -> Resource:
+        """A collection Bundle of the resources, the shape read.py takes."""
+        return {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [
+                {"fullUrl": f"{r['resourceType']}/{r.get('id', '')}", "resource": r}
+                for r in self.resources
+            ],
+        }
+
+    def own(self, resource_type: str) -> list[Resource]:
+        """Resources of one type that carry the app's identifier system."""
+        return [
+            r
+            for r in self.resources
+            if r.get("resourceType") == resource_type
+            and any(
+                isinstance(i, Mapping) and i.get("system") == codes.APP_IDENTIFIER
+                for i in r.get("identifier") or []
+            )
+        ]
+
+
+def _token_list(pairs: Iterable[tuple[str, str]]) -> str:
+    """A token search value: system|code,system|code, sorted so the URL is stable."""
+    return ",".join(f"{system}|{code}" for system, code in sorted(pairs))
+
+
+def patient_searches(
+    patient_id: str,
+    *,
+    titer_codes: frozenset[tuple[str, str]] = codes.DEFAULT_TITER_CODES,
+    page_size: int = 100,
+) -> list[str]:
+    """The relative URLs that gather one patient's inputs: a read, then bounded searches."""
+    pid = quote(patient_id, safe="")
+    labs = set().union(*codes.LABS.values())
+    genetics = codes.SMN1_COPIES | codes.SMN2_COPIES
+    titers = titer_codes | codes.DEFAULT_TITER_CODES
+    observation = f"Observation?patient={pid}&_sort=-date"
+    return [
+        f"Patient/{pid}",
+        f"{observation}&code={quote(_token_list(codes.WEIGHT), safe='|,')}&_count=20",
+        f"{observation}&code={quote(_token_list(codes.GESTATIONAL_AGE_AT_BIRTH), safe='|,')}"
+        "&_count=10",
+        f"{observation}&code={quote(_token_list(codes.BODY_TEMPERATURE), safe='|,')}&_count=20",
+        f"{observation}&code={quote(_token_list(genetics), safe='|,')}&_count=20",
+        f"{observation}&code={quote(_token_list(labs), safe='|,')}&_count={page_size}",
+        f"{observation}&code={quote(_token_list(titers), safe='|,')}&_count=20",
+        f"Condition?patient={pid}&_count={page_size}",
+        f"MedicationAdministration?patient={pid}&_include=MedicationAdministration:medication"
+        f"&_count={page_size}",
+        f"MedicationStatement?patient={pid}&_include=MedicationStatement:medication"
+        f"&_count={page_size}",
+        f"MedicationRequest?patient={pid}&_include=MedicationRequest:medication&_count={page_size}",
+        f"Procedure?patient={pid}&_count={page_size}",
+        f"Device?patient={pid}&_count={page_size}",
+        f"Immunization?patient={pid}&_count={page_size}",
+        f"CarePlan?patient={pid}&identifier={quote(codes.APP_IDENTIFIER, safe='')}|"
+        f"&_count={page_size}",
+        f"Task?patient={pid}&identifier={quote(codes.APP_IDENTIFIER, safe='')}|&_count={page_size}",
+    ]
+
+
+def _outcome_text(body: Any) -> str:
+    """The human text of an OperationOutcome, or ''."""
+    if not isinstance(body, Mapping) or body.get("resourceType") != "OperationOutcome":
+        return ""
+    parts = []
+    for issue in body.get("issue") or []:
+        if not isinstance(issue, Mapping):
+            continue
+        details = issue.get("details") if isinstance(issue.get("details"), Mapping) else {}
+        text = issue.get("diagnostics") or details.get("text") or issue.get("code") or ""
+        where = ", ".join(str(e) for e in issue.get("expression") or issue.get("location") or [])
+        parts.append(f"{text} at {where}" if where else str(text))
+    return "; ".join(p for p in parts if p)[:500]
+
+
+def http_error(status: int, what: str, body: Any) -> FhirError:
+    """The typed error for an HTTP status, carrying the OperationOutcome text."""
+    outcome = _outcome_text(body)
+    kinds: list[tuple[Callable[[int], bool], type[FhirError], str]] = [
+        (lambda s: s == 401, FhirUnauthorized, "not authorized (401): sign in again"),
+        (lambda s: s == 403, FhirForbidden, "forbidden (403): the granted scopes do not allow it"),
+        (lambda s: s in (404, 410), FhirNotFound, f"not found ({status})"),
+        (lambda s: s in (409, 412), FhirConflict, f"conflict ({status}): changed by someone else"),
+        (lambda s: s == 429, FhirRateLimited, "rate limited (429): try again later"),
+        (lambda s: s >= 500, FhirServerError, f"server error ({status})"),
+        (lambda s: s in (400, 422), FhirUnprocessable, f"rejected ({status})"),
+    ]
+    for matches, kind, text in kinds:
+        if matches(status):
+            return kind(f"{what}: {text}", status=status, outcome=outcome)
+    return FhirError(f"{what}: HTTP {status}", status=status, outcome=outcome)
+
+
+def _retry_after_s(value: str | None, *, now: dt.datetime) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _is_bundle(body: Any, kind: str) -> bool:
+    """True for a Bundle of the given type."""
+    return (
+        isinstance(body, Mapping)
+        and body.get("resourceType") == "Bundle"
+        and (body.get("type") == kind)
+    )
+
+
+class FhirGateway:
+    """One FHIR server: base URL, optional bearer token, bounded retries; counts its requests."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        bearer_token: str | None = None,
+        limits: Limits | None = None,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise FhirError(f"FHIR base {base_url!r} is not an http(s) URL")
+        self.base_url = base_url.rstrip("/")
+        self.limits = limits or Limits()
+        self.requests_sent = 0
+        self._sleep = sleep
+        self._session = session or requests.Session()
+        self._headers = {"Accept": FHIR_JSON, "Content-Type": FHIR_JSON}
+        if bearer_token:
+            self._headers["Authorization"] = f"Bearer {bearer_token}"
+
+    # HTTP ------------------------------------------------------------------------------------
+
+    def _url(self, relative: str) -> str:
+        """Absolute URL of a relative one; absolute URLs must be on this server."""
+        if relative.startswith(("http://", "https://")):
+            if not relative.startswith(self.base_url + "/") and relative != self.base_url:
+                raise FhirProtocolError("a paging link points off the FHIR server; not followed")
+            return relative
+        return f"{self.base_url}/{relative}" if relative else self.base_url
+
+    def _send(self, method: str, url: str, body: Any | None, *, what: str) -> requests.Response:
+        """One HTTP exchange; network failures become FhirUnreachable."""
+        self.requests_sent += 1
+        data = None if body is None else json.dumps(body, default=_json_default)
+        try:
+            return self._session.request(
+                method, url, data=data, headers=self._headers, timeout=self.limits.timeout_s
+            )
+        except requests.RequestException as exc:
+            host = urlsplit(url).netloc
+            raise FhirUnreachable(f"{what}: cannot reach {host} ({type(exc).__name__})") from None
+
+    def _exchange(
+        self, method: str, relative: str, body: Any | None = None, *, what: str, retry: bool
+    ) -> Any:
+        """Send, retrying 429/503 when `retry`, and return the JSON body or raise typed."""
+        url = self._url(relative)
+        attempt = 0
+        while True:
+            response = self._send(method, url, body, what=what)
+            if response.status_code in RETRY_STATUSES and retry and attempt < self.limits.retries:
+                wait = _retry_after_s(
+                    response.headers.get("Retry-After"), now=dt.datetime.now(dt.UTC)
+                )
+                if wait is None:
+                    wait = self.limits.backoff_s * (2**attempt)
+                self._sleep(min(wait, self.limits.max_wait_s))
+                attempt += 1
+                continue
+            parsed = _json(response)
+            if response.status_code >= 400:
+                raise http_error(response.status_code, what, parsed)
+            if parsed is None:
+                raise FhirProtocolError(f"{what}: the answer is not FHIR JSON")
+            return parsed
+
+    # Reads -----------------------------------------------------------------------------------
+
+    def read_patient(
+        self,
+        patient_id: str,
+        *,
+        titer_codes: frozenset[tuple[str, str]] = codes.DEFAULT_TITER_CODES,
+    ) -> PatientRecord:
+        """Everything for one patient: one batch request, then `next` pages within the bound."""
+        if not FHIR_ID.fullmatch(patient_id):
+            raise FhirError(f"patient id {patient_id!r} is not a FHIR id")
+        before = self.requests_sent
+        searches = patient_searches(
+            patient_id, titer_codes=titer_codes, page_size=self.limits.page_size
+        )
+        answers = self._batch(searches)
+        patient = answers[0]
+        if not isinstance(patient, Mapping) or patient.get("resourceType") != "Patient":
+            raise FhirProtocolError(f"Patient/{patient_id}: the answer is not a Patient")
+        record = PatientRecord(patient_id=str(patient.get("id") or patient_id), resources=[])
+        seen: set[tuple[str, str]] = set()
+        record.resources.append(dict(patient))
+        seen.add(("Patient", str(patient.get("id"))))
+        for search, page in zip(searches[1:], answers[1:], strict=True):
+            for resource in self._pages(search, page, record):
+                key = (str(resource.get("resourceType")), str(resource.get("id")))
+                if key not in seen:
+                    seen.add(key)
+                    record.resources.append(resource)
+        record.requests = self.requests_sent - before
+        return record
+
+    def _batch(self, searches: list[str]) -> list[Any]:
+        """Answers to the searches, in order: one batch POST, else parallel GETs."""
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [{"request": {"method": "GET", "url": url}} for url in searches],
+        }
+        try:
+            answer = self._exchange("POST", "", bundle, what="batch read", retry=True)
+        except FhirError as exc:
+            if exc.status not in BATCH_REFUSED:
+                raise
+            return self._parallel_gets(searches)
+        if not _is_bundle(answer, "batch-response"):
+            return self._parallel_gets(searches)
+        entries = answer.get("entry") or []
+        if len(entries) != len(searches):
+            raise FhirProtocolError(
+                f"batch read: {len(entries)} answers to {len(searches)} searches"
+            )
+        return [self._entry_answer(e, url) for e, url in zip(entries, searches, strict=True)]
+
+    @staticmethod
+    def _entry_answer(entry: Any, url: str) -> Any:
+        """The resource of one batch-response entry, or the typed error its status names."""
+        what = url.split("?", 1)[0] if "?" not in url else f"search {url.split('?', 1)[0]}"
+        response = entry.get("response") if isinstance(entry, Mapping) else None
+        status_text = str((response or {}).get("status", ""))
+        code = int(status_text[:3]) if status_text[:3].isdigit() else 0
+        if code >= 400 or code == 0:
+            outcome = (response or {}).get("outcome") or entry.get("resource")
+            raise http_error(code or 500, what, outcome)
+        return entry.get("resource")
+
+    def _parallel_gets(self, searches: list[str]) -> list[Any]:
+        """The same searches as plain GETs, a few at a time."""
+        with ThreadPoolExecutor(max_workers=self.limits.parallel_gets) as pool:
+            futures = [
+                pool.submit(self._exchange, "GET", url, what=url.split("?", 1)[0], retry=True)
+                for url in searches
+            ]
+            return [f.result() for f in futures]
+
+    def _pages(self, search: str, page: Any, record: PatientRecord) -> list[Resource]:
+        """The resources of a searchset and its `next` pages, up to the page bound."""
+        out: list[Resource] = []
+        pages = 1
+        while True:
+            if not _is_bundle(page, "searchset"):
+                raise FhirProtocolError(f"search {search.split('?', 1)[0]}: not a searchset")
+            out.extend(
+                e["resource"]
+                for e in page.get("entry") or []
+                if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)
+            )
+            following = next(
+                (
+                    link.get("url")
+                    for link in page.get("link") or []
+                    if isinstance(link, Mapping) and link.get("relation") == "next"
+                ),
+                None,
+            )
+            if not following:
+                return out
+            if pages >= self.limits.max_pages:
+                record.truncated.append(search.split("&", 1)[0])
+                return out
+            page = self._exchange("GET", following, what="next page", retry=True)
+            pages += 1
+
+    # Writes ----------------------------------------------------------------------------------
+
+    def transaction(self, bundle: Mapping[str, Any]) -> Resource:
+        """Send one transaction Bundle; return the transaction-response (no retries)."""
+        answer = self._exchange("POST", "", bundle, what="transaction", retry=False)
+        if not _is_bundle(answer, "transaction-response"):
+            raise FhirProtocolError("transaction: the answer is not a transaction-response")
+        return answer
+
+
+def _json(response: requests.Response) -> Any:
+    """The JSON body, or None when there is none or it is not JSON."""
+    if not response.content:
+        return None
+    try:
+        return response.json(parse_float=Decimal)
+    except ValueError:
+        return None
+
+
+def _json_default(value: Any) -> Any:
+    """Serialise Decimals as JSON numbers without float rounding."""
+    if isinstance(value, Decimal):
+        return float(value) if value != value.to_integral_value() else int(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
