@@ -1,0 +1,1 @@
+"""The app's FHIR conformance resources (StructureDefinitions, CodeSystem, ValueSet) as JSON."""

@@ -1,0 +1,756 @@
+"""Plan -> one idempotent transaction Bundle: orders, CarePlan, Tasks, issues, Provenance."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import ValidationError
+
+from smart_app import __version__
+from smart_app.errors import FhirError, WriteBackError, WriteBlocked
+from smart_app.fhir import codes, profiles
+from smart_app.fhir.gateway import FhirGateway, PatientRecord
+from smart_app.rules.model import (
+    ActivityKind,
+    Finding,
+    PatientFacts,
+    Plan,
+    ScheduleItem,
+    Severity,
+    Status,
+)
+
+Resource = dict[str, Any]
+
+WRITABLE = frozenset({Status.ELIGIBLE, Status.NEEDS_REVIEW})
+TASK_KINDS = frozenset(
+    {
+        ActivityKind.BASELINE,
+        ActivityKind.COUNSELING,
+        ActivityKind.LAB_DRAW,
+        ActivityKind.LIVER_ASSESSMENT,
+        ActivityKind.VIGILANCE,
+    }
+)
+"""Schedule items that become Tasks; the steroid and infusion items are the MedicationRequests."""
+OPEN_TASK = frozenset(
+    {"draft", "requested", "received", "accepted", "ready", "in-progress", "on-hold"}
+)
+OPEN_CAREPLAN = frozenset({"draft", "active", "on-hold"})
+RETIRED = frozenset({"revoked", "cancelled", "entered-in-error", "stopped"})
+ROUTE_IV = {"system": codes.SNOMED, "code": "47625008", "display": "Intravenous route"}
+ROUTE_ORAL = {"system": codes.SNOMED, "code": "26643006", "display": "Oral route"}
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+PREDNISOLONE = {"system": RXNORM, "code": "8638", "display": "prednisolone"}
+PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+DOSE_RATE_TYPE = "http://terminology.hl7.org/CodeSystem/dose-rate-type"
+NO_PUSH = "Do not give as an intravenous push or bolus."
+APP_DEVICE = {
+    "identifier": {"system": codes.APP_IDENTIFIER, "value": "device/zolgensma-smart"},
+    "display": f"ZOLGENSMA SMART app {__version__}",
+}
+NO_IDENTIFIER = frozenset({"Provenance"})
+"""Types without an identifier element in R4."""
+TAG_SEARCHED = frozenset({"Provenance", "DetectedIssue"})
+"""Types whose app key is also a meta.tag, matched with _tag: Provenance has no identifier,
+and not every server (sekmet among them) can search DetectedIssue by identifier."""
+USER_TYPES = ("Practitioner", "PractitionerRole", "Patient", "RelatedPerson")
+
+
+class OrderMode(StrEnum):
+    """How orders are written: a proposal for the prescriber to sign, or an active order."""
+
+    PROPOSAL = "proposal"
+    ORDER = "order"
+
+    @property
+    def status(self) -> str:
+        """MedicationRequest.status."""
+        return "draft" if self is OrderMode.PROPOSAL else "active"
+
+
+class Outcome(StrEnum):
+    """What the server did with one entry."""
+
+    CREATED = "created"
+    EXISTING = "existing"
+    UPDATED = "updated"
+
+
+@dataclass(frozen=True)
+class Written:
+    """One resource the transaction touched."""
+
+    reference: str
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What the clinician confirmed, and who and when: the non-clinical inputs of a write."""
+
+    recorded: dt.datetime
+    acknowledged: frozenset[str] = frozenset()
+    fhir_user: str | None = None
+    order_mode: OrderMode = OrderMode.PROPOSAL
+
+
+def plan_key(plan: Plan) -> str:
+    """Deterministic id of a plan: same patient, date, weight, kit, dose and policy -> same key."""
+    if plan.dose is None or plan.steroids is None:
+        raise WriteBlocked("the plan has no dose: nothing to write")
+    parts = (
+        plan.patient_id,
+        plan.infusion_date.isoformat(),
+        str(plan.dose.weight_kg),
+        plan.dose.kit.ndc,
+        str(plan.steroids.dose_mg_per_day),
+        plan.policy_version,
+        plan.label_version,
+    )
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+
+
+def check_writable(plan: Plan, confirmation: Confirmation) -> None:
+    """Refuse plans that may not be written, naming what would unblock them."""
+    status = plan.eligibility.status
+    if status not in WRITABLE:
+        blocking = [f for f in plan.eligibility.findings if f.severity.value == status.value]
+        reasons = "; ".join(f"{f.code.value}: {f.message} ({f.section})" for f in blocking)
+        raise WriteBlocked(f"nothing written: the plan is {status.value}. {reasons}")
+    if plan.dose is None or plan.steroids is None:
+        raise WriteBlocked("nothing written: the plan has no dose or corticosteroid course")
+    missing = sorted(
+        f.code.value
+        for f in plan.eligibility.findings
+        if f.severity is Severity.NEEDS_REVIEW and f.code.value not in confirmation.acknowledged
+    )
+    if missing:
+        raise WriteBlocked(
+            "nothing written: acknowledge each needs-review finding first: " + ", ".join(missing)
+        )
+    known = {f.code.value for f in plan.eligibility.findings}
+    stray = sorted(confirmation.acknowledged - known)
+    if stray:
+        raise WriteBlocked(f"nothing written: acknowledged findings not in the plan: {stray}")
+    if confirmation.recorded.tzinfo is None:
+        raise WriteBlocked("the recorded time must carry a time zone")
+
+
+class _Builder:
+    """Builds the entries of one plan's transaction."""
+
+    def __init__(
+        self, plan: Plan, facts: PatientFacts, record: PatientRecord, confirmation: Confirmation
+    ) -> None:
+        if plan.dose is None or plan.steroids is None:
+            raise WriteBlocked("nothing written: the plan has no dose or corticosteroid course")
+        self.plan = plan
+        self.dose = plan.dose
+        self.course = plan.steroids
+        self.facts = facts
+        self.confirmation = confirmation
+        self.key = plan_key(plan)
+        self.patient = {"reference": f"Patient/{plan.patient_id}"}
+        self.recorded = confirmation.recorded.isoformat(timespec="seconds")
+        self.entries: list[Resource] = []
+        self.existing = {
+            value: r
+            for kind in ("CarePlan", "Task", "MedicationRequest", "DetectedIssue", "Provenance")
+            for r in record.own(kind)
+            for value in _own_values(r)
+        }
+        self.record = record
+        self.user = _user_reference(confirmation.fhir_user)
+
+    # identity --------------------------------------------------------------------------------
+
+    def identifier(self, item: str) -> dict[str, str]:
+        """The app identifier of one item of this plan."""
+        return {"system": codes.APP_IDENTIFIER, "value": f"{self.key}/{item}"}
+
+    @staticmethod
+    def full_url(identifier: Mapping[str, str]) -> str:
+        """A stable urn:uuid for an identifier, so re-sent bundles are byte-identical."""
+        name = f"{identifier['system']}|{identifier['value']}"
+        return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, name)}"
+
+    def add(self, resource: Resource, item: str, *, profile: str) -> str:
+        """Add a conditional create (or a reactivating update); return its fullUrl."""
+        ident = self.identifier(item)
+        kind = resource["resourceType"]
+        meta: Resource = {"profile": [profiles.profile_url(profile)]}
+        search_param = "identifier"
+        if kind in TAG_SEARCHED:
+            meta["tag"] = [{"system": ident["system"], "code": ident["value"]}]
+            search_param = "_tag"
+        resource = {
+            "resourceType": kind,
+            "meta": meta,
+            **({} if kind in NO_IDENTIFIER else {"identifier": [ident]}),
+            **resource,
+        }
+        full_url = self.full_url(ident)
+        old = self.existing.get(ident["value"])
+        if old is not None and str(old.get("status")) in RETIRED:
+            resource["id"] = old["id"]
+            self.entries.append(
+                {
+                    "fullUrl": full_url,
+                    "resource": resource,
+                    "request": {
+                        "method": "PUT",
+                        "url": f"{kind}/{old['id']}",
+                        **_if_match(old),
+                    },
+                }
+            )
+            return full_url
+        search = (
+            f"{search_param}={quote(ident['system'], safe=':/')}|{quote(ident['value'], safe='/')}"
+        )
+        self.entries.append(
+            {
+                "fullUrl": full_url,
+                "resource": resource,
+                "request": {"method": "POST", "url": kind, "ifNoneExist": search},
+            }
+        )
+        return full_url
+
+    # resources -------------------------------------------------------------------------------
+
+    def kit_order(self) -> str:
+        """The ZOLGENSMA kit MedicationRequest."""
+        dose = self.dose
+        kit = dose.kit
+        text = (
+            f"ZOLGENSMA (onasemnogene abeparvovec-xioi) kit {kit.ndc}: "
+            f"{kit.vials_5_5_ml} x 5.5 mL + {kit.vials_8_3_ml} x 8.3 mL vials"
+        )
+        instruction = (
+            f"Infuse {_num(kit.dose_volume_ml)} mL ({dose.vector_genomes:.3e} vector genomes, "
+            f"1.1e14 vg/kg at the {_num(dose.band_weight_kg)} kg band weight) intravenously "
+            f"over {dose.infusion_minutes} minutes by syringe pump at "
+            f"{_num(dose.pump_rate_ml_per_h)} mL/h on {self.plan.infusion_date.isoformat()}. "
+            f"{NO_PUSH}"
+        )
+        return self.add(
+            {
+                "resourceType": "MedicationRequest",
+                **self._order_common(),
+                "medicationCodeableConcept": {
+                    "coding": [{"system": codes.NDC, "code": kit.ndc, "display": text}],
+                    "text": text,
+                },
+                "dosageInstruction": [
+                    {
+                        "sequence": 1,
+                        "text": instruction,
+                        "timing": {"event": [self.plan.infusion_date.isoformat()]},
+                        "route": {"coding": [ROUTE_IV], "text": "intravenous"},
+                        "method": {"text": "intravenous infusion by syringe pump over 60 minutes"},
+                        "doseAndRate": [
+                            {
+                                "doseQuantity": _ml(kit.dose_volume_ml),
+                                "rateQuantity": {
+                                    "value": _json_num(dose.pump_rate_ml_per_h),
+                                    "unit": "mL/h",
+                                    "system": codes.UCUM,
+                                    "code": "mL/h",
+                                },
+                            }
+                        ],
+                    }
+                ],
+                "dispenseRequest": {
+                    "quantity": {
+                        "value": kit.total_vials,
+                        "unit": "vial",
+                        "system": codes.UCUM,
+                        "code": "{vial}",
+                    },
+                    "numberOfRepeatsAllowed": 0,
+                },
+                "note": [{"text": NO_PUSH}, {"text": dose.explanation}],
+            },
+            "medicationrequest/kit",
+            profile="zolgensma-kit-order",
+        )
+
+    def steroid_order(self) -> str:
+        """The prednisolone MedicationRequest for the 30-day full-dose course."""
+        course = self.course
+        days = (course.full_dose_through - course.start_date).days + 1
+        strength = f"{_num(course.concentration_mg_per_ml)} mg/mL"
+        text = (
+            f"Prednisolone (or equivalent) {_num(course.dose_mg_per_day)} mg "
+            f"({_num(course.volume_ml_per_day)} mL of {strength}) "
+            f"by mouth once daily = 1 mg/kg/day for {_num(course.weight_kg)} kg, "
+            f"{course.start_date.isoformat()} to {course.full_dose_through.isoformat()} "
+            f"({days} days), starting 24 hours before the infusion. "
+            "Do not stop abruptly: the taper follows the day-30 liver assessment."
+        )
+        return self.add(
+            {
+                "resourceType": "MedicationRequest",
+                **self._order_common(),
+                "medicationCodeableConcept": {
+                    "coding": [PREDNISOLONE],
+                    "text": f"prednisolone oral solution {strength}",
+                },
+                "dosageInstruction": [
+                    {
+                        "sequence": 1,
+                        "text": text,
+                        "timing": {
+                            "repeat": {
+                                "boundsPeriod": {
+                                    "start": course.start_date.isoformat(),
+                                    "end": course.full_dose_through.isoformat(),
+                                },
+                                "frequency": 1,
+                                "period": 1,
+                                "periodUnit": "d",
+                            }
+                        },
+                        "route": {"coding": [ROUTE_ORAL], "text": "oral"},
+                        "doseAndRate": [
+                            {
+                                "type": _dose_type("ordered"),
+                                "doseQuantity": {
+                                    "value": _json_num(course.dose_mg_per_day),
+                                    "unit": "mg",
+                                    "system": codes.UCUM,
+                                    "code": "mg",
+                                },
+                            },
+                            {
+                                "type": _dose_type("calculated"),
+                                "doseQuantity": _ml(course.volume_ml_per_day),
+                            },
+                        ],
+                    }
+                ],
+                "dispenseRequest": {
+                    "quantity": _ml(course.volume_ml_per_day * days),
+                    "expectedSupplyDuration": {
+                        "value": days,
+                        "unit": "days",
+                        "system": codes.UCUM,
+                        "code": "d",
+                    },
+                },
+                "note": [{"text": course.taper_basis}],
+            },
+            "medicationrequest/prednisolone",
+            profile="zolgensma-steroid-order",
+        )
+
+    def _order_common(self) -> Resource:
+        """Fields shared by both orders."""
+        mode = self.confirmation.order_mode
+        common: Resource = {
+            "status": mode.status,
+            "intent": mode.value,
+            "subject": self.patient,
+            "authoredOn": self.recorded,
+        }
+        if self.user and self.user["reference"].split("/", 1)[0] != "Patient":
+            common["requester"] = self.user
+        sma = self._sma_refs()
+        if sma:
+            common["reasonReference"] = sma
+        else:
+            common["reasonCode"] = [
+                {"text": "5q spinal muscular atrophy (no SMA Condition in the record)"}
+            ]
+        return common
+
+    def _sma_refs(self) -> list[dict[str, str]]:
+        """References to the SMA Conditions read, when they are server references."""
+        refs = []
+        for evidence in self.facts.sma_conditions:
+            ref = _server_reference(evidence.reference)
+            if ref and {"reference": ref} not in refs:
+                refs.append({"reference": ref})
+        return refs
+
+    def task(self, item: ScheduleItem, care_plan: str) -> str:
+        """One Task for a scheduled monitoring activity or decision point."""
+        description = item.activity
+        if item.conditional:
+            description += f" ({item.conditional})"
+        description += f". Label section {item.section}."
+        if item.institution_default:
+            description += " Includes an institution default."
+        task: Resource = {
+            "resourceType": "Task",
+            "status": "requested",
+            "intent": "plan",
+            "priority": "routine",
+            "code": {
+                "coding": [{"system": codes.APP_CODES, "code": item.kind.value}],
+                "text": item.activity,
+            },
+            "description": description,
+            "for": self.patient,
+            "basedOn": [{"reference": care_plan}],
+            "authoredOn": self.recorded,
+            "restriction": {
+                "period": {
+                    "start": item.window_start.isoformat(),
+                    "end": item.window_end.isoformat(),
+                }
+            },
+            "note": [
+                {
+                    "text": f"Due {item.date.isoformat()}: day {item.day} after infusion "
+                    f"(HCP Day {item.hcp_day})."
+                }
+            ],
+        }
+        if item.tests:
+            task["input"] = [
+                {
+                    "type": {"coding": [{"system": codes.APP_CODES, "code": "lab-test"}]},
+                    "valueCodeableConcept": {
+                        "coding": [
+                            {"system": system, "code": code}
+                            for system, code in sorted(codes.LABS[test])[:1]
+                        ],
+                        "text": test.value,
+                    },
+                }
+                for test in item.tests
+            ]
+        if self.user and self.user["reference"].split("/", 1)[0] != "Patient":
+            task["requester"] = self.user
+        return self.add(task, f"task/{item.kind.value}/day{item.day}", profile="zolgensma-task")
+
+    def care_plan(self) -> str:
+        """The CarePlan: its fullUrl is needed before its activities exist."""
+        return self.full_url(self.identifier("careplan"))
+
+    def care_plan_resource(self, activities: Sequence[str]) -> None:
+        """The CarePlan itself, referencing both orders and every Task."""
+        plan, course = self.plan, self.course
+        resource: Resource = {
+            "resourceType": "CarePlan",
+            "status": "active",
+            "intent": "plan",
+            "category": [{"coding": [{"system": codes.APP_CODES, "code": "zolgensma-plan"}]}],
+            "title": f"ZOLGENSMA treatment plan: infusion {plan.infusion_date.isoformat()}",
+            "description": course.taper_basis,
+            "subject": self.patient,
+            "period": {
+                "start": min(i.date for i in plan.schedule).isoformat(),
+                "end": max(i.window_end for i in plan.schedule).isoformat(),
+            },
+            "created": self.recorded,
+            "activity": [{"reference": {"reference": ref}} for ref in activities],
+            "note": [
+                {
+                    "text": f"Label: {plan.label_version}. Institution policy: "
+                    f"{plan.policy_version}. Eligibility on {plan.evaluated_on.isoformat()}: "
+                    f"{plan.eligibility.status.value}."
+                }
+            ],
+        }
+        sma = self._sma_refs()
+        if sma:
+            resource["addresses"] = sma
+        if self.user:
+            resource["author"] = self.user
+        self.add(resource, "careplan", profile="zolgensma-careplan")
+
+    def detected_issue(self, finding: Finding) -> str:
+        """A DetectedIssue for a finding the clinician acknowledged."""
+        issue: Resource = {
+            "resourceType": "DetectedIssue",
+            "status": "final",
+            "code": {
+                "coding": [{"system": codes.APP_CODES, "code": finding.code.value}],
+                "text": finding.code.value,
+            },
+            "severity": "moderate" if finding.severity is Severity.NEEDS_REVIEW else "low",
+            "patient": self.patient,
+            "identifiedDateTime": self.recorded,
+            "detail": f"{finding.message} (label section {finding.section})",
+            "mitigation": [
+                {
+                    "action": {"text": "Reviewed and acknowledged by the clinician"},
+                    "date": self.recorded,
+                    **({"author": self.user} if self.user and self._is_practitioner() else {}),
+                }
+            ],
+        }
+        implicated = []
+        for evidence in finding.evidence:
+            ref = _server_reference(evidence.reference)
+            if ref and {"reference": ref} not in implicated:
+                implicated.append({"reference": ref})
+        if implicated:
+            issue["implicated"] = implicated
+        return self.add(
+            issue, f"detectedissue/{finding.code.value}", profile="zolgensma-detectedissue"
+        )
+
+    def _is_practitioner(self) -> bool:
+        """True when the user is a Practitioner or PractitionerRole."""
+        return bool(self.user) and self.user["reference"].startswith("Practitioner")
+
+    def retire_old(self) -> None:
+        """Revoke other plans' CarePlans, cancel their open Tasks and draft orders."""
+        wanted = {
+            "CarePlan": (OPEN_CAREPLAN, "revoked"),
+            "Task": (OPEN_TASK, "cancelled"),
+            "MedicationRequest": (frozenset({"draft"}), "cancelled"),
+        }
+        for kind, (open_statuses, retired) in wanted.items():
+            for old in self.record.own(kind):
+                values = _own_values(old)
+                if any(v.startswith(f"{self.key}/") for v in values):
+                    continue
+                if str(old.get("status")) not in open_statuses or not old.get("id"):
+                    continue
+                updated = {**old, "status": retired}
+                meta = {k: v for k, v in (old.get("meta") or {}).items() if k in ("profile", "tag")}
+                updated["meta"] = meta
+                if not meta:
+                    updated.pop("meta")
+                if kind == "Task":
+                    updated["statusReason"] = {"text": "superseded by a revised ZOLGENSMA plan"}
+                self.entries.append(
+                    {
+                        "fullUrl": f"{kind}/{old['id']}",
+                        "resource": updated,
+                        "request": {
+                            "method": "PUT",
+                            "url": f"{kind}/{old['id']}",
+                            **_if_match(old),
+                        },
+                    }
+                )
+
+    def provenance(self) -> None:
+        """Provenance over everything in the transaction; its id hashes the operations."""
+        targets = [{"reference": e["fullUrl"]} for e in self.entries]
+        operations = json.dumps(
+            [(e["request"]["method"], e["request"]["url"], e["fullUrl"]) for e in self.entries]
+        )
+        digest = hashlib.sha256(operations.encode()).hexdigest()[:12]
+        agents: list[Resource] = [
+            {
+                "type": {"coding": [{"system": PARTICIPANT, "code": "assembler"}]},
+                "who": APP_DEVICE,
+            }
+        ]
+        if self.user:
+            agents.insert(
+                0,
+                {"type": {"coding": [{"system": PARTICIPANT, "code": "author"}]}, "who": self.user},
+            )
+        self.add(
+            {
+                "resourceType": "Provenance",
+                "target": targets,
+                "recorded": self.recorded,
+                "policy": [f"{codes.APP_BASE}/policy/{quote(self.plan.label_version)}"],
+                "activity": {"coding": [{"system": DATA_OPERATION, "code": "CREATE"}]},
+                "agent": agents,
+            },
+            f"provenance/{digest}",
+            profile="zolgensma-provenance",
+        )
+
+
+def build_transaction(
+    plan: Plan, facts: PatientFacts, record: PatientRecord, confirmation: Confirmation
+) -> Resource:
+    """The one transaction Bundle that writes this plan (validated; raises WriteBlocked)."""
+    check_writable(plan, confirmation)
+    builder = _Builder(plan, facts, record, confirmation)
+    care_plan = builder.care_plan()
+    activities = [builder.kit_order(), builder.steroid_order()]
+    activities += [builder.task(i, care_plan) for i in plan.schedule if i.kind in TASK_KINDS]
+    builder.care_plan_resource(activities)
+    for finding in plan.eligibility.findings:
+        if finding.code.value in confirmation.acknowledged:
+            builder.detected_issue(finding)
+    builder.retire_old()
+    builder.provenance()
+    return validate_bundle(
+        {"resourceType": "Bundle", "type": "transaction", "entry": builder.entries}
+    )
+
+
+def validate_bundle(bundle: Resource) -> Resource:
+    """Check every resource against the R4B model and the app's profiles; return clean JSON."""
+    clean_entries = []
+    for index, entry in enumerate(bundle["entry"]):
+        resource = entry["resource"]
+        where = f"entry {index} ({resource['resourceType']})"
+        model = _model(resource["resourceType"])
+        try:
+            parsed = model.model_validate(resource)
+        except ValidationError as exc:
+            raise WriteBackError(
+                f"nothing written: {where} is not valid FHIR R4: {_first_error(exc)}",
+                entry=where,
+            ) from None
+        clean = json.loads(parsed.model_dump_json(exclude_none=True))
+        problems = profiles.check(clean) if _checked(entry) else []
+        if problems:
+            raise WriteBackError(
+                f"nothing written: {where} breaks its profile: {problems[0]}", entry=where
+            )
+        clean_entries.append({**entry, "resource": clean})
+    return {**bundle, "entry": clean_entries}
+
+
+def outcomes(sent: Mapping[str, Any], response: Mapping[str, Any]) -> list[Written]:
+    """What the server did with each entry, in order."""
+    sent_entries = sent.get("entry") or []
+    answers = response.get("entry") or []
+    if len(answers) != len(sent_entries):
+        raise WriteBackError(
+            f"the server answered {len(answers)} entries for {len(sent_entries)} sent; "
+            "check the chart before retrying"
+        )
+    written = []
+    for entry, answer in zip(sent_entries, answers, strict=True):
+        result = answer.get("response") or {}
+        status = str(result.get("status", ""))
+        location = str(result.get("location") or "")
+        reference = _relative(location) or entry["request"]["url"]
+        if entry["request"]["method"] == "PUT":
+            outcome = Outcome.UPDATED
+        elif status.startswith("201"):
+            outcome = Outcome.CREATED
+        else:
+            outcome = Outcome.EXISTING
+        written.append(Written(reference=reference, outcome=outcome))
+    return written
+
+
+def write_plan(
+    gateway: FhirGateway,
+    plan: Plan,
+    facts: PatientFacts,
+    record: PatientRecord,
+    confirmation: Confirmation,
+) -> list[Written]:
+    """Build, validate and send the plan in one transaction; nothing is half-written."""
+    bundle = build_transaction(plan, facts, record, confirmation)
+    try:
+        response = gateway.transaction(bundle)
+    except FhirError as exc:
+        raise WriteBackError(
+            f"nothing written: the server refused the transaction: {exc}", entry=_entry_of(exc)
+        ) from exc
+    return outcomes(bundle, response)
+
+
+def _entry_of(exc: FhirError) -> str | None:
+    """The failing entry, when the OperationOutcome names one (Bundle.entry[n])."""
+    text = exc.outcome
+    marker = "Bundle.entry["
+    if marker in text:
+        start = text.index(marker)
+        end = text.find("]", start)
+        return text[start : end + 1] if end > start else None
+    return None
+
+
+def _own_values(resource: Mapping[str, Any]) -> list[str]:
+    """The app identifier values of a resource."""
+    return [
+        str(i.get("value"))
+        for i in resource.get("identifier") or []
+        if isinstance(i, Mapping) and i.get("system") == codes.APP_IDENTIFIER
+    ]
+
+
+def _if_match(old: Mapping[str, Any]) -> dict[str, str]:
+    """An ifMatch on the version read, so a concurrent change fails the whole transaction."""
+    version = (old.get("meta") or {}).get("versionId")
+    return {"ifMatch": f'W/"{version}"'} if version else {}
+
+
+def _user_reference(fhir_user: str | None) -> dict[str, str] | None:
+    """A Reference for the fhirUser claim (absolute URL or Type/id), when it names a user."""
+    if not fhir_user:
+        return None
+    relative = _relative(fhir_user) or fhir_user
+    kind = relative.split("/", 1)[0]
+    return {"reference": relative} if kind in USER_TYPES and "/" in relative else None
+
+
+def _server_reference(reference: str) -> str | None:
+    """Type/id for a reference that exists on the server (not a bundle-local urn)."""
+    if not reference or reference.startswith("urn:"):
+        return None
+    return _relative(reference) or reference
+
+
+def _relative(url: str) -> str:
+    """Type/id from a location or absolute reference (drops _history and the base)."""
+    path = url.split("/_history/", 1)[0].rstrip("/")
+    parts = path.split("/")
+    if len(parts) >= 2 and parts[-2][:1].isupper():
+        return f"{parts[-2]}/{parts[-1]}"
+    return ""
+
+
+def _num(value: Decimal) -> str:
+    """A Decimal as plain text, without exponent or trailing zeros."""
+    text = format(value.normalize(), "f")
+    return text
+
+
+def _json_num(value: Decimal) -> int | float:
+    """A Decimal as a JSON number."""
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def _ml(value: Decimal) -> dict[str, Any]:
+    """A UCUM millilitre quantity."""
+    return {"value": _json_num(value), "unit": "mL", "system": codes.UCUM, "code": "mL"}
+
+
+def _dose_type(code: str) -> dict[str, Any]:
+    """A dose-rate-type concept."""
+    return {"coding": [{"system": DOSE_RATE_TYPE, "code": code}]}
+
+
+def _model(resource_type: str) -> Any:
+    """The fhir.resources R4B model class of a resource type."""
+    module = importlib.import_module(f"fhir.resources.R4B.{resource_type.lower()}")
+    return getattr(module, resource_type)
+
+
+def _first_error(exc: ValidationError) -> str:
+    """The first validation error with its location."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    return f"{first['msg']} at {where}" if where else str(first["msg"])
+
+
+def _checked(entry: Mapping[str, Any]) -> bool:
+    """Profiles apply to what the app creates, and to updates of resources that declare one."""
+    declared = (entry["resource"].get("meta") or {}).get("profile") or []
+    return entry["request"]["method"] == "POST" or any(
+        str(url).startswith(profiles.PROFILE_BASE) for url in declared
+    )
