@@ -1,28 +1,37 @@
-"""The `zolgensma-smart` command line: plan from a FHIR Bundle, kit lookup by weight."""
+"""The `zolgensma-smart` command line: plan from a Bundle or a FHIR server, write back, doses."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
 from typing import NoReturn
 
-from smart_app import render
+from smart_app import render, service
 from smart_app.config import load_policy
-from smart_app.errors import InputError, SmartAppError
+from smart_app.errors import FhirError, InputError, SmartAppError, WriteBackError, WriteBlocked
 from smart_app.fhir import codes
+from smart_app.fhir.gateway import FhirGateway
 from smart_app.fhir.read import facts_from_bundle, parse_bundle_json
 from smart_app.fhir.units import UnitError, weight_to_kg
+from smart_app.fhir.write import Confirmation, OrderMode, Written
 from smart_app.rules.dosing import dose_for_weight, no_kit_reason
+from smart_app.rules.model import Plan
 from smart_app.rules.plan import build_plan
 from smart_app.rules.policy import DEFAULT_POLICY
 
 EXIT_OK = 0
 EXIT_INPUT = 2
+EXIT_SERVER = 3
+EXIT_NOT_WRITTEN = 4
+TOKEN_ENV = "ZOLGENSMA_SMART_BEARER_TOKEN"  # noqa: S105 - the variable name, not a secret
 
 
 class Format(StrEnum):
@@ -73,8 +82,38 @@ def _parser() -> _Parser:
     """The argument parser for both commands."""
     parser = _Parser(prog="zolgensma-smart", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    plan = sub.add_parser("plan", help="evaluate one patient's FHIR Bundle")
-    plan.add_argument("--bundle", type=Path, required=True, help="FHIR R4 Bundle JSON file")
+    plan = sub.add_parser("plan", help="evaluate one patient from a Bundle file or a FHIR server")
+    source = plan.add_mutually_exclusive_group(required=True)
+    source.add_argument("--bundle", type=Path, help="FHIR R4 Bundle JSON file")
+    source.add_argument("--fhir-base", metavar="URL", help="FHIR R4 server base URL")
+    plan.add_argument("--patient", metavar="ID", help="Patient id on the server (--fhir-base)")
+    plan.add_argument(
+        "--bearer-token",
+        metavar="T",
+        help=f"access token for the server (better: set {TOKEN_ENV}, kept out of `ps`)",
+    )
+    plan.add_argument("--write", action="store_true", help="write the plan back (1 transaction)")
+    plan.add_argument(
+        "--dry-run-bundle",
+        type=Path,
+        metavar="FILE",
+        help="save the transaction Bundle that --write would send, and send nothing",
+    )
+    plan.add_argument(
+        "--acknowledge",
+        action="append",
+        default=[],
+        metavar="CODE",
+        help="finding the clinician acknowledges (repeatable; each needs-review one is needed)",
+    )
+    plan.add_argument(
+        "--order-mode",
+        type=OrderMode,
+        choices=list(OrderMode),
+        default=OrderMode.PROPOSAL,
+        help="proposal: draft orders for the prescriber to sign (default); order: active orders",
+    )
+    plan.add_argument("--fhir-user", metavar="REF", help="the user, e.g. Practitioner/123")
     plan.add_argument("--on", type=_date, help="evaluation date (default: today)")
     plan.add_argument("--infusion-date", type=_date, help="planned infusion (default: --on + 1)")
     plan.add_argument("--format", type=Format, choices=list(Format), default=Format.JSON)
@@ -100,23 +139,90 @@ def _today() -> dt.date:
 
 
 def run_plan(args: argparse.Namespace) -> str:
-    """Read the bundle, build the plan, render it."""
-    try:
-        text = args.bundle.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise InputError(f"cannot read {args.bundle}: {reason}") from exc
+    """Evaluate from a file or a server; with --write or --dry-run-bundle, write or save."""
     policy = load_policy(args.policy) if args.policy else DEFAULT_POLICY
-    facts = facts_from_bundle(
-        parse_bundle_json(text),
-        titer_codes=frozenset(args.titer_code) | codes.DEFAULT_TITER_CODES,
-    )
+    titer_codes = frozenset(args.titer_code) | codes.DEFAULT_TITER_CODES
     on = args.on or _today()
     infusion = args.infusion_date or on + dt.timedelta(days=1)
-    plan = build_plan(facts, on=on, infusion_date=infusion, policy=policy)
-    if args.format is Format.TEXT:
-        return render.plan_text(plan)
-    return render.to_json(render.plan_data(plan))
+    if args.fhir_base is None:
+        if args.patient or args.write or args.dry_run_bundle or args.bearer_token:
+            raise InputError("--patient, --write, --dry-run-bundle need --fhir-base")
+        facts = facts_from_bundle(
+            parse_bundle_json(_read_text(args.bundle)), titer_codes=titer_codes
+        )
+        plan = build_plan(facts, on=on, infusion_date=infusion, policy=policy)
+        return _render(plan, args.format, None)
+    if not args.patient:
+        raise InputError("--fhir-base needs --patient ID")
+    if args.write and args.dry_run_bundle:
+        raise InputError("give --write or --dry-run-bundle, not both")
+    token = args.bearer_token or os.environ.get(TOKEN_ENV) or None
+    gateway = FhirGateway(args.fhir_base, bearer_token=token)
+    evaluation = service.evaluate(
+        gateway, args.patient, on=on, infusion_date=infusion, policy=policy, titer_codes=titer_codes
+    )
+    if not (args.write or args.dry_run_bundle):
+        return _render(evaluation.plan, args.format, None)
+    confirmation = Confirmation(
+        recorded=_now(),
+        acknowledged=frozenset(args.acknowledge),
+        fhir_user=args.fhir_user,
+        order_mode=args.order_mode,
+    )
+    try:
+        if args.dry_run_bundle:
+            _save_json(args.dry_run_bundle, service.transaction(evaluation, confirmation))
+            return _render(evaluation.plan, args.format, None)
+        written = service.write(gateway, evaluation, confirmation)
+    except (WriteBlocked, WriteBackError) as exc:
+        raise NotWritten(str(exc), _render(evaluation.plan, args.format, [])) from exc
+    return _render(evaluation.plan, args.format, written)
+
+
+class NotWritten(SmartAppError):
+    """The plan was evaluated but not written; carries the rendered plan."""
+
+    def __init__(self, message: str, output: str) -> None:
+        super().__init__(message)
+        self.output = output
+
+
+def _render(plan: Plan, fmt: Format, written: list[Written] | None) -> str:
+    """The plan as JSON or text, with what was written when a write was asked for."""
+    rows = None if written is None else [render.written_data(w) for w in written]
+    if fmt is Format.TEXT:
+        return render.plan_text(plan) + ("" if rows is None else render.written_text(rows))
+    data = render.plan_data(plan)
+    if rows is not None:
+        data["written"] = rows
+    return render.to_json(data)
+
+
+def _read_text(path: Path) -> str:
+    """A UTF-8 file's text, or a one-line InputError."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise InputError(f"cannot read {path}: {reason}") from exc
+
+
+def _save_json(path: Path, data: object) -> None:
+    """Write JSON atomically: a temporary file beside the target, then a rename."""
+    try:
+        with tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
+        ) as handle:
+            json.dump(data, handle, indent=2, sort_keys=False)
+            handle.write("\n")
+        Path(handle.name).replace(path)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def _now() -> dt.datetime:
+    """The current time with the local offset; read here at the edge only."""
+    return dt.datetime.now(dt.UTC).astimezone().replace(microsecond=0)
 
 
 def _weight(text: str, unit: WeightUnit) -> Decimal:
@@ -159,6 +265,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         output = run_plan(args) if args.command == "plan" else run_dose(args)
+    except NotWritten as exc:
+        sys.stdout.write(exc.output)
+        sys.stderr.write(f"zolgensma-smart: not written: {exc}\n")
+        return EXIT_NOT_WRITTEN
+    except FhirError as exc:
+        sys.stderr.write(f"zolgensma-smart: FHIR server: {exc}\n")
+        return EXIT_SERVER
     except SmartAppError as exc:
         sys.stderr.write(f"zolgensma-smart: error: {exc}\n")
         return EXIT_INPUT

@@ -6,10 +6,13 @@ import datetime as dt
 import json
 import textwrap
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smart_app.rules.dosing import between_bands, no_kit_reason, sci
 from smart_app.rules.model import Dose, Evidence, Finding, Plan, ScheduleItem, SteroidCourse
+
+if TYPE_CHECKING:
+    from smart_app.fhir.write import Written
 
 
 def _num(value: Decimal) -> float | int:
@@ -253,4 +256,21 @@ def dose_table(rows: list[dict[str, Any]]) -> str:
             f"{given:>10}  {row['weight_kg']:>8}  {band:>9}  {d['kit_ndc']:<12}  "
             f"{d['dose_volume_ml']:>5}  {vials:<13}  {d['pump_rate_ml_per_h']:>5}"
         )
+    return "\n".join(lines) + "\n"
+
+
+def written_data(written: Written) -> dict[str, str]:
+    """One written resource as JSON."""
+    return {"reference": written.reference, "outcome": written.outcome.value}
+
+
+def written_text(rows: list[dict[str, str]]) -> str:
+    """The WRITTEN section of the text report."""
+    if not rows:
+        return "\nWRITTEN: nothing\n"
+    counts = {
+        o: sum(1 for r in rows if r["outcome"] == o) for o in ("created", "existing", "updated")
+    }
+    summary = ", ".join(f"{n} {o}" for o, n in counts.items() if n)
+    lines = [f"\nWRITTEN ({summary}):"] + [f"  {r['outcome']:<8} {r['reference']}" for r in rows]
     return "\n".join(lines) + "\n"

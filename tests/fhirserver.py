@@ -1,0 +1,243 @@
+"""The real local FHIR server (sekmet) for tests, and a counting, fault-injecting HTTP proxy."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SEKMET = Path(os.environ.get("SEKMET_BIN", ROOT / ".venv-fhir" / "bin" / "sekmet"))
+START_TIMEOUT_S = 60.0
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def sekmet(data_dir: Path) -> Iterator[str]:
+    """Start sekmet on a free loopback port with a fresh data directory; yield its base URL."""
+    if not SEKMET.exists():
+        raise RuntimeError(f"{SEKMET} is missing: `make test` installs it (.venv-fhir)")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/fhir"
+    config = data_dir / "sekmet.yaml"
+    config.write_text(
+        f"base_url: {base}\nhost: 127.0.0.1\nport: {port}\ndata_dir: {data_dir / 'data'}\n"
+        "simulator: {enabled: false}\nlog_inbound: false\n",
+        encoding="utf-8",
+    )
+    log = (data_dir / "sekmet.log").open("wb")
+    process = subprocess.Popen(  # noqa: S603 - our own pinned binary, fixed arguments
+        [str(SEKMET), "serve", "-c", str(config)], stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        _wait_ready(base, process, data_dir / "sekmet.log")
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        log.close()
+
+
+def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll /metadata until it answers 200, or fail with the server's log."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"sekmet exited early: {log.read_text(errors='replace')[-2000:]}")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"{base}/metadata", timeout=2) as answer,  # noqa: S310
+        ):
+            if answer.status == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"sekmet did not answer /metadata in {START_TIMEOUT_S:.0f} s")
+
+
+def http_json(method: str, url: str, body: Any = None) -> tuple[int, Any]:
+    """A plain HTTP exchange for test set-up and checks (not the code under test)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(  # noqa: S310 - loopback test server
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+            return answer.status, json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def load_patient(base: str, bundle: Mapping[str, Any], *, suffix: str | None = None) -> str:
+    """Load a fixture Bundle with one transaction under fresh ids; return the Patient id."""
+    suffix = suffix or uuid.uuid4().hex[:8]
+    ids = {}
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        new_id = f"{resource['id']}-{suffix}"
+        ids[f"{resource['resourceType']}/{resource['id']}"] = f"{resource['resourceType']}/{new_id}"
+        if entry.get("fullUrl"):
+            ids[entry["fullUrl"]] = f"{resource['resourceType']}/{new_id}"
+    text = json.dumps(bundle)
+    for old, new in sorted(ids.items(), key=lambda kv: -len(kv[0])):
+        text = text.replace(f'"reference": "{old}"', f'"reference": "{new}"')
+    renamed = json.loads(text)
+    entries = []
+    patient_id = ""
+    for entry in renamed["entry"]:
+        resource = dict(entry["resource"])
+        resource["id"] = f"{resource['id']}-{suffix}"
+        if resource["resourceType"] == "Patient":
+            patient_id = resource["id"]
+        entries.append(
+            {
+                "resource": resource,
+                "request": {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"},
+            }
+        )
+    status, answer = http_json(
+        "POST", base, {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    )
+    if status != 200:
+        raise RuntimeError(f"loading the fixture failed: {status} {answer}")
+    return patient_id
+
+
+def search(base: str, query: str) -> list[dict[str, Any]]:
+    """All resources of a search (follows next links)."""
+    url: str | None = f"{base}/{query}"
+    out = []
+    while url:
+        status, page = http_json("GET", url)
+        if status != 200:
+            raise RuntimeError(f"search {query} failed: {status} {page}")
+        out.extend(e["resource"] for e in page.get("entry") or [])
+        url = next((x["url"] for x in page.get("link", []) if x["relation"] == "next"), None)
+    return out
+
+
+@dataclass
+class Fault:
+    """An answer the proxy gives instead of forwarding, once, for a matching request."""
+
+    method: str
+    path: str
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass
+class Proxy:
+    """Forwards to the real server, records every request, can answer one with a fault."""
+
+    target: str
+    base: str = ""
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def reset(self) -> None:
+        """Forget the recorded calls and pending faults."""
+        with self.lock:
+            self.calls.clear()
+            self.faults.clear()
+
+    def fail_next(self, method: str, path: str, status: int, text: str) -> None:
+        """Answer the next matching request with `status` and an OperationOutcome."""
+        body = {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": "exception", "diagnostics": text}],
+        }
+        with self.lock:
+            self.faults.append(Fault(method, path, status, body))
+
+
+@contextlib.contextmanager
+def proxy(target: str) -> Iterator[Proxy]:
+    """A loopback HTTP proxy in front of `target` (a FHIR base URL)."""
+    state = Proxy(target=target)
+    target_root = target.split("/fhir", 1)[0]
+
+    class Handler(BaseHTTPRequestHandler):
+        """Forward one request, rewriting the server's absolute URLs to the proxy's."""
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet."""
+
+        def _handle(self) -> None:
+            """Record, then fault or forward."""
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            path = self.path.split("?", 1)[0].rstrip("/")
+            with state.lock:
+                state.calls.append((self.command, self.path))
+                fault = next(
+                    (f for f in state.faults if f.method == self.command and f.path == path), None
+                )
+                if fault:
+                    state.faults.remove(fault)
+            if fault:
+                self._reply(fault.status, json.dumps(fault.body).encode(), {})
+                return
+            headers = {
+                k: v
+                for k, v in self.headers.items()
+                if k.lower() in ("content-type", "accept", "authorization", "if-match")
+            }
+            request = urllib.request.Request(  # noqa: S310 - loopback test server
+                target_root + self.path, data=body, method=self.command, headers=headers
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310
+                    status, data, extra = answer.status, answer.read(), answer.headers
+            except urllib.error.HTTPError as exc:
+                status, data, extra = exc.code, exc.read(), exc.headers
+            data = data.replace(target.encode(), state.base.encode())
+            self._reply(status, data, {"Retry-After": extra.get("Retry-After")})
+
+        def _reply(self, status: int, data: bytes, extra: Mapping[str, str | None]) -> None:
+            """Send an answer."""
+            self.send_response(status)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.send_header("Content-Length", str(len(data)))
+            for key, value in extra.items():
+                if value:
+                    self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.base = f"http://127.0.0.1:{server.server_address[1]}/fhir"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
