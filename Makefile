@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+FHIR_VENV := .venv-fhir
+FHIR_STAMP := $(FHIR_VENV)/.installed-sekmet-0.1.1
+FHIR_PORT ?= 8080
 
-.PHONY: demo test lint unit venv clean
+.PHONY: demo test lint unit venv fhir-server clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +15,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-venv: $(STAMP)
+# The local FHIR server lives in its own environment: it pins its own fhir.resources and FastAPI.
+$(FHIR_STAMP):
+	$(PYTHON) -m venv $(FHIR_VENV)
+	$(FHIR_VENV)/bin/pip install --quiet --upgrade pip
+	$(FHIR_VENV)/bin/pip install --quiet 'sekmet-fhir==0.1.1'
+	touch $(FHIR_STAMP)
+
+venv: $(STAMP) $(FHIR_STAMP)
+
+# A local FHIR server on loopback for trying the CLI by hand (data in .fhir-data/, Ctrl-C stops).
+fhir-server: $(FHIR_STAMP)
+	mkdir -p .fhir-data
+	printf 'base_url: http://127.0.0.1:$(FHIR_PORT)/fhir\nhost: 127.0.0.1\nport: $(FHIR_PORT)\ndata_dir: .fhir-data/data\nsimulator: {enabled: false}\nlog_inbound: false\n' > .fhir-data/sekmet.yaml
+	$(FHIR_VENV)/bin/sekmet serve -c .fhir-data/sekmet.yaml
 
 demo: $(STAMP)
 	$(BIN)/zolgensma-smart plan --bundle examples/infant-eligible.json --on 2026-11-20 --infusion-date 2026-11-24 --format text
@@ -21,10 +37,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-unit: $(STAMP)
+unit: $(STAMP) $(FHIR_STAMP)
 	$(BIN)/pytest
 
 test: lint unit
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(FHIR_VENV) .fhir-data .pytest_cache .ruff_cache .hypothesis

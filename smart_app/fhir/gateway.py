@@ -6,6 +6,7 @@ import datetime as dt
 import email.utils
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -141,9 +142,11 @@ def _outcome_text(body: Any) -> str:
     return "; ".join(p for p in parts if p)[:500]
 
 
-def http_error(status: int, what: str, body: Any) -> FhirError:
-    """The typed error for an HTTP status, carrying the OperationOutcome text."""
+def http_error(status: int, what: str, body: Any, *, secret: str | None = None) -> FhirError:
+    """The typed error for an HTTP status, carrying the OperationOutcome text (token redacted)."""
     outcome = _outcome_text(body)
+    if secret:
+        outcome = outcome.replace(secret, "[redacted]")
     kinds: list[tuple[Callable[[int], bool], type[FhirError], str]] = [
         (lambda s: s == 401, FhirUnauthorized, "not authorized (401): sign in again"),
         (lambda s: s == 403, FhirForbidden, "forbidden (403): the granted scopes do not allow it"),
@@ -164,7 +167,7 @@ def _retry_after_s(value: str | None, *, now: dt.datetime) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -202,9 +205,11 @@ class FhirGateway:
         self.base_url = base_url.rstrip("/")
         self.limits = limits or Limits()
         self.requests_sent = 0
+        self._lock = threading.Lock()
         self._sleep = sleep
         self._session = session or requests.Session()
         self._headers = {"Accept": FHIR_JSON, "Content-Type": FHIR_JSON}
+        self._token = bearer_token
         if bearer_token:
             self._headers["Authorization"] = f"Bearer {bearer_token}"
 
@@ -220,7 +225,8 @@ class FhirGateway:
 
     def _send(self, method: str, url: str, body: Any | None, *, what: str) -> requests.Response:
         """One HTTP exchange; network failures become FhirUnreachable."""
-        self.requests_sent += 1
+        with self._lock:
+            self.requests_sent += 1
         data = None if body is None else json.dumps(body, default=_json_default)
         try:
             return self._session.request(
@@ -249,7 +255,7 @@ class FhirGateway:
                 continue
             parsed = _json(response)
             if response.status_code >= 400:
-                raise http_error(response.status_code, what, parsed)
+                raise http_error(response.status_code, what, parsed, secret=self._token)
             if parsed is None:
                 raise FhirProtocolError(f"{what}: the answer is not FHIR JSON")
             return parsed
@@ -308,16 +314,21 @@ class FhirGateway:
             )
         return [self._entry_answer(e, url) for e, url in zip(entries, searches, strict=True)]
 
-    @staticmethod
-    def _entry_answer(entry: Any, url: str) -> Any:
+    def _entry_answer(self, entry: Any, url: str) -> Any:
         """The resource of one batch-response entry, or the typed error its status names."""
         what = url.split("?", 1)[0] if "?" not in url else f"search {url.split('?', 1)[0]}"
-        response = entry.get("response") if isinstance(entry, Mapping) else None
-        status_text = str((response or {}).get("status", ""))
-        code = int(status_text[:3]) if status_text[:3].isdigit() else 0
-        if code >= 400 or code == 0:
-            outcome = (response or {}).get("outcome") or entry.get("resource")
-            raise http_error(code or 500, what, outcome)
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("response"), Mapping):
+            raise FhirProtocolError(f"{what}: a batch-response entry without a response")
+        response = entry["response"]
+        status_text = str(response.get("status", ""))
+        code = (
+            int(status_text[:3]) if status_text[:3].isascii() and status_text[:3].isdigit() else 0
+        )
+        if code == 0:
+            raise FhirProtocolError(f"{what}: batch-response status {status_text[:40]!r}")
+        if code >= 400:
+            outcome = response.get("outcome") or entry.get("resource")
+            raise http_error(code, what, outcome, secret=self._token)
         return entry.get("resource")
 
     def _parallel_gets(self, searches: list[str]) -> list[Any]:
@@ -352,7 +363,7 @@ class FhirGateway:
             if not following:
                 return out
             if pages >= self.limits.max_pages:
-                record.truncated.append(search.split("&", 1)[0])
+                record.truncated.append(search)
                 return out
             page = self._exchange("GET", following, what="next page", retry=True)
             pages += 1
