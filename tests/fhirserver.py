@@ -148,6 +148,8 @@ class Fault:
     path: str
     status: int
     body: dict[str, Any]
+    after: int = 0
+    """Let this many matching requests through first."""
 
 
 @dataclass
@@ -166,14 +168,14 @@ class Proxy:
             self.calls.clear()
             self.faults.clear()
 
-    def fail_next(self, method: str, path: str, status: int, text: str) -> None:
-        """Answer the next matching request with `status` and an OperationOutcome."""
+    def fail_next(self, method: str, path: str, status: int, text: str, *, after: int = 0) -> None:
+        """Answer a later matching request (after `after` others) with an OperationOutcome."""
         body = {
             "resourceType": "OperationOutcome",
             "issue": [{"severity": "error", "code": "exception", "diagnostics": text}],
         }
         with self.lock:
-            self.faults.append(Fault(method, path, status, body))
+            self.faults.append(Fault(method, path, status, body, after))
 
 
 @contextlib.contextmanager
@@ -198,7 +200,10 @@ def proxy(target: str) -> Iterator[Proxy]:
                 fault = next(
                     (f for f in state.faults if f.method == self.command and f.path == path), None
                 )
-                if fault:
+                if fault and fault.after > 0:
+                    fault.after -= 1
+                    fault = None
+                elif fault:
                     state.faults.remove(fault)
             if fault:
                 self._reply(fault.status, json.dumps(fault.body).encode(), {})

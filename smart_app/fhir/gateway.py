@@ -28,6 +28,7 @@ from smart_app.errors import (
     FhirUnauthorized,
     FhirUnprocessable,
     FhirUnreachable,
+    InputError,
 )
 from smart_app.fhir import codes
 
@@ -201,7 +202,7 @@ class FhirGateway:
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise FhirError(f"FHIR base {base_url!r} is not an http(s) URL")
+            raise InputError(f"FHIR base {base_url!r} is not an http(s) URL")
         self.base_url = base_url.rstrip("/")
         self.limits = limits or Limits()
         self.requests_sent = 0
@@ -270,7 +271,7 @@ class FhirGateway:
     ) -> PatientRecord:
         """Everything for one patient: one batch request, then `next` pages within the bound."""
         if not FHIR_ID.fullmatch(patient_id):
-            raise FhirError(f"patient id {patient_id!r} is not a FHIR id")
+            raise InputError(f"patient id {patient_id!r} is not a FHIR id")
         before = self.requests_sent
         searches = patient_searches(
             patient_id, titer_codes=titer_codes, page_size=self.limits.page_size

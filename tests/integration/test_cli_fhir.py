@@ -1,0 +1,203 @@
+"""The command line against the real local FHIR server: read, write, re-write, dry run, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from smart_app import cli
+from tests import fhirserver
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "infant-eligible.json"
+FIXTURES = ROOT / "tests" / "fixtures" / "bundles"
+DATES = ["--on", "2026-11-20", "--infusion-date", "2026-11-24"]
+ACK = ["--acknowledge", "caregiver-counseling", "--acknowledge", "smn2-copy-number"]
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the CLI in-process; return exit code, stdout, stderr."""
+    code = cli.main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _load(base: str, path: Path, suffix: str) -> str:
+    """Load a fixture under ids ending in -suffix."""
+    return fhirserver.load_patient(
+        base, json.loads(path.read_text(encoding="utf-8")), suffix=suffix
+    )
+
+
+def test_server_mode_prints_the_same_json_as_bundle_mode(
+    capsys: pytest.CaptureFixture[str], fhir_server: str, proxy: fhirserver.Proxy
+) -> None:
+    """Reading from the server gives the plan the Bundle file gives, in one request."""
+    patient = _load(fhir_server, EXAMPLE, "samejson")
+    code, from_server, err = _run(
+        capsys, "plan", "--fhir-base", proxy.base, "--patient", patient, *DATES
+    )
+    assert (code, err) == (0, "")
+    assert len(proxy.calls) == 1
+    code, from_file, _ = _run(capsys, "plan", "--bundle", str(EXAMPLE), *DATES)
+    assert code == 0
+    assert json.loads(from_server.replace("-samejson", "")) == json.loads(from_file)
+
+
+def test_write_then_write_again(
+    capsys: pytest.CaptureFixture[str], fhir_server: str, proxy: fhirserver.Proxy
+) -> None:
+    """--write lists what it created; the same command again lists only existing resources."""
+    patient = _load(fhir_server, EXAMPLE, "cliwrite")
+    args = ["plan", "--fhir-base", proxy.base, "--patient", patient, *DATES, "--write", *ACK]
+    code, out, err = _run(capsys, *args)
+    assert (code, err) == (0, "")
+    written = json.loads(out)["written"]
+    assert len(written) == 20
+    assert {w["outcome"] for w in written} == {"created"}
+    assert len(proxy.calls) == 2
+    proxy.reset()
+    code, out, _ = _run(capsys, *args)
+    assert code == 0
+    again = json.loads(out)["written"]
+    assert {w["outcome"] for w in again} == {"existing"}
+    assert [w["reference"] for w in again] == [w["reference"] for w in written]
+    assert len(proxy.calls) == 2
+
+
+def test_text_format_lists_what_was_written(
+    capsys: pytest.CaptureFixture[str], fhir_server: str, proxy: fhirserver.Proxy
+) -> None:
+    """The text report ends with the WRITTEN section."""
+    patient = _load(fhir_server, EXAMPLE, "clitext")
+    code, out, _ = _run(
+        capsys, "plan", "--fhir-base", proxy.base, "--patient", patient, *DATES,
+        "--write", *ACK, "--format", "text",
+    )  # fmt: skip
+    assert code == 0
+    assert "WRITTEN (20 created):" in out
+    assert "  created  CarePlan/" in out
+
+
+def test_dry_run_saves_the_bundle_and_sends_nothing(
+    capsys: pytest.CaptureFixture[str],
+    fhir_server: str,
+    proxy: fhirserver.Proxy,
+    tmp_path: Path,
+) -> None:
+    """--dry-run-bundle writes the transaction to a file; only the read reaches the server."""
+    patient = _load(fhir_server, EXAMPLE, "dryrun")
+    target = tmp_path / "tx.json"
+    code, out, _ = _run(
+        capsys, "plan", "--fhir-base", proxy.base, "--patient", patient, *DATES,
+        "--dry-run-bundle", str(target), *ACK,
+    )  # fmt: skip
+    assert code == 0
+    assert "written" not in json.loads(out)
+    bundle = json.loads(target.read_text(encoding="utf-8"))
+    assert bundle["type"] == "transaction"
+    assert len(bundle["entry"]) == 20
+    assert len(proxy.calls) == 1
+    assert fhirserver.search(fhir_server, f"CarePlan?patient={patient}") == []
+
+
+def test_patient_without_weight_exits_4_and_writes_nothing(
+    capsys: pytest.CaptureFixture[str],
+    fhir_server: str,
+    proxy: fhirserver.Proxy,
+    tmp_path: Path,
+) -> None:
+    """No weight: exit 4, the plan on stdout with an empty written list, the reason on stderr."""
+    patient = _load(fhir_server, FIXTURES / "weight-missing.json", "noweight")
+    code, out, err = _run(
+        capsys, "plan", "--fhir-base", proxy.base, "--patient", patient, *DATES, "--write"
+    )
+    assert code == cli.EXIT_NOT_WRITTEN
+    assert json.loads(out)["written"] == []
+    assert err.startswith("zolgensma-smart: not written: nothing written: the plan is incomplete")
+    assert "weight-missing" in err
+    assert len(proxy.calls) == 1
+    target = tmp_path / "tx.json"
+    code, _, _ = _run(
+        capsys, "plan", "--fhir-base", proxy.base, "--patient", patient, *DATES,
+        "--dry-run-bundle", str(target),
+    )  # fmt: skip
+    assert code == cli.EXIT_NOT_WRITTEN
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_server_500_on_write_exits_4_with_a_clear_message(
+    capsys: pytest.CaptureFixture[str], fhir_server: str, proxy: fhirserver.Proxy
+) -> None:
+    """A failing transaction: exit 4, one line naming the server's error, nothing on the server."""
+    patient = _load(fhir_server, EXAMPLE, "cli500")
+    proxy.fail_next("POST", "/fhir", 500, "disk full", after=1)
+    code, out, err = _run(
+        capsys, "plan", "--fhir-base", proxy.base, "--patient", patient, *DATES, "--write", *ACK
+    )
+    assert code == cli.EXIT_NOT_WRITTEN
+    assert json.loads(out)["written"] == []
+    assert err == (
+        "zolgensma-smart: not written: nothing written: the server refused the transaction: "
+        "transaction: server error (500) (disk full)\n"
+    )
+    assert len(proxy.calls) == 2
+    assert fhirserver.search(fhir_server, f"CarePlan?patient={patient}") == []
+
+
+def test_server_500_on_read_exits_3(
+    capsys: pytest.CaptureFixture[str], fhir_server: str, proxy: fhirserver.Proxy
+) -> None:
+    """A failing read: exit 3 and the server's text, no plan printed."""
+    patient = _load(fhir_server, EXAMPLE, "cliread500")
+    proxy.fail_next("POST", "/fhir", 500, "index rebuilding")
+    code, out, err = _run(capsys, "plan", "--fhir-base", proxy.base, "--patient", patient, *DATES)
+    assert code == cli.EXIT_SERVER
+    assert out == ""
+    assert (
+        err == "zolgensma-smart: FHIR server: batch read: server error (500) (index rebuilding)\n"
+    )
+
+
+def test_unreachable_server_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing listening: exit 3 and a one-line message naming the host."""
+    port = fhirserver.free_port()
+    code, out, err = _run(
+        capsys, "plan", "--fhir-base", f"http://127.0.0.1:{port}/fhir", "--patient", "p1", *DATES
+    )
+    assert code == cli.EXIT_SERVER
+    assert out == ""
+    assert err == (
+        f"zolgensma-smart: FHIR server: batch read: cannot reach 127.0.0.1:{port} "
+        "(ConnectionError)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "exit_code", "message"),
+    [
+        (["--bundle", str(EXAMPLE), "--write"], cli.EXIT_INPUT, "need --fhir-base"),
+        (["--fhir-base", "http://127.0.0.1:9/fhir"], cli.EXIT_INPUT, "needs --patient"),
+        (["--fhir-base", "ftp://x/fhir", "--patient", "p"], cli.EXIT_INPUT, "not an http(s) URL"),
+        (["--bundle", str(EXAMPLE), "--fhir-base", "http://x/fhir"], cli.EXIT_INPUT, "not allowed"),
+        (
+            ["--fhir-base", "http://127.0.0.1:9/fhir", "--patient", "../x"],
+            cli.EXIT_INPUT,
+            "is not a FHIR id",
+        ),
+    ],
+)
+def test_bad_arguments_exit_with_one_line(
+    capsys: pytest.CaptureFixture[str], args: list[str], exit_code: int, message: str
+) -> None:
+    """Argument mistakes: their exit code, one line, no request."""
+    code, out, err = _run(capsys, "plan", *args, *DATES)
+    assert code == exit_code
+    assert out == ""
+    assert message in err
+    assert err.count("\n") == 1
