@@ -181,8 +181,7 @@ class Proxy:
 @contextlib.contextmanager
 def proxy(target: str) -> Iterator[Proxy]:
     """A loopback HTTP proxy in front of `target` (a FHIR base URL)."""
-    state = Proxy(target=target)
-    target_root = target.split("/fhir", 1)[0]
+    state = Proxy(target=target.rstrip("/"))
 
     class Handler(BaseHTTPRequestHandler):
         """Forward one request, rewriting the server's absolute URLs to the proxy's."""
@@ -213,15 +212,16 @@ def proxy(target: str) -> Iterator[Proxy]:
                 for k, v in self.headers.items()
                 if k.lower() in ("content-type", "accept", "authorization", "if-match")
             }
-            request = urllib.request.Request(  # noqa: S310 - loopback test server
-                target_root + self.path, data=body, method=self.command, headers=headers
+            rest = self.path.removeprefix("/fhir")
+            request = urllib.request.Request(  # noqa: S310 - the test's own target
+                state.target + rest, data=body, method=self.command, headers=headers
             )
             try:
                 with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310
                     status, data, extra = answer.status, answer.read(), answer.headers
             except urllib.error.HTTPError as exc:
                 status, data, extra = exc.code, exc.read(), exc.headers
-            data = data.replace(target.encode(), state.base.encode())
+            data = data.replace(state.target.encode(), state.base.encode())
             self._reply(status, data, {"Retry-After": extra.get("Retry-After")})
 
         def _reply(self, status: int, data: bytes, extra: Mapping[str, str | None]) -> None:
