@@ -201,3 +201,25 @@ def test_bad_arguments_exit_with_one_line(
     assert out == ""
     assert message in err
     assert err.count("\n") == 1
+
+
+def test_example_transaction_loads_the_example_patient(
+    capsys: pytest.CaptureFixture[str], fhir_server: str
+) -> None:
+    """examples/infant-eligible.transaction.json (the README's upload) holds the same record."""
+    transaction = json.loads(
+        (ROOT / "examples" / "infant-eligible.transaction.json").read_text(encoding="utf-8")
+    )
+    collection = json.loads(EXAMPLE.read_text(encoding="utf-8"))
+    assert [e["resource"] for e in transaction["entry"]] == [
+        e["resource"] for e in collection["entry"]
+    ]
+    status, answer = fhirserver.http_json("POST", fhir_server, transaction)
+    assert status == 200
+    assert {e["response"]["status"][:3] for e in answer["entry"]} <= {"200", "201"}
+    code, from_server, _ = _run(
+        capsys, "plan", "--fhir-base", fhir_server, "--patient", "infant-eligible", *DATES
+    )
+    code_file, from_file, _ = _run(capsys, "plan", "--bundle", str(EXAMPLE), *DATES)
+    assert (code, code_file) == (0, 0)
+    assert json.loads(from_server) == json.loads(from_file)
