@@ -113,9 +113,9 @@ def plan_key(plan: Plan) -> str:
     parts = (
         plan.patient_id,
         plan.infusion_date.isoformat(),
-        str(plan.dose.weight_kg),
+        _num(plan.dose.weight_kg),
         plan.dose.kit.ndc,
-        str(plan.steroids.dose_mg_per_day),
+        _num(plan.steroids.dose_mg_per_day),
         plan.policy_version,
         plan.label_version,
     )
@@ -203,7 +203,7 @@ class _Builder:
         }
         full_url = self.full_url(ident)
         old = self.existing.get(ident["value"])
-        if old is not None and str(old.get("status")) in RETIRED:
+        if old is not None and old.get("id") and str(old.get("status")) in RETIRED:
             resource["id"] = old["id"]
             self.entries.append(
                 {
@@ -241,7 +241,7 @@ class _Builder:
         )
         instruction = (
             f"Infuse {_num(kit.dose_volume_ml)} mL ({dose.vector_genomes:.3e} vector genomes, "
-            f"1.1e14 vg/kg at the {_num(dose.band_weight_kg)} kg band weight) intravenously "
+            f"1.1e14 vg/kg at the band's upper weight {_num(kit.band_high_kg)} kg) intravenously "
             f"over {dose.infusion_minutes} minutes by syringe pump at "
             f"{_num(dose.pump_rate_ml_per_h)} mL/h on {self.plan.infusion_date.isoformat()}. "
             f"{NO_PUSH}"
@@ -260,7 +260,10 @@ class _Builder:
                         "text": instruction,
                         "timing": {"event": [self.plan.infusion_date.isoformat()]},
                         "route": {"coding": [ROUTE_IV], "text": "intravenous"},
-                        "method": {"text": "intravenous infusion by syringe pump over 60 minutes"},
+                        "method": {
+                            "text": "intravenous infusion by syringe pump over "
+                            f"{dose.infusion_minutes} minutes"
+                        },
                         "doseAndRate": [
                             {
                                 "doseQuantity": _ml(kit.dose_volume_ml),
@@ -534,7 +537,6 @@ class _Builder:
                     updated["statusReason"] = {"text": "superseded by a revised ZOLGENSMA plan"}
                 self.entries.append(
                     {
-                        "fullUrl": f"{kind}/{old['id']}",
                         "resource": updated,
                         "request": {
                             "method": "PUT",
@@ -546,9 +548,9 @@ class _Builder:
 
     def provenance(self) -> None:
         """Provenance over everything in the transaction; its id hashes the operations."""
-        targets = [{"reference": e["fullUrl"]} for e in self.entries]
+        targets = [{"reference": e.get("fullUrl") or e["request"]["url"]} for e in self.entries]
         operations = json.dumps(
-            [(e["request"]["method"], e["request"]["url"], e["fullUrl"]) for e in self.entries]
+            [(e["request"]["method"], e["request"]["url"], e.get("fullUrl")) for e in self.entries]
         )
         digest = hashlib.sha256(operations.encode()).hexdigest()[:12]
         agents: list[Resource] = [
@@ -702,7 +704,7 @@ def _server_reference(reference: str) -> str | None:
     """Type/id for a reference that exists on the server (not a bundle-local urn)."""
     if not reference or reference.startswith("urn:"):
         return None
-    return _relative(reference) or reference
+    return _relative(reference) or None
 
 
 def _relative(url: str) -> str:
@@ -749,8 +751,6 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def _checked(entry: Mapping[str, Any]) -> bool:
-    """Profiles apply to what the app creates, and to updates of resources that declare one."""
-    declared = (entry["resource"].get("meta") or {}).get("profile") or []
-    return entry["request"]["method"] == "POST" or any(
-        str(url).startswith(profiles.PROFILE_BASE) for url in declared
-    )
+    """Profiles apply to what the app composes (entries with a urn fullUrl), not to the server's
+    own copies it only retires: the EHR may have added to those."""
+    return str(entry.get("fullUrl", "")).startswith("urn:uuid:")
