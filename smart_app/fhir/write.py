@@ -20,6 +20,7 @@ from smart_app import __version__
 from smart_app.errors import FhirError, WriteBackError, WriteBlocked
 from smart_app.fhir import codes, profiles
 from smart_app.fhir.gateway import FhirGateway, PatientRecord
+from smart_app.rules.dosing import sci
 from smart_app.rules.model import (
     ActivityKind,
     Finding,
@@ -240,7 +241,7 @@ class _Builder:
             f"{kit.vials_5_5_ml} x 5.5 mL + {kit.vials_8_3_ml} x 8.3 mL vials"
         )
         instruction = (
-            f"Infuse {_num(kit.dose_volume_ml)} mL ({dose.vector_genomes:.3e} vector genomes, "
+            f"Infuse {_num(kit.dose_volume_ml)} mL ({sci(dose.vector_genomes)} vector genomes, "
             f"1.1e14 vg/kg at the band's upper weight {_num(kit.band_high_kg)} kg) intravenously "
             f"over {dose.infusion_minutes} minutes by syringe pump at "
             f"{_num(dose.pump_rate_ml_per_h)} mL/h on {self.plan.infusion_date.isoformat()}. "
