@@ -20,6 +20,7 @@ from smart_app import __version__
 from smart_app.errors import FhirError, WriteBackError, WriteBlocked
 from smart_app.fhir import codes, profiles
 from smart_app.fhir.gateway import FhirGateway, PatientRecord
+from smart_app.rules import label
 from smart_app.rules.dosing import sci
 from smart_app.rules.model import (
     ActivityKind,
@@ -242,7 +243,8 @@ class _Builder:
         )
         instruction = (
             f"Infuse {_num(kit.dose_volume_ml)} mL ({sci(dose.vector_genomes)} vector genomes, "
-            f"1.1e14 vg/kg at the band's upper weight {_num(kit.band_high_kg)} kg) intravenously "
+            f"{sci(label.DOSE_VG_PER_KG, significant=2)} vg/kg at the band's upper weight "
+            f"{_num(kit.band_high_kg)} kg) intravenously "
             f"over {dose.infusion_minutes} minutes by syringe pump at "
             f"{_num(dose.pump_rate_ml_per_h)} mL/h on {self.plan.infusion_date.isoformat()}. "
             f"{NO_PUSH}"
@@ -301,7 +303,8 @@ class _Builder:
         text = (
             f"Prednisolone (or equivalent) {_num(course.dose_mg_per_day)} mg "
             f"({_num(course.volume_ml_per_day)} mL of {strength}) "
-            f"by mouth once daily = 1 mg/kg/day for {_num(course.weight_kg)} kg, "
+            f"by mouth once daily = {_num(label.STEROID_MG_PER_KG_PER_DAY)} mg/kg/day "
+            f"for {_num(course.weight_kg)} kg, "
             f"{course.start_date.isoformat()} to {course.full_dose_through.isoformat()} "
             f"({days} days), starting 24 hours before the infusion. "
             "Do not stop abruptly: the taper follows the day-30 liver assessment."

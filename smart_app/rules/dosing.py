@@ -85,7 +85,7 @@ def dose_for_weight(weight_kg: Decimal) -> Dose | None:
     )
 
 
-def sci(value: Decimal | int) -> str:
-    """3 significant figures in e-notation: 3.86e14."""
-    mantissa, exponent = f"{value:.2e}".split("e")
+def sci(value: Decimal | int, *, significant: int = 3) -> str:
+    """Significant figures (3 by default) in e-notation: 3.86e14."""
+    mantissa, exponent = f"{value:.{significant - 1}e}".split("e")
     return f"{mantissa}e{int(exponent)}"
