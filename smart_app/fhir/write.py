@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import importlib
 import json
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ OPEN_TASK = frozenset(
     {"draft", "requested", "received", "accepted", "ready", "in-progress", "on-hold"}
 )
 OPEN_CAREPLAN = frozenset({"draft", "active", "on-hold"})
+ENTRY_INDEX = re.compile(r"entry\[(\d+)\]")
+"""How OperationOutcome expressions and diagnostics name a transaction entry."""
 RETIRED = frozenset({"revoked", "cancelled", "entered-in-error", "stopped"})
 ROUTE_IV = {"system": codes.SNOMED, "code": "47625008", "display": "Intravenous route"}
 ROUTE_ORAL = {"system": codes.SNOMED, "code": "26643006", "display": "Oral route"}
@@ -59,6 +62,7 @@ DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 DOSE_RATE_TYPE = "http://terminology.hl7.org/CodeSystem/dose-rate-type"
 NO_PUSH = "Do not give as an intravenous push or bolus."
 APP_DEVICE = {
+    "type": "Device",
     "identifier": {"system": codes.APP_IDENTIFIER, "value": "device/zolgensma-smart"},
     "display": f"ZOLGENSMA SMART app {__version__}",
 }
@@ -663,21 +667,27 @@ def write_plan(
     try:
         response = gateway.transaction(bundle)
     except FhirError as exc:
+        entry = _failing_entry(exc, bundle)
+        where = f" (failing entry: {entry})" if entry else ""
         raise WriteBackError(
-            f"nothing written: the server refused the transaction: {exc}", entry=_entry_of(exc)
+            f"nothing written: the server refused the transaction: {exc}{where}", entry=entry
         ) from exc
     return outcomes(bundle, response)
 
 
-def _entry_of(exc: FhirError) -> str | None:
-    """The failing entry, when the OperationOutcome names one (Bundle.entry[n])."""
-    text = exc.outcome
-    marker = "Bundle.entry["
-    if marker in text:
-        start = text.index(marker)
-        end = text.find("]", start)
-        return text[start : end + 1] if end > start else None
-    return None
+def _failing_entry(exc: FhirError, bundle: Mapping[str, Any]) -> str | None:
+    """The entry the OperationOutcome names (Bundle.entry[n] or entry[n]), described."""
+    found = ENTRY_INDEX.search(exc.outcome)
+    if not found:
+        return None
+    index = int(found.group(1))
+    entries = bundle.get("entry") or []
+    if index >= len(entries):
+        return f"entry {index}"
+    entry = entries[index]
+    values = _own_values(entry["resource"])
+    name = values[0] if values else entry["request"]["url"]
+    return f"entry {index} ({entry['resource']['resourceType']} {name})"
 
 
 def _own_values(resource: Mapping[str, Any]) -> list[str]:

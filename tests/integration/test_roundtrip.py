@@ -266,3 +266,19 @@ def test_unknown_patient_is_a_typed_error(proxy: fhirserver.Proxy) -> None:
     with pytest.raises(FhirNotFound, match="Patient/nobody-here"):
         _evaluate(proxy, "nobody-here")
     assert len(proxy.calls) == 1
+
+
+def test_refused_entry_is_named(
+    proxy: fhirserver.Proxy, load: Callable[[str], str], fhir_server: str
+) -> None:
+    """When the server's OperationOutcome points at an entry, the error names that entry."""
+    patient = load("infant-eligible")
+    gateway, evaluation = _evaluate(proxy, patient)
+    proxy.fail_next("POST", "/fhir", 422, "Task.restriction invalid at Bundle.entry[2].resource")
+    with pytest.raises(WriteBackError) as caught:
+        service.write(gateway, evaluation, _confirm())
+    assert caught.value.entry is not None
+    assert caught.value.entry.startswith("entry 2 (Task ")
+    assert caught.value.entry.endswith("/task/baseline/day-1)")
+    assert "failing entry: entry 2 (Task" in str(caught.value)
+    assert _inventory(fhir_server, patient) == Counter()
