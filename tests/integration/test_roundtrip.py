@@ -12,7 +12,7 @@ import pytest
 from smart_app import service
 from smart_app.errors import FhirNotFound, WriteBackError, WriteBlocked
 from smart_app.fhir import codes
-from smart_app.fhir.gateway import FhirGateway
+from smart_app.fhir.gateway import FhirGateway, Limits
 from smart_app.fhir.write import Confirmation, OrderMode, Outcome
 from tests import fhirserver
 
@@ -282,3 +282,23 @@ def test_refused_entry_is_named(
     assert caught.value.entry.endswith("/task/baseline/day-1)")
     assert "failing entry: entry 2 (Task" in str(caught.value)
     assert _inventory(fhir_server, patient) == Counter()
+
+
+def test_next_pages_followed_within_the_bound(
+    proxy: fhirserver.Proxy, load: Callable[[str], str]
+) -> None:
+    """Small pages on the real server: `next` links followed, and cut at the page bound."""
+    patient = load("infant-eligible")
+    full = FhirGateway(proxy.base).read_patient(patient)
+    labs = {r["id"] for r in full.resources if r["resourceType"] == "Observation"}
+    proxy.reset()
+    paged = FhirGateway(proxy.base, limits=Limits(page_size=2, max_pages=10)).read_patient(patient)
+    assert {r["id"] for r in paged.resources if r["resourceType"] == "Observation"} == labs
+    assert paged.truncated == []
+    assert paged.requests == len(proxy.calls) > 1
+    assert all(method == "GET" for method, _ in proxy.calls[1:])
+    proxy.reset()
+    cut = FhirGateway(proxy.base, limits=Limits(page_size=2, max_pages=2)).read_patient(patient)
+    assert len(cut.truncated) == 1
+    assert cut.truncated[0].startswith("Observation?")
+    assert cut.requests == 2
