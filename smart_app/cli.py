@@ -210,13 +210,19 @@ def _read_text(path: Path) -> str:
 def _save_json(path: Path, data: object) -> None:
     """Write JSON atomically: a temporary file beside the target, then a rename."""
     try:
-        with tempfile.NamedTemporaryFile(
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, renamed or removed
             "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
-        ) as handle:
-            json.dump(data, handle, indent=2, sort_keys=False)
-            handle.write("\n")
-        Path(handle.name).replace(path)
+        )
     except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror}") from exc
+    temporary = Path(handle.name)
+    try:
+        with handle:
+            json.dump(data, handle, indent=2)
+            handle.write("\n")
+        temporary.replace(path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
         raise InputError(f"cannot write {path}: {exc.strerror}") from exc
 
 

@@ -223,3 +223,18 @@ def test_example_transaction_loads_the_example_patient(
     code_file, from_file, _ = _run(capsys, "plan", "--bundle", str(EXAMPLE), *DATES)
     assert (code, code_file) == (0, 0)
     assert json.loads(from_server) == json.loads(from_file)
+
+
+def test_dry_run_into_a_missing_directory_exits_2(
+    capsys: pytest.CaptureFixture[str], fhir_server: str, tmp_path: Path
+) -> None:
+    """A dry-run target that cannot be written: exit 2, one line, no stray temporary file."""
+    patient = _load(fhir_server, EXAMPLE, "drybad")
+    target = tmp_path / "missing" / "tx.json"
+    code, _, err = _run(
+        capsys, "plan", "--fhir-base", fhir_server, "--patient", patient, *DATES,
+        "--dry-run-bundle", str(target),
+    )  # fmt: skip
+    assert code == cli.EXIT_INPUT
+    assert err == f"zolgensma-smart: error: cannot write {target}: No such file or directory\n"
+    assert list(tmp_path.iterdir()) == []
