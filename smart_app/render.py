@@ -5,21 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import textwrap
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from smart_app.rules.arith import json_number
 from smart_app.rules.dosing import between_bands, no_kit_reason, sci
 from smart_app.rules.model import Dose, Evidence, Finding, Plan, ScheduleItem, SteroidCourse
 
 if TYPE_CHECKING:
     from smart_app.fhir.write import Written
-
-
-def _num(value: Decimal) -> float | int:
-    """A Decimal as a JSON number: integers stay integers, others keep their digits."""
-    if value == value.to_integral_value() and value.as_tuple().exponent >= 0:
-        return int(value)
-    return float(value)
 
 
 def _day(value: dt.date | None) -> str | None:
@@ -56,19 +49,19 @@ def dose_data(dose: Dose | None) -> dict[str, Any] | None:
         return None
     kit = dose.kit
     return {
-        "weight_kg": _num(dose.weight_kg),
-        "band_weight_kg": _num(dose.band_weight_kg),
-        "band_kg": [_num(kit.band_low_kg), _num(kit.band_high_kg)],
+        "weight_kg": json_number(dose.weight_kg),
+        "band_weight_kg": json_number(dose.band_weight_kg),
+        "band_kg": [json_number(kit.band_low_kg), json_number(kit.band_high_kg)],
         "kit_ndc": kit.ndc,
-        "dose_volume_ml": _num(kit.dose_volume_ml),
+        "dose_volume_ml": json_number(kit.dose_volume_ml),
         "vials_5_5_ml": kit.vials_5_5_ml,
         "vials_8_3_ml": kit.vials_8_3_ml,
         "total_vials": kit.total_vials,
-        "kit_capacity_ml": _num(kit.capacity_ml),
+        "kit_capacity_ml": json_number(kit.capacity_ml),
         "vector_genomes": dose.vector_genomes,
-        "vector_genomes_per_kg": _num(dose.vector_genomes_per_kg),
+        "vector_genomes_per_kg": json_number(dose.vector_genomes_per_kg),
         "infusion_minutes": dose.infusion_minutes,
-        "pump_rate_ml_per_h": _num(dose.pump_rate_ml_per_h),
+        "pump_rate_ml_per_h": json_number(dose.pump_rate_ml_per_h),
         "explanation": dose.explanation,
     }
 
@@ -79,10 +72,10 @@ def _steroids(course: SteroidCourse | None) -> dict[str, Any] | None:
         return None
     return {
         "drug": "prednisolone (or equivalent)",
-        "weight_kg": _num(course.weight_kg),
-        "dose_mg_per_day": _num(course.dose_mg_per_day),
-        "volume_ml_per_day": _num(course.volume_ml_per_day),
-        "concentration_mg_per_ml": _num(course.concentration_mg_per_ml),
+        "weight_kg": json_number(course.weight_kg),
+        "dose_mg_per_day": json_number(course.dose_mg_per_day),
+        "volume_ml_per_day": json_number(course.volume_ml_per_day),
+        "concentration_mg_per_ml": json_number(course.concentration_mg_per_ml),
         "start_date": _day(course.start_date),
         "full_dose_through": _day(course.full_dose_through),
         "liver_check_date": _day(course.liver_check_date),
@@ -91,9 +84,9 @@ def _steroids(course: SteroidCourse | None) -> dict[str, Any] | None:
                 "start": _day(s.start),
                 "end": _day(s.end),
                 "days": s.days,
-                "mg_per_kg_per_day": _num(s.mg_per_kg_per_day),
-                "dose_mg_per_day": _num(s.dose_mg_per_day),
-                "volume_ml_per_day": _num(s.volume_ml_per_day),
+                "mg_per_kg_per_day": json_number(s.mg_per_kg_per_day),
+                "dose_mg_per_day": json_number(s.dose_mg_per_day),
+                "volume_ml_per_day": json_number(s.volume_ml_per_day),
             }
             for s in course.taper
         ],

@@ -22,6 +22,7 @@ from smart_app.errors import FhirError, WriteBackError, WriteBlocked
 from smart_app.fhir import codes, profiles
 from smart_app.fhir.gateway import FhirGateway, PatientRecord
 from smart_app.rules import label
+from smart_app.rules.arith import json_number
 from smart_app.rules.dosing import sci
 from smart_app.rules.model import (
     ActivityKind,
@@ -275,7 +276,7 @@ class _Builder:
                             {
                                 "doseQuantity": _ml(kit.dose_volume_ml),
                                 "rateQuantity": {
-                                    "value": _json_num(dose.pump_rate_ml_per_h),
+                                    "value": json_number(dose.pump_rate_ml_per_h),
                                     "unit": "mL/h",
                                     "system": codes.UCUM,
                                     "code": "mL/h",
@@ -341,7 +342,7 @@ class _Builder:
                             {
                                 "type": _dose_type("ordered"),
                                 "doseQuantity": {
-                                    "value": _json_num(course.dose_mg_per_day),
+                                    "value": json_number(course.dose_mg_per_day),
                                     "unit": "mg",
                                     "system": codes.UCUM,
                                     "code": "mg",
@@ -736,14 +737,9 @@ def _num(value: Decimal) -> str:
     return text
 
 
-def _json_num(value: Decimal) -> int | float:
-    """A Decimal as a JSON number."""
-    return int(value) if value == value.to_integral_value() else float(value)
-
-
 def _ml(value: Decimal) -> dict[str, Any]:
     """A UCUM millilitre quantity."""
-    return {"value": _json_num(value), "unit": "mL", "system": codes.UCUM, "code": "mL"}
+    return {"value": json_number(value), "unit": "mL", "system": codes.UCUM, "code": "mL"}
 
 
 def _dose_type(code: str) -> dict[str, Any]:

@@ -38,3 +38,10 @@ def anniversary(birth_date: dt.date, *, years: int) -> dt.date:
 def weeks_days(days: int) -> str:
     """A gestational or postmenstrual age in the clinical 'W+D weeks' form."""
     return f"{days // 7}+{days % 7} weeks"
+
+
+def json_number(value: Decimal) -> int | float:
+    """A Decimal as a JSON number: integers stay integers, others keep their digits (2.0 mL)."""
+    if value == value.to_integral_value() and value.as_tuple().exponent >= 0:
+        return int(value)
+    return float(value)
