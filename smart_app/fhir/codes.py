@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from smart_app.rules import label
 from smart_app.rules.model import LabTest
 
@@ -16,6 +19,7 @@ APP_BASE = "https://zolgensma-smart.example/fhir"
 """Canonical base of what the app defines (.example is reserved: it never resolves)."""
 APP_CODES = f"{APP_BASE}/CodeSystem/zolgensma-smart"
 APP_IDENTIFIER = f"{APP_BASE}/identifier"
+APP_OWN_PREFIX = f"{APP_IDENTIFIER}/"
 
 Coding = tuple[str, str]
 """(system, code)"""
@@ -100,3 +104,13 @@ ADVANCED_SMA_TEXT: tuple[str, ...] = (
 
 ZOLGENSMA_NDC_LABELER = label.NDC_LABELER
 ZOLGENSMA_TEXT: tuple[str, ...] = ("onasemnogene", "zolgensma")
+
+
+def app_identifier_values(resource: Mapping[str, Any]) -> list[str]:
+    """Values of a resource's identifiers in the app's system or below it (the app wrote it)."""
+    return [
+        str(i.get("value"))
+        for i in resource.get("identifier") or []
+        if isinstance(i, Mapping)
+        and (i.get("system") == APP_IDENTIFIER or str(i.get("system")).startswith(APP_OWN_PREFIX))
+    ]

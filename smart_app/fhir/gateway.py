@@ -79,11 +79,7 @@ class PatientRecord:
         return [
             r
             for r in self.resources
-            if r.get("resourceType") == resource_type
-            and any(
-                isinstance(i, Mapping) and i.get("system") == codes.APP_IDENTIFIER
-                for i in r.get("identifier") or []
-            )
+            if r.get("resourceType") == resource_type and codes.app_identifier_values(r)
         ]
 
 

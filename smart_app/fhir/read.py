@@ -442,7 +442,7 @@ class _Reader:
         }[kind]
         if _str(med.get("status")) not in allowed:
             return
-        if kind == "MedicationRequest" and _is_own(med):
+        if kind == "MedicationRequest" and codes.app_identifier_values(med):
             return
         concept = med.get("medicationCodeableConcept")
         reference = med.get("medicationReference")
@@ -571,14 +571,6 @@ def _is_zolgensma(concept: Any) -> bool:
             return True
     text = _all_text(concept)
     return any(word in text for word in codes.ZOLGENSMA_TEXT)
-
-
-def _is_own(resource: Resource) -> bool:
-    """True for resources this app wrote (identified in the app's system)."""
-    return any(
-        isinstance(i, Mapping) and str(i.get("system", "")).startswith(codes.APP_IDENTIFIER)
-        for i in resource.get("identifier") or []
-    )
 
 
 def _entries(bundle: Mapping[str, Any]) -> list[tuple[str | None, Resource]]:

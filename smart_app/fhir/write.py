@@ -176,7 +176,7 @@ class _Builder:
             value: r
             for kind in ("CarePlan", "Task", "MedicationRequest", "DetectedIssue", "Provenance")
             for r in record.own(kind)
-            for value in _own_values(r)
+            for value in codes.app_identifier_values(r)
         }
         self.record = record
         self.user = _user_reference(confirmation.fhir_user)
@@ -532,7 +532,7 @@ class _Builder:
         }
         for kind, (open_statuses, retired) in wanted.items():
             for old in self.record.own(kind):
-                values = _own_values(old)
+                values = codes.app_identifier_values(old)
                 if any(v.startswith(f"{self.key}/") for v in values):
                     continue
                 if str(old.get("status")) not in open_statuses or not old.get("id"):
@@ -686,18 +686,9 @@ def _failing_entry(exc: FhirError, bundle: Mapping[str, Any]) -> str | None:
     if index >= len(entries):
         return f"entry {index}"
     entry = entries[index]
-    values = _own_values(entry["resource"])
+    values = codes.app_identifier_values(entry["resource"])
     name = values[0] if values else entry["request"]["url"]
     return f"entry {index} ({entry['resource']['resourceType']} {name})"
-
-
-def _own_values(resource: Mapping[str, Any]) -> list[str]:
-    """The app identifier values of a resource."""
-    return [
-        str(i.get("value"))
-        for i in resource.get("identifier") or []
-        if isinstance(i, Mapping) and i.get("system") == codes.APP_IDENTIFIER
-    ]
 
 
 def _if_match(old: Mapping[str, Any]) -> dict[str, str]:

@@ -50,7 +50,8 @@ def _diff(expected: Any, actual: Any, path: str = "Bundle") -> list[str]:
             for i, (e, a) in enumerate(zip(expected, actual, strict=True))
             for d in _diff(e, a, f"{path}[{i}]")
         ]
-    return [] if expected == actual else [f"{path}: {expected!r} expected, {actual!r} found"]
+    same = type(expected) is type(actual) and expected == actual
+    return [] if same else [f"{path}: {expected!r} expected, {actual!r} found"]
 
 
 def test_transaction_matches_golden() -> None:
@@ -76,6 +77,11 @@ def test_golden_shape_is_what_the_issue_asks() -> None:
     assert all(
         e["request"]["method"] == "POST" and e["request"]["ifNoneExist"] for e in golden["entry"]
     )
+
+
+def test_diff_reports_a_number_written_differently() -> None:
+    """2 and 2.0 are different JSON: the comparison catches a lost decimal digit."""
+    assert _diff({"value": 2.0}, {"value": 2}) == ["Bundle.value: 2.0 expected, 2 found"]
 
 
 def test_diff_reports_a_change() -> None:
