@@ -61,7 +61,6 @@ PREDNISOLONE = {"system": RXNORM, "code": "8638", "display": "prednisolone"}
 PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 DOSE_RATE_TYPE = "http://terminology.hl7.org/CodeSystem/dose-rate-type"
-NO_PUSH = "Do not give as an intravenous push or bolus."
 APP_DEVICE = {
     "type": "Device",
     "identifier": {"system": codes.APP_IDENTIFIER, "value": "device/zolgensma-smart"},
@@ -120,9 +119,9 @@ def plan_key(plan: Plan) -> str:
     parts = (
         plan.patient_id,
         plan.infusion_date.isoformat(),
-        _num(plan.dose.weight_kg),
+        _canonical(plan.dose.weight_kg),
         plan.dose.kit.ndc,
-        _num(plan.steroids.dose_mg_per_day),
+        _canonical(plan.steroids.dose_mg_per_day),
         plan.policy_version,
         plan.label_version,
     )
@@ -252,7 +251,7 @@ class _Builder:
             f"{_num(kit.band_high_kg)} kg) intravenously "
             f"over {dose.infusion_minutes} minutes by syringe pump at "
             f"{_num(dose.pump_rate_ml_per_h)} mL/h on {self.plan.infusion_date.isoformat()}. "
-            f"{NO_PUSH}"
+            f"{label.NO_IV_PUSH}"
         )
         return self.add(
             {
@@ -294,7 +293,7 @@ class _Builder:
                     },
                     "numberOfRepeatsAllowed": 0,
                 },
-                "note": [{"text": NO_PUSH}, {"text": dose.explanation}],
+                "note": [{"text": label.NO_IV_PUSH}, {"text": dose.explanation}],
             },
             "medicationrequest/kit",
             profile="zolgensma-kit-order",
@@ -311,8 +310,7 @@ class _Builder:
             f"by mouth once daily = {_num(label.STEROID_MG_PER_KG_PER_DAY)} mg/kg/day "
             f"for {_num(course.weight_kg)} kg, "
             f"{course.start_date.isoformat()} to {course.full_dose_through.isoformat()} "
-            f"({days} days), starting 24 hours before the infusion. "
-            "Do not stop abruptly: the taper follows the day-30 liver assessment."
+            f"({days} days). {self._activity(ActivityKind.STEROID_START)}."
         )
         return self.add(
             {
@@ -369,6 +367,10 @@ class _Builder:
             "medicationrequest/prednisolone",
             profile="zolgensma-steroid-order",
         )
+
+    def _activity(self, kind: ActivityKind) -> str:
+        """The rules' wording of a scheduled activity (its first item of that kind)."""
+        return next(i.activity for i in self.plan.schedule if i.kind is kind)
 
     def _order_common(self) -> Resource:
         """Fields shared by both orders."""
@@ -723,9 +725,13 @@ def _relative(url: str) -> str:
 
 
 def _num(value: Decimal) -> str:
-    """A Decimal as plain text, without exponent or trailing zeros."""
-    text = format(value.normalize(), "f")
-    return text
+    """A Decimal as plain text with the digits the rules gave it (2.0 mL stays 2.0)."""
+    return format(value, "f")
+
+
+def _canonical(value: Decimal) -> str:
+    """One text per value (6.12 = 6.120 = 6120 g in kg), for hashing."""
+    return format(value.normalize(), "f")
 
 
 def _ml(value: Decimal) -> dict[str, Any]:

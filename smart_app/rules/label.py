@@ -23,6 +23,8 @@ DOSE_VOLUME_ML_PER_KG = DOSE_VG_PER_KG / CONCENTRATION_VG_PER_ML
 
 INFUSION_MINUTES = 60
 """Section 2.1: slow infusion over 60 minutes, never an IV push or bolus."""
+NO_IV_PUSH = "Do not give as an intravenous push or bolus."
+"""Section 2.1, as printed on the kit order."""
 
 STEROID_MG_PER_KG_PER_DAY = Decimal(1)
 """Section 2.1: prednisolone-equivalent 1 mg/kg/day."""
