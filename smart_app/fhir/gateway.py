@@ -40,6 +40,19 @@ BATCH_REFUSED = frozenset({400, 404, 405, 415, 422, 501})
 
 Resource = dict[str, Any]
 
+STATUS_ERRORS: dict[int, tuple[type[FhirError], str]] = {
+    400: (FhirUnprocessable, "rejected (400)"),
+    401: (FhirUnauthorized, "not authorized (401): sign in again"),
+    403: (FhirForbidden, "forbidden (403): the granted scopes do not allow it"),
+    404: (FhirNotFound, "not found (404)"),
+    409: (FhirConflict, "conflict (409): changed by someone else"),
+    410: (FhirNotFound, "not found (410)"),
+    412: (FhirConflict, "conflict (412): changed by someone else"),
+    422: (FhirUnprocessable, "rejected (422)"),
+    429: (FhirRateLimited, "rate limited (429): try again later"),
+}
+"""Typed errors for 4xx statuses; every 5xx is a FhirServerError."""
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -144,19 +157,10 @@ def http_error(status: int, what: str, body: Any, *, secret: str | None = None) 
     outcome = _outcome_text(body)
     if secret:
         outcome = outcome.replace(secret, "[redacted]")
-    kinds: list[tuple[Callable[[int], bool], type[FhirError], str]] = [
-        (lambda s: s == 401, FhirUnauthorized, "not authorized (401): sign in again"),
-        (lambda s: s == 403, FhirForbidden, "forbidden (403): the granted scopes do not allow it"),
-        (lambda s: s in (404, 410), FhirNotFound, f"not found ({status})"),
-        (lambda s: s in (409, 412), FhirConflict, f"conflict ({status}): changed by someone else"),
-        (lambda s: s == 429, FhirRateLimited, "rate limited (429): try again later"),
-        (lambda s: s >= 500, FhirServerError, f"server error ({status})"),
-        (lambda s: s in (400, 422), FhirUnprocessable, f"rejected ({status})"),
-    ]
-    for matches, kind, text in kinds:
-        if matches(status):
-            return kind(f"{what}: {text}", status=status, outcome=outcome)
-    return FhirError(f"{what}: HTTP {status}", status=status, outcome=outcome)
+    kind, text = STATUS_ERRORS.get(status, (FhirError, f"HTTP {status}"))
+    if status >= 500:
+        kind, text = FhirServerError, f"server error ({status})"
+    return kind(f"{what}: {text}", status=status, outcome=outcome)
 
 
 def _retry_after_s(value: str | None, *, now: dt.datetime) -> float | None:
@@ -224,7 +228,7 @@ class FhirGateway:
         """One HTTP exchange; network failures become FhirUnreachable."""
         with self._lock:
             self.requests_sent += 1
-        data = None if body is None else json.dumps(body, default=_json_default)
+        data = None if body is None else json.dumps(body)
         try:
             return self._session.request(
                 method, url, data=data, headers=self._headers, timeout=self.limits.timeout_s
@@ -313,7 +317,8 @@ class FhirGateway:
 
     def _entry_answer(self, entry: Any, url: str) -> Any:
         """The resource of one batch-response entry, or the typed error its status names."""
-        what = url.split("?", 1)[0] if "?" not in url else f"search {url.split('?', 1)[0]}"
+        path, query, _ = url.partition("?")
+        what = f"search {path}" if query else path
         if not isinstance(entry, Mapping) or not isinstance(entry.get("response"), Mapping):
             raise FhirProtocolError(f"{what}: a batch-response entry without a response")
         response = entry["response"]
@@ -383,10 +388,3 @@ def _json(response: requests.Response) -> Any:
         return response.json(parse_float=Decimal)
     except ValueError:
         return None
-
-
-def _json_default(value: Any) -> Any:
-    """Serialise Decimals as JSON numbers without float rounding."""
-    if isinstance(value, Decimal):
-        return float(value) if value != value.to_integral_value() else int(value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")

@@ -30,6 +30,7 @@ def conformance() -> dict[str, dict[str, Any]]:
     return out
 
 
+@functools.cache
 def structure_definitions() -> dict[str, dict[str, Any]]:
     """The app's StructureDefinitions, by canonical URL."""
     return {
@@ -79,7 +80,8 @@ def _matches(value: Any, pattern: Any) -> bool:
 def check(resource: Mapping[str, Any]) -> list[str]:
     """Problems of a resource against the profile in its meta.profile; [] when it conforms."""
     declared = (resource.get("meta") or {}).get("profile") or []
-    known = [structure_definitions()[url] for url in declared if url in structure_definitions()]
+    definitions = structure_definitions()
+    known = [definitions[url] for url in declared if url in definitions]
     if not known:
         return [f"{resource.get('resourceType')} declares none of the app's profiles"]
     problems = []

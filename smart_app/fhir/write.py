@@ -135,8 +135,6 @@ def check_writable(plan: Plan, confirmation: Confirmation) -> None:
         blocking = [f for f in plan.eligibility.findings if f.severity.value == status.value]
         reasons = "; ".join(f"{f.code.value}: {f.message} ({f.section})" for f in blocking)
         raise WriteBlocked(f"nothing written: the plan is {status.value}. {reasons}")
-    if plan.dose is None or plan.steroids is None:
-        raise WriteBlocked("nothing written: the plan has no dose or corticosteroid course")
     missing = sorted(
         f.code.value
         for f in plan.eligibility.findings
