@@ -166,8 +166,9 @@ def check_weight(ctx: Context) -> list[Finding]:
 
 
 def check_prior_gene_therapy(ctx: Context) -> list[Finding]:
-    """Section 1: repeat administration has not been evaluated."""
-    if not ctx.facts.prior_gene_therapy:
+    """Section 1: repeat dosing not evaluated; records dated after `on` are not yet known."""
+    known = tuple(e for e in ctx.facts.prior_gene_therapy if e.date is None or e.date <= ctx.on)
+    if not known:
         return []
     return [
         Finding(
@@ -178,7 +179,7 @@ def check_prior_gene_therapy(ctx: Context) -> list[Finding]:
             "administration have not been evaluated. If the record is an order for this same "
             "planned infusion, reconcile it in the EHR first.",
             "1; 6.2",
-            ctx.facts.prior_gene_therapy,
+            known,
         )
     ]
 
@@ -581,3 +582,25 @@ def evaluate(ctx: Context) -> Eligibility:
         )
     )
     return Eligibility(status=status_of(findings), findings=findings)
+
+
+UNBLOCK_ADVICE: dict[Status, str] = {
+    Status.NOT_ELIGIBLE: (
+        "The label does not cover this patient (section 1 and the findings below); no plan can"
+        " be written. Review the findings with the treating team."
+    ),
+    Status.DEFERRED: (
+        "Infusion should wait until each finding below has resolved (a term-equivalent age, a"
+        " repeat anti-AAV9 titer of 1:50 or lower, a resolved infection); record the new"
+        " results in the chart and relaunch."
+    ),
+    Status.INCOMPLETE: (
+        "The chart lacks data the label needs; record what each finding below names and"
+        " relaunch. Nothing is guessed."
+    ),
+    Status.NEEDS_REVIEW: (
+        "Each finding below needs a clinician's explicit acknowledgement before the plan is"
+        " written."
+    ),
+}
+"""What would let a plan with this status be written; shown beside the blocking findings."""
