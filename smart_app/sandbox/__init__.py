@@ -1,0 +1,1 @@
+"""The local development EHR: synthetic patients, SMART authorization server and launcher."""
