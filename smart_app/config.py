@@ -1,14 +1,21 @@
-"""Configuration outside the rules: institution policy files (TOML); later env and EHRs."""
+"""Configuration outside the rules: institution policy, web settings (env), EHR registrations."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from smart_app.errors import PolicyError
+from smart_app.errors import ConfigError, PolicyError
+from smart_app.fhir.write import OrderMode
 from smart_app.rules.model import LabTest
 from smart_app.rules.policy import DEFAULT_POLICY, Policy
 
@@ -63,3 +70,185 @@ def load_policy(path: Path) -> Policy:
         name: _convert(name, raw, getattr(DEFAULT_POLICY, name)) for name, raw in data.items()
     }
     return dataclasses.replace(DEFAULT_POLICY, **overrides)
+
+
+class ClientType(StrEnum):
+    """How the app authenticates to one EHR's authorization server."""
+
+    PUBLIC = "public"
+    CONFIDENTIAL_SECRET = "confidential-secret"  # noqa: S105 - a client type, not a secret
+    CONFIDENTIAL_JWT = "confidential-jwt"
+    OPEN = "open"  # an open FHIR server (e.g. the public HAPI sandbox): no OAuth at all
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One allowed FHIR base (`iss`) and the client the app is registered as there."""
+
+    iss: str
+    name: str
+    client_type: ClientType
+    client_id: str = ""
+    redirect_uri: str = ""
+    scopes: str = ""  # empty: the app derives them from the server's capabilities
+    client_secret: str = field(default="", repr=False)
+    private_jwk: Mapping[str, Any] | None = field(default=None, repr=False)
+    jwt_alg: str = "RS384"
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """Everything the web app needs that is not a clinical rule."""
+
+    public_url: str
+    secret_key: str = field(repr=False)
+    registrations: Mapping[str, Registration]
+    session_dir: Path
+    frame_ancestors: tuple[str, ...] = ("'self'",)
+    policy: Policy = DEFAULT_POLICY
+    order_mode: OrderMode = OrderMode.PROPOSAL
+    launch_page: Path | None = None
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies are Secure (and SameSite=None, for EHR iframes) when served over https."""
+        return self.public_url.startswith("https://")
+
+
+_REGISTRATION_KEYS = {
+    "iss",
+    "name",
+    "client_type",
+    "client_id",
+    "redirect_uri",
+    "scopes",
+    "client_secret_env",
+    "private_key_file",
+    "jwt_alg",
+}
+
+
+def _base_url(text: str, *, what: str) -> str:
+    """An absolute http(s) URL without a trailing slash; plain http only on loopback."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise ConfigError(f"{what} {text!r} is not an absolute http(s) URL")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise ConfigError(f"{what} {text!r}: plain http is allowed on loopback only; use https")
+    return text.rstrip("/")
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _registration(raw: Mapping[str, Any], *, where: str, env: Mapping[str, str]) -> Registration:
+    """One [[server]] table, checked."""
+    unknown = sorted(set(raw) - _REGISTRATION_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    if not all(isinstance(value, str) for value in raw.values()):
+        raise ConfigError(f"{where}: every value must be a string")
+    try:
+        client_type = ClientType(raw.get("client_type", "public"))
+    except ValueError:
+        kinds = ", ".join(c.value for c in ClientType)
+        raise ConfigError(f"{where}: client_type must be one of {kinds}") from None
+    iss = _base_url(raw.get("iss", ""), what=f"{where}: iss")
+    secret, jwk = "", None
+    if client_type is not ClientType.OPEN:
+        for key in ("client_id", "redirect_uri"):
+            if not raw.get(key):
+                raise ConfigError(f"{where}: {key} is required for a {client_type} client")
+        _base_url(raw["redirect_uri"], what=f"{where}: redirect_uri")
+    if client_type is ClientType.CONFIDENTIAL_SECRET:
+        name = raw.get("client_secret_env", "")
+        secret = env.get(name, "") if name else ""
+        if not secret:
+            raise ConfigError(f"{where}: set client_secret_env to a variable holding the secret")
+    if client_type is ClientType.CONFIDENTIAL_JWT:
+        jwk = _private_jwk(raw.get("private_key_file", ""), where=where)
+    return Registration(
+        iss=iss,
+        name=raw.get("name", iss),
+        client_type=client_type,
+        client_id=raw.get("client_id", ""),
+        redirect_uri=raw.get("redirect_uri", ""),
+        scopes=raw.get("scopes", ""),
+        client_secret=secret,
+        private_jwk=jwk,
+        jwt_alg=raw.get("jwt_alg", "RS384"),
+    )
+
+
+def _private_jwk(path_text: str, *, where: str) -> dict[str, Any]:
+    """The private JWK (JSON) a confidential-jwt client signs its assertions with."""
+    if not path_text:
+        raise ConfigError(f"{where}: private_key_file is required for a confidential-jwt client")
+    try:
+        data = json.loads(Path(path_text).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{where}: cannot read the private JWK in {path_text}") from exc
+    if not isinstance(data, dict) or "kty" not in data or "d" not in data:
+        raise ConfigError(f"{where}: {path_text} is not a private JWK")
+    return data
+
+
+def load_registrations(
+    path: Path, *, env: Mapping[str, str] | None = None
+) -> dict[str, Registration]:
+    """Read the TOML file of allowed EHRs: `[[server]]` tables keyed by their `iss`."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"registrations: cannot read {path}: {exc.strerror}") from exc
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"registrations: {path} is not valid TOML: {exc}") from exc
+    return registrations_from(data, where=str(path), env=os.environ if env is None else env)
+
+
+def registrations_from(
+    data: Mapping[str, Any], *, where: str = "registrations", env: Mapping[str, str] | None = None
+) -> dict[str, Registration]:
+    """Registrations from already-parsed data (`{"server": [...]}`)."""
+    unknown = sorted(set(data) - {"server"})
+    servers = data.get("server", [])
+    if unknown or not isinstance(servers, list):
+        raise ConfigError(f"{where}: expected only [[server]] tables")
+    found: dict[str, Registration] = {}
+    for index, raw in enumerate(servers):
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: server[{index}] is not a table")
+        registration = _registration(raw, where=f"{where}: server[{index}]", env=env or {})
+        if registration.iss in found:
+            raise ConfigError(f"{where}: {registration.iss} is registered twice")
+        found[registration.iss] = registration
+    return found
+
+
+def web_settings(env: Mapping[str, str], **overrides: Any) -> WebSettings:
+    """Settings from SMART_APP_* variables, then keyword overrides (tests, the sandbox)."""
+    values: dict[str, Any] = {
+        "public_url": env.get("SMART_APP_PUBLIC_URL", "http://127.0.0.1:8092"),
+        "secret_key": env.get("SMART_APP_SECRET_KEY", ""),
+        "session_dir": Path(env.get("SMART_APP_SESSION_DIR", ".smart-sessions")),
+        "frame_ancestors": tuple(env.get("SMART_APP_FRAME_ANCESTORS", "'self'").split()),
+        "order_mode": _order_mode(env.get("SMART_APP_ORDER_MODE", "proposal")),
+    }
+    if "registrations" not in overrides:
+        path = env.get("SMART_APP_REGISTRATIONS")
+        values["registrations"] = load_registrations(Path(path), env=env) if path else {}
+    if "policy" not in overrides and env.get("SMART_APP_POLICY"):
+        values["policy"] = load_policy(Path(env["SMART_APP_POLICY"]))
+    values.update(overrides)
+    values["public_url"] = _base_url(values["public_url"], what="SMART_APP_PUBLIC_URL")
+    if len(values["secret_key"]) < 32:
+        raise ConfigError("SMART_APP_SECRET_KEY must be set to at least 32 random characters")
+    return WebSettings(**values)
+
+
+def _order_mode(text: str) -> OrderMode:
+    """SMART_APP_ORDER_MODE: proposal (draft orders to sign) or order (active orders)."""
+    try:
+        return OrderMode(text)
+    except ValueError:
+        raise ConfigError(f"SMART_APP_ORDER_MODE must be proposal or order, not {text!r}") from None

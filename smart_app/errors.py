@@ -73,3 +73,15 @@ class WriteBackError(SmartAppError):
     def __init__(self, message: str, *, entry: str | None = None) -> None:
         super().__init__(message)
         self.entry = entry
+
+
+class ConfigError(InputError):
+    """The web app's settings or EHR registrations are unusable."""
+
+
+class LaunchError(SmartAppError):
+    """A SMART launch cannot go on: unknown server, bad state, failed discovery or token."""
+
+
+class SessionExpired(SmartAppError):
+    """The launch context is gone or its token can no longer be refreshed: relaunch."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import textwrap
 from typing import TYPE_CHECKING, Any
@@ -267,3 +268,8 @@ def written_text(rows: list[dict[str, str]]) -> str:
     summary = ", ".join(f"{n} {o}" for o, n in counts.items() if n)
     lines = [f"\nWRITTEN ({summary}):"] + [f"  {r['outcome']:<8} {r['reference']}" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def fingerprint(data: Any) -> str:
+    """A short hash of rendered plan data: what the clinician reviewed, to compare on confirm."""
+    return hashlib.sha256(to_json(data).encode()).hexdigest()[:20]

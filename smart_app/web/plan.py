@@ -1,0 +1,190 @@
+"""The plan page and the confirmed write: thin views over service.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from flask import Blueprint, Response, current_app, render_template, request
+
+from smart_app import render, service
+from smart_app.errors import InputError, SessionExpired, WriteBackError, WriteBlocked
+from smart_app.fhir.gateway import FhirGateway
+from smart_app.fhir.write import Confirmation
+from smart_app.rules.eligibility import UNBLOCK_ADVICE
+from smart_app.rules.model import Severity, Status
+from smart_app.web import context, present, smart
+from smart_app.web.security import check_csrf
+from smart_app.web.state import web_state
+
+bp = Blueprint("plan", __name__, url_prefix="/p/<context_id>")
+
+WRITABLE = (Status.ELIGIBLE, Status.NEEDS_REVIEW)
+MAX_PLANNING_DAYS = 365
+
+
+def _connect(context_id: str) -> tuple[context.LaunchContext, FhirGateway]:
+    """The launch context and a gateway with a live token (refreshed when due)."""
+    state = web_state()
+    launched = context.load_context(context_id)
+    if not launched.is_open and smart.needs_refresh(launched.expires_at, now=state.clock()):
+        registration = state.settings.registrations.get(launched.iss)
+        if not launched.refresh_token or registration is None:
+            raise SessionExpired("the EHR session has expired; relaunch the app from the chart")
+        endpoints = smart.Endpoints(
+            authorize="",
+            token=launched.token_endpoint,
+            issuer=None,
+            jwks_uri=None,
+            capabilities=frozenset(),
+            challenge_methods=None,
+        )
+        grant = smart.refresh(
+            registration,
+            endpoints,
+            refresh_token=launched.refresh_token,
+            previous=launched.grant(),
+            clock=state.clock,
+        )
+        launched = context.LaunchContext.from_grant(
+            grant, iss=launched.iss, token_endpoint=launched.token_endpoint
+        )
+        context.replace_context(context_id, launched)
+    gateway = FhirGateway(launched.iss, bearer_token=launched.access_token or None)
+    return launched, gateway
+
+
+def _infusion_date(text: str | None, *, today: dt.date) -> dt.date:
+    """The planned infusion date from the form: tomorrow by default, never in the past."""
+    if not text:
+        return today + dt.timedelta(days=1)
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+    if not today <= day <= today + dt.timedelta(days=MAX_PLANNING_DAYS):
+        raise InputError("the planned infusion date must be between today and a year from now")
+    return day
+
+
+def _evaluate(
+    context_id: str, infusion_text: str | None
+) -> tuple[context.LaunchContext, FhirGateway, service.Evaluation]:
+    """Read the chart once and build the plan."""
+    state = web_state()
+    launched, gateway = _connect(context_id)
+    today = state.today()
+    infusion = _infusion_date(infusion_text, today=today)
+    evaluation = service.evaluate(
+        gateway, launched.patient, on=today, infusion_date=infusion, policy=state.settings.policy
+    )
+    return launched, gateway, evaluation
+
+
+def _page(
+    context_id: str, launched: context.LaunchContext, evaluation: service.Evaluation
+) -> dict[str, Any]:
+    """Everything the plan template shows."""
+    state = web_state()
+    plan = evaluation.plan
+    data = render.plan_data(plan)
+    status = plan.eligibility.status
+    writable = status in WRITABLE and plan.dose is not None
+    review = [f for f in data["eligibility"]["findings"] if f["severity"] == "needs-review"]
+    blocking = [f for f in data["eligibility"]["findings"] if f["severity"] == status.value]
+    rows: list[present.WriteRow] = []
+    if writable:
+        preview = Confirmation(
+            recorded=state.now(),
+            acknowledged=frozenset(f["code"] for f in review),
+            fhir_user=launched.fhir_user or None,
+            order_mode=state.settings.order_mode,
+        )
+        rows = present.write_rows(service.transaction(evaluation, preview))
+    return {
+        "context_id": context_id,
+        "launched": launched,
+        "banner": present.banner(evaluation.record.resources, launched.patient),
+        "show_banner": launched.need_patient_banner,
+        "plan": data,
+        "status": status.value,
+        "writable": writable,
+        "review": review,
+        "blocking": [] if writable else blocking,
+        "advice": UNBLOCK_ADVICE.get(status, ""),
+        "timeline": present.timeline(data),
+        "write_rows": rows,
+        "fingerprint": render.fingerprint(data),
+        "order_mode": state.settings.order_mode.value,
+        "truncated": evaluation.record.truncated,
+        "severities": [s.value for s in Severity],
+    }
+
+
+@bp.get("/")
+def show(context_id: str) -> str:
+    """The plan page: eligibility with evidence, dose and kit, course, schedule, what is written."""
+    launched, _, evaluation = _evaluate(context_id, request.args.get("infusion_date"))
+    return render_template("plan.html", **_page(context_id, launched, evaluation))
+
+
+@bp.post("/write")
+def write(context_id: str) -> tuple[str, int] | str:
+    """Rebuild the plan from the chart, check it is what was reviewed, write one transaction."""
+    check_csrf(web_state().settings)
+    state = web_state()
+    launched, gateway, evaluation = _evaluate(context_id, request.form.get("infusion_date"))
+    page = _page(context_id, launched, evaluation)
+    if request.form.get("fingerprint") != page["fingerprint"]:
+        page["error"] = (
+            "The chart changed since this plan was shown (new results or a new date). Nothing was"
+            " written: review the updated plan below and confirm again."
+        )
+        return render_template("plan.html", **page), 409
+    confirmation = Confirmation(
+        recorded=state.now(),
+        acknowledged=frozenset(request.form.getlist("acknowledge")),
+        fhir_user=launched.fhir_user or None,
+        order_mode=state.settings.order_mode,
+    )
+    try:
+        written = service.write(gateway, evaluation, confirmation)
+    except WriteBlocked as exc:
+        page["error"] = str(exc)
+        return render_template("plan.html", **page), 422
+    except WriteBackError as exc:
+        page["error"] = f"The FHIR server refused the plan; nothing was written. {exc}"
+        return render_template("plan.html", **page), 502
+    current_app.logger.info("plan written: %d resources", len(written))
+    rows = [render.written_data(w) for w in written]
+    return render_template("written.html", rows=rows, **page)
+
+
+STYLE_KEYS = {
+    "color_background": ("--ehr-background", r"#[0-9a-fA-F]{3,8}"),
+    "color_text": ("--ehr-text", r"#[0-9a-fA-F]{3,8}"),
+    "color_highlight": ("--ehr-highlight", r"#[0-9a-fA-F]{3,8}"),
+    "color_error": ("--ehr-error", r"#[0-9a-fA-F]{3,8}"),
+    "color_success": ("--ehr-success", r"#[0-9a-fA-F]{3,8}"),
+    "font_family_body": ("--ehr-font-body", r"[A-Za-z0-9 ,'\"-]{1,120}"),
+    "font_family_heading": ("--ehr-font-heading", r"[A-Za-z0-9 ,'\"-]{1,120}"),
+    "dim_border_radius": ("--ehr-radius", r"\d{1,3}(\.\d+)?(px|em|rem)"),
+    "dim_font_size": ("--ehr-font-size", r"\d{1,3}(\.\d+)?(px|em|rem)"),
+}
+
+
+@bp.get("/ehr-style.css")
+def ehr_style(context_id: str) -> Response:
+    """The EHR's smart_style_url as CSS variables; only known keys with checked values."""
+    launched = context.load_context(context_id)
+    css = ""
+    if launched.smart_style_url:
+        style = smart.fetch_style(launched.smart_style_url, http=web_state().http)
+        lines = [
+            f"  {var}: {style[key]};"
+            for key, (var, pattern) in STYLE_KEYS.items()
+            if isinstance(style.get(key), str) and re.fullmatch(pattern, style[key])
+        ]
+        css = ":root {\n" + "\n".join(lines) + "\n}\n" if lines else ""
+    return Response(css, mimetype="text/css")

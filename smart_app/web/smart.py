@@ -1,0 +1,373 @@
+"""The SMART App Launch client: discovery, authorize URL (PKCE S256), token, id_token, refresh."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from authlib.integrations.requests_client import OAuth2Session
+from authlib.oauth2.rfc6749.errors import OAuth2Error
+from authlib.oauth2.rfc7523 import PrivateKeyJWT
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet, import_key
+
+from smart_app.config import LOOPBACK_HOSTS, ClientType, Registration
+from smart_app.errors import LaunchError, SessionExpired
+
+TIMEOUT_S = 10
+REFRESH_MARGIN_S = 60
+ID_TOKEN_ALGS = ["RS256", "RS384", "ES256", "ES384"]
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+
+READ_TYPES = (
+    "Patient",
+    "Observation",
+    "Condition",
+    "MedicationAdministration",
+    "MedicationStatement",
+    "Medication",
+    "Procedure",
+    "Device",
+    "Immunization",
+)
+WRITE_TYPES = ("MedicationRequest", "CarePlan", "Task", "DetectedIssue", "Provenance")
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """What discovery found on one FHIR server."""
+
+    authorize: str
+    token: str
+    issuer: str | None
+    jwks_uri: str | None
+    capabilities: frozenset[str]
+    challenge_methods: frozenset[str] | None
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """A token response, checked: the tokens and the launch context."""
+
+    access_token: str
+    refresh_token: str | None
+    expires_at: float
+    scope: str
+    patient: str | None
+    encounter: str | None
+    need_patient_banner: bool
+    smart_style_url: str | None
+    fhir_user: str | None
+
+
+def _https_or_loopback(url: str, *, what: str) -> str:
+    """An endpoint URL the app will send credentials to."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
+        return url
+    raise LaunchError(f"the server's {what} {url!r} is not https")
+
+
+def _get_json(http: requests.Session, url: str, *, what: str) -> Any:
+    """GET a JSON document, or None when the server does not have it."""
+    try:
+        response = http.get(url, headers={"Accept": "application/json"}, timeout=TIMEOUT_S)
+    except requests.RequestException as exc:
+        raise LaunchError(f"cannot reach {what} at {url}: {type(exc).__name__}") from exc
+    if response.status_code != 200:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def discover(iss: str, *, http: requests.Session) -> Endpoints:
+    """SMART configuration from .well-known, else the CapabilityStatement security extension."""
+    config = _get_json(http, f"{iss}/.well-known/smart-configuration", what="SMART discovery")
+    if isinstance(config, dict) and config.get("authorization_endpoint"):
+        methods = config.get("code_challenge_methods_supported")
+        return Endpoints(
+            authorize=_https_or_loopback(config["authorization_endpoint"], what="authorize URL"),
+            token=_https_or_loopback(str(config.get("token_endpoint", "")), what="token URL"),
+            issuer=config.get("issuer"),
+            jwks_uri=config.get("jwks_uri"),
+            capabilities=frozenset(config.get("capabilities") or ()),
+            challenge_methods=frozenset(methods) if isinstance(methods, list) else None,
+        )
+    metadata = _get_json(http, f"{iss}/metadata", what="the CapabilityStatement")
+    uris = _oauth_uris(metadata)
+    if "authorize" not in uris or "token" not in uris:
+        raise LaunchError(f"{iss} advertises no SMART authorization endpoints")
+    return Endpoints(
+        authorize=_https_or_loopback(uris["authorize"], what="authorize URL"),
+        token=_https_or_loopback(uris["token"], what="token URL"),
+        issuer=None,
+        jwks_uri=None,
+        capabilities=frozenset(),
+        challenge_methods=None,
+    )
+
+
+def _oauth_uris(metadata: Any) -> dict[str, str]:
+    """authorize/token URLs from a CapabilityStatement's rest.security oauth-uris extension."""
+    found: dict[str, str] = {}
+    rests = metadata.get("rest", []) if isinstance(metadata, dict) else []
+    for rest in rests if isinstance(rests, list) else []:
+        security = rest.get("security", {}) if isinstance(rest, dict) else {}
+        for ext in security.get("extension", []) if isinstance(security, dict) else []:
+            if isinstance(ext, dict) and ext.get("url") == OAUTH_URIS:
+                for inner in ext.get("extension", []):
+                    if isinstance(inner, dict) and isinstance(inner.get("valueUri"), str):
+                        found[str(inner.get("url"))] = inner["valueUri"]
+    return found
+
+
+def scopes(endpoints: Endpoints, *, standalone: bool) -> str:
+    """The scopes to ask for: launch context, identity, and the patient's reads and writes."""
+    v2 = "permission-v2" in endpoints.capabilities
+    wanted = ["launch/patient" if standalone else "launch", "openid", "fhirUser"]
+    for kind in READ_TYPES:
+        wanted.append(f"patient/{kind}.rs" if v2 else f"patient/{kind}.read")
+    for kind in WRITE_TYPES:
+        wanted.append(f"patient/{kind}.crus" if v2 else f"patient/{kind}.*")
+    if "permission-online" in endpoints.capabilities:
+        wanted.append("online_access")
+    elif "permission-offline" in endpoints.capabilities:
+        wanted.append("offline_access")
+    return " ".join(wanted)
+
+
+@dataclass(frozen=True)
+class AuthorizeRequest:
+    """The redirect to the EHR and what the callback needs to finish it."""
+
+    url: str
+    state: str
+    code_verifier: str
+    nonce: str
+
+
+def _oauth(
+    registration: Registration, *, scope: str = "", token_endpoint: str = ""
+) -> OAuth2Session:
+    """An authlib OAuth2 session for this registration's client type."""
+    method = {
+        ClientType.PUBLIC: "none",
+        ClientType.CONFIDENTIAL_SECRET: "client_secret_basic",
+        ClientType.CONFIDENTIAL_JWT: "private_key_jwt",
+    }[registration.client_type]
+    secret: Any = registration.client_secret or None
+    jwk = dict(registration.private_jwk or {})
+    if registration.client_type is ClientType.CONFIDENTIAL_JWT:
+        secret = import_key(jwk)
+    session = OAuth2Session(
+        client_id=registration.client_id,
+        client_secret=secret,
+        scope=scope or None,
+        redirect_uri=registration.redirect_uri,
+        code_challenge_method="S256",
+        token_endpoint_auth_method=method,
+    )
+    if registration.client_type is ClientType.CONFIDENTIAL_JWT:
+        session.register_client_auth_method(
+            PrivateKeyJWT(
+                token_endpoint,
+                alg=registration.jwt_alg,
+                headers={"kid": jwk["kid"]} if "kid" in jwk else None,
+            )
+        )
+    return session
+
+
+def authorize_request(
+    registration: Registration, endpoints: Endpoints, *, launch: str | None
+) -> AuthorizeRequest:
+    """The authorize URL: PKCE S256, fresh state and nonce, aud=iss, launch when given."""
+    if endpoints.challenge_methods is not None and "S256" not in endpoints.challenge_methods:
+        raise LaunchError(f"{registration.iss} does not support PKCE S256; refusing to launch")
+    scope = registration.scopes or scopes(endpoints, standalone=launch is None)
+    state, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(48)
+    nonce = secrets.token_urlsafe(16)
+    extra: dict[str, str] = {"aud": registration.iss, "nonce": nonce}
+    if launch is not None:
+        extra["launch"] = launch
+    with _oauth(registration, scope=scope) as oauth:
+        url, _ = oauth.create_authorization_url(
+            endpoints.authorize, state=state, code_verifier=verifier, **extra
+        )
+    return AuthorizeRequest(url=url, state=state, code_verifier=verifier, nonce=nonce)
+
+
+def exchange_code(
+    registration: Registration,
+    endpoints: Endpoints,
+    *,
+    code: str,
+    code_verifier: str,
+    nonce: str,
+    http: requests.Session,
+    clock: Callable[[], float] = time.time,
+) -> TokenGrant:
+    """Trade the code (with the PKCE verifier) for tokens; verify the id_token."""
+    with _oauth(registration, token_endpoint=endpoints.token) as oauth:
+        try:
+            token = oauth.fetch_token(
+                endpoints.token,
+                grant_type="authorization_code",
+                code=code,
+                code_verifier=code_verifier,
+                timeout=TIMEOUT_S,
+            )
+        except (OAuth2Error, requests.RequestException, ValueError) as exc:
+            raise LaunchError(f"the token request was refused: {_reason(exc)}") from None
+    return _grant(token, registration, endpoints, nonce=nonce, http=http, clock=clock)
+
+
+def refresh(
+    registration: Registration,
+    endpoints: Endpoints,
+    *,
+    refresh_token: str,
+    previous: TokenGrant,
+    clock: Callable[[], float] = time.time,
+) -> TokenGrant:
+    """A new access token from the refresh token; the launch context carries over."""
+    with _oauth(registration, token_endpoint=endpoints.token) as oauth:
+        try:
+            token = oauth.refresh_token(
+                endpoints.token, refresh_token=refresh_token, timeout=TIMEOUT_S
+            )
+        except (OAuth2Error, requests.RequestException, ValueError) as exc:
+            raise SessionExpired(f"the session could not be renewed: {_reason(exc)}") from None
+    access = token.get("access_token")
+    if not isinstance(access, str) or not access:
+        raise SessionExpired("the session could not be renewed: no access token")
+    return TokenGrant(
+        access_token=access,
+        refresh_token=token.get("refresh_token") or refresh_token,
+        expires_at=_expires_at(token, clock),
+        scope=str(token.get("scope") or previous.scope),
+        patient=previous.patient,
+        encounter=previous.encounter,
+        need_patient_banner=previous.need_patient_banner,
+        smart_style_url=previous.smart_style_url,
+        fhir_user=previous.fhir_user,
+    )
+
+
+def _reason(exc: Exception) -> str:
+    """A short reason that never repeats a credential."""
+    if isinstance(exc, OAuth2Error):
+        return exc.error or "error"
+    return type(exc).__name__
+
+
+def _expires_at(token: Mapping[str, Any], clock: Callable[[], float]) -> float:
+    """Absolute expiry; a server that says nothing gets a cautious 5 minutes."""
+    expires_in = token.get("expires_in")
+    seconds = expires_in if isinstance(expires_in, int | float) and expires_in > 0 else 300
+    return clock() + float(seconds)
+
+
+def _grant(
+    token: Mapping[str, Any],
+    registration: Registration,
+    endpoints: Endpoints,
+    *,
+    nonce: str,
+    http: requests.Session,
+    clock: Callable[[], float],
+) -> TokenGrant:
+    """Check a token response and pull the launch context out of it."""
+    access = token.get("access_token")
+    if not isinstance(access, str) or not access:
+        raise LaunchError("the token response has no access token")
+    if str(token.get("token_type", "")).lower() != "bearer":
+        raise LaunchError("the token response is not a Bearer token")
+    patient = token.get("patient")
+    if not isinstance(patient, str) or not patient:
+        raise LaunchError("the EHR gave no patient context; launch from a patient's chart")
+    id_token = token.get("id_token")
+    fhir_user = None
+    if isinstance(id_token, str):
+        claims = verify_id_token(
+            id_token, registration, endpoints, nonce=nonce, http=http, clock=clock
+        )
+        fhir_user = claims.get("fhirUser") or claims.get("profile")
+    return TokenGrant(
+        access_token=access,
+        refresh_token=token.get("refresh_token") or None,
+        expires_at=_expires_at(token, clock),
+        scope=str(token.get("scope", "")),
+        patient=patient,
+        encounter=token.get("encounter") if isinstance(token.get("encounter"), str) else None,
+        need_patient_banner=token.get("need_patient_banner") is not False,
+        smart_style_url=_style_url(token.get("smart_style_url"), registration.iss),
+        fhir_user=fhir_user if isinstance(fhir_user, str) else None,
+    )
+
+
+def _style_url(value: Any, iss: str) -> str | None:
+    """smart_style_url, only when it is served from the EHR's own origin."""
+    if not isinstance(value, str):
+        return None
+    style, base = urlsplit(value), urlsplit(iss)
+    if (style.scheme, style.netloc) != (base.scheme, base.netloc):
+        return None
+    return value
+
+
+def verify_id_token(
+    id_token: str,
+    registration: Registration,
+    endpoints: Endpoints,
+    *,
+    nonce: str,
+    http: requests.Session,
+    clock: Callable[[], float] = time.time,
+) -> dict[str, Any]:
+    """Signature against the server's JWKS; iss, aud, exp and nonce checked."""
+    if not endpoints.jwks_uri:
+        raise LaunchError("the server sent an id_token but publishes no jwks_uri to verify it")
+    jwks = _get_json(http, _https_or_loopback(endpoints.jwks_uri, what="JWKS URL"), what="the JWKS")
+    if not isinstance(jwks, dict):
+        raise LaunchError("the server's JWKS could not be read")
+    try:
+        decoded = jwt.decode(id_token, KeySet.import_key_set(jwks), algorithms=ID_TOKEN_ALGS)
+    except (JoseError, ValueError, TypeError) as exc:
+        raise LaunchError(f"the id_token is not valid: {type(exc).__name__}") from None
+    claims = decoded.claims
+    audience = claims.get("aud")
+    audiences = audience if isinstance(audience, list) else [audience]
+    now = clock()
+    problems = [
+        ("issuer", endpoints.issuer is not None and claims.get("iss") != endpoints.issuer),
+        ("audience", registration.client_id not in audiences),
+        ("expiry", not isinstance(claims.get("exp"), int | float) or claims["exp"] < now - 60),
+        ("nonce", claims.get("nonce") != nonce),
+    ]
+    wrong = [name for name, bad in problems if bad]
+    if wrong:
+        raise LaunchError(f"the id_token failed its checks: {', '.join(wrong)}")
+    return dict(claims)
+
+
+def needs_refresh(expires_at: float, *, now: float) -> bool:
+    """True when the access token is expired or about to be."""
+    return now >= expires_at - REFRESH_MARGIN_S
+
+
+def fetch_style(url: str, *, http: requests.Session) -> dict[str, Any]:
+    """The EHR's style document (smart_style_url); empty when it cannot be read."""
+    try:
+        data = _get_json(http, url, what="the EHR style")
+    except LaunchError:
+        return {}
+    return data if isinstance(data, dict) else {}
