@@ -7,7 +7,7 @@ FHIR_VENV := .venv-fhir
 FHIR_STAMP := $(FHIR_VENV)/.installed-sekmet-0.1.1
 FHIR_PORT ?= 8080
 
-.PHONY: demo test lint unit venv fhir-server clean
+.PHONY: demo test lint unit venv fhir-server browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,17 +30,26 @@ fhir-server: $(FHIR_STAMP)
 	printf 'base_url: http://127.0.0.1:$(FHIR_PORT)/fhir\nhost: 127.0.0.1\nport: $(FHIR_PORT)\ndata_dir: .fhir-data/data\nsimulator: {enabled: false}\nlog_inbound: false\n' > .fhir-data/sekmet.yaml
 	$(FHIR_VENV)/bin/sekmet serve -c .fhir-data/sekmet.yaml
 
-demo: $(STAMP)
-	$(BIN)/zolgensma-smart plan --bundle examples/infant-eligible.json --on 2026-11-20 --infusion-date 2026-11-24 --format text
+# The FHIR server, the local SMART EHR and the app on loopback, with synthetic patients; Ctrl-C stops.
+demo: $(STAMP) $(FHIR_STAMP)
+	$(BIN)/python -m smart_app.sandbox
+
+# Debian's Chromium and ChromeDriver for the browser tests, installed only when missing.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-unit: $(STAMP) $(FHIR_STAMP)
+unit: $(STAMP) $(FHIR_STAMP) browser
 	$(BIN)/pytest
 
 test: lint unit
 
 clean:
-	rm -rf $(VENV) $(FHIR_VENV) .fhir-data .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(FHIR_VENV) .fhir-data .smart-sessions .pytest_cache .ruff_cache .hypothesis

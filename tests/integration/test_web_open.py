@@ -1,0 +1,261 @@
+"""The web app against the real FHIR server as an open server: pages, CSRF, escaping, writes."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+from flask import Flask
+from flask.testing import FlaskClient
+
+from smart_app import create_app
+from smart_app.config import ClientType, Registration, web_settings
+from smart_app.sandbox.patients import SyntheticPatient, synthetic_patients, transaction_bundle
+from smart_app.web.state import WebState
+from tests import fhirserver
+
+pytestmark = pytest.mark.integration
+
+TODAY = dt.date(2026, 11, 21)
+NOW = dt.datetime(2026, 11, 21, 10, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+PATIENTS = {p.patient_id: p for p in synthetic_patients(today=TODAY)}
+
+
+def _app(fhir_server: str, tmp_path: Path) -> Flask:
+    """The app with the test server registered as an open server and a fixed clock."""
+    registration = Registration(iss=fhir_server, name="test server", client_type=ClientType.OPEN)
+    settings = web_settings(
+        {},
+        public_url="http://127.0.0.1:5000",
+        secret_key="k" * 40,
+        registrations={fhir_server: registration},
+        session_dir=tmp_path / "sessions",
+        frame_ancestors=("'self'", "https://ehr.example.org"),
+    )
+    state = WebState(settings=settings, today=lambda: TODAY, now=lambda: NOW)
+    return create_app({"STATE": state, "TESTING": True})
+
+
+@pytest.fixture
+def client(fhir_server: str, tmp_path: Path) -> FlaskClient:
+    """A browser-like client of a fresh app."""
+    return _app(fhir_server, tmp_path).test_client()
+
+
+@pytest.fixture
+def put_patient(fhir_server: str) -> Callable[[SyntheticPatient], str]:
+    """Load a synthetic patient under fresh ids; return the Patient id."""
+
+    def loader(patient: SyntheticPatient) -> str:
+        return fhirserver.load_patient(fhir_server, transaction_bundle([patient]))
+
+    return loader
+
+
+def _csrf(page: str) -> str:
+    """The CSRF token in a page's form."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def _field(page: str, name: str) -> str:
+    """A hidden field's value."""
+    match = re.search(rf'name="{name}" value="([^"]+)"', page)
+    assert match, f"no {name} in the page"
+    return match.group(1)
+
+
+def _open(client: FlaskClient, fhir_server: str, patient_id: str) -> tuple[str, str]:
+    """Open a patient from launch.html; return the plan URL and the page."""
+    token = _csrf(client.get("/launch.html").text)
+    answer = client.post(
+        "/open", data={"csrf_token": token, "iss": fhir_server, "patient": patient_id}
+    )
+    assert answer.status_code == 303, answer.text
+    url = answer.headers["Location"]
+    page = client.get(url)
+    assert page.status_code == 200, page.text
+    return url, page.text
+
+
+def _write_form(page: str, **extra: Any) -> dict[str, Any]:
+    """The write form's fields as the page rendered them."""
+    form = {
+        "csrf_token": _csrf(page),
+        "fingerprint": _field(page, "fingerprint"),
+        "infusion_date": _field(page, "infusion_date"),
+    }
+    form.update(extra)
+    return form
+
+
+def _count(fhir_server: str, kind: str, patient_id: str) -> int:
+    """How many resources of a type the server holds for a patient."""
+    _, bundle = fhirserver.http_json(
+        "GET", f"{fhir_server}/{kind}?patient={patient_id}&_summary=count"
+    )
+    return int(bundle.get("total", 0))
+
+
+def test_unknown_iss_is_refused_without_any_outbound_request(client: FlaskClient) -> None:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as fake:
+        answer = client.get("/launch?iss=https://evil.example.org/fhir&launch=abc")
+        assert answer.status_code == 400
+        assert "not registered" in answer.text
+        assert len(fake.calls) == 0
+
+
+def test_open_server_cannot_be_used_for_a_smart_launch(
+    client: FlaskClient, fhir_server: str
+) -> None:
+    answer = client.get(f"/launch?iss={fhir_server}&launch=abc")
+    assert answer.status_code == 400
+    assert "not registered as a SMART server" in answer.text
+
+
+def test_plan_page_shows_findings_evidence_kit_course_and_timeline(
+    client: FlaskClient, fhir_server: str, put_patient: Callable[[SyntheticPatient], str]
+) -> None:
+    patient_id = put_patient(PATIENTS["zs-alt-elevated"])
+    _, page = _open(client, fhir_server, patient_id)
+    assert "Needs Review" in page or "needs review" in page
+    assert "Baseline ALT" in page and "USPI §5.1" in page
+    assert "Observation/zs-alt-elevated-alt-b-" in page  # evidence names its source
+    assert "Kit NDC" in page and "71894-" in page
+    assert "Corticosteroid course" in page and "mg/day" in page
+    assert '<svg class="timeline"' in page
+    assert 'id="ack-liver-function-elevated"' in page
+    assert "Write plan to chart" in page
+
+
+def test_blocked_plan_says_what_would_unblock_it(
+    client: FlaskClient, fhir_server: str, put_patient: Callable[[SyntheticPatient], str]
+) -> None:
+    patient_id = put_patient(PATIENTS["zs-aav9-titer-1-100"])
+    url, page = _open(client, fhir_server, patient_id)
+    assert "Writing is blocked: the plan is deferred" in page
+    assert "repeat anti-AAV9 titer" in page
+    assert "Write plan to chart" not in page
+    token = _csrf(client.get("/launch.html").text)
+    form = {"csrf_token": token, "infusion_date": "2026-11-24", "fingerprint": "x"}
+    answer = client.post(url + "write", data=form)
+    assert answer.status_code == 409
+    assert _count(fhir_server, "CarePlan", patient_id) == 0
+
+
+def test_needs_review_needs_each_acknowledgement_then_writes_one_transaction(
+    client: FlaskClient, fhir_server: str, put_patient: Callable[[SyntheticPatient], str]
+) -> None:
+    patient_id = put_patient(PATIENTS["zs-alt-elevated"])
+    url, page = _open(client, fhir_server, patient_id)
+    refused = client.post(url + "write", data=_write_form(page))
+    assert refused.status_code == 422
+    assert "acknowledge each needs-review finding" in refused.text
+    assert _count(fhir_server, "CarePlan", patient_id) == 0
+    written = client.post(
+        url + "write", data=_write_form(page, acknowledge="liver-function-elevated")
+    )
+    assert written.status_code == 200, written.text
+    assert "Plan written to the chart" in written.text
+    assert _count(fhir_server, "CarePlan", patient_id) == 1
+    assert _count(fhir_server, "MedicationRequest", patient_id) == 2
+    assert _count(fhir_server, "DetectedIssue", patient_id) >= 1
+    again = client.post(
+        url + "write", data=_write_form(page, acknowledge="liver-function-elevated")
+    )
+    assert again.status_code == 200
+    assert "0 created" in again.text
+    assert _count(fhir_server, "CarePlan", patient_id) == 1
+
+
+def test_the_plan_is_rebuilt_from_the_chart_not_the_form(
+    client: FlaskClient, fhir_server: str, put_patient: Callable[[SyntheticPatient], str]
+) -> None:
+    patient_id = put_patient(PATIENTS["zs-eligible-4-2kg"])
+    url, page = _open(client, fhir_server, patient_id)
+    form = _write_form(page, weight_kg="20", dose_volume_ml="999")
+    # a newer weight arrives in the chart after the page was shown
+    weight = next(r for r in PATIENTS["zs-eligible-4-2kg"].resources if r["id"].endswith("-weight"))
+    newer = copy.deepcopy(weight)
+    newer["id"] = f"late-weight-{patient_id}"
+    newer["subject"] = {"reference": f"Patient/{patient_id}"}
+    newer["effectiveDateTime"] = TODAY.isoformat()
+    newer["valueQuantity"]["value"] = 4.9
+    fhirserver.http_json("PUT", f"{fhir_server}/Observation/{newer['id']}", newer)
+    answer = client.post(url + "write", data=form)
+    assert answer.status_code == 409
+    assert "The chart changed since this plan was shown" in answer.text
+    assert "4.9 kg" in answer.text
+    assert _count(fhir_server, "CarePlan", patient_id) == 0
+
+
+def test_writes_need_the_csrf_token_and_our_origin(
+    client: FlaskClient, fhir_server: str, put_patient: Callable[[SyntheticPatient], str]
+) -> None:
+    patient_id = put_patient(PATIENTS["zs-eligible-4-2kg"])
+    url, page = _open(client, fhir_server, patient_id)
+    form = _write_form(page)
+    missing = {k: v for k, v in form.items() if k != "csrf_token"}
+    assert client.post(url + "write", data=missing).status_code == 403
+    assert client.post(url + "write", data={**form, "csrf_token": "forged"}).status_code == 403
+    foreign = client.post(url + "write", data=form, headers={"Origin": "https://evil.example.org"})
+    assert foreign.status_code == 403
+    assert client.post("/open", data={"iss": fhir_server, "patient": patient_id}).status_code == 403
+    assert _count(fhir_server, "CarePlan", patient_id) == 0
+    assert client.post(url + "write", data=form).status_code == 200
+
+
+def test_script_in_names_and_observation_text_is_rendered_inert(
+    client: FlaskClient, fhir_server: str
+) -> None:
+    evil = "<script>alert(1)</script>"
+    bundle = transaction_bundle([PATIENTS["zs-alt-elevated"]])
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        if resource["resourceType"] == "Patient":
+            resource["name"] = [
+                {"use": "official", "family": evil, "given": ['"><img src=x onerror=alert(2)>']}
+            ]
+        if resource["resourceType"] == "Observation":
+            resource["code"]["text"] = f"ALT {evil}"
+    patient_id = fhirserver.load_patient(fhir_server, bundle)
+    _, page = _open(client, fhir_server, patient_id)
+    assert "<script>alert" not in page
+    assert "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_security_headers_and_cookie(client: FlaskClient) -> None:
+    answer = client.get("/launch.html")
+    csp = answer.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'self' https://ehr.example.org" in csp
+    assert "script-src 'self'" in csp
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert answer.headers["Cache-Control"] == "no-store"
+    cookie = answer.headers["Set-Cookie"]
+    assert cookie.startswith("zolgensma_smart_session=")
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_bad_infusion_date_is_a_clear_message(
+    client: FlaskClient, fhir_server: str, put_patient: Callable[[SyntheticPatient], str]
+) -> None:
+    patient_id = put_patient(PATIENTS["zs-eligible-4-2kg"])
+    url, _ = _open(client, fhir_server, patient_id)
+    assert "is not a date" in client.get(url + "?infusion_date=tomorrow").text
+    past = client.get(url + "?infusion_date=2026-11-01")
+    assert past.status_code == 400
+    assert "between today and a year from now" in past.text
+
+
+def test_unknown_context_asks_to_relaunch(client: FlaskClient) -> None:
+    answer = client.get("/p/not-a-context/")
+    assert answer.status_code == 401
+    assert "relaunch" in answer.text
