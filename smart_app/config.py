@@ -112,7 +112,7 @@ class WebSettings:
     @property
     def secure_cookies(self) -> bool:
         """Cookies are Secure (and SameSite=None, for EHR iframes) when served over https."""
-        return self.public_url.startswith("https://")
+        return self.public_url.lower().startswith("https://")
 
 
 _REGISTRATION_KEYS = {
@@ -139,6 +139,7 @@ def _base_url(text: str, *, what: str) -> str:
 
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+JWT_ALGS = ("RS384", "ES384")
 
 
 def _registration(raw: Mapping[str, Any], *, where: str, env: Mapping[str, str]) -> Registration:
@@ -167,6 +168,8 @@ def _registration(raw: Mapping[str, Any], *, where: str, env: Mapping[str, str])
             raise ConfigError(f"{where}: set client_secret_env to a variable holding the secret")
     if client_type is ClientType.CONFIDENTIAL_JWT:
         jwk = _private_jwk(raw.get("private_key_file", ""), where=where)
+        if raw.get("jwt_alg", "RS384") not in JWT_ALGS:
+            raise ConfigError(f"{where}: jwt_alg must be one of {', '.join(JWT_ALGS)} (SMART)")
     return Registration(
         iss=iss,
         name=raw.get("name", iss),

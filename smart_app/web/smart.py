@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -10,8 +11,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.requests_client import OAuth2Session
-from authlib.oauth2.rfc6749.errors import OAuth2Error
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -225,7 +226,7 @@ def exchange_code(
                 code_verifier=code_verifier,
                 timeout=TIMEOUT_S,
             )
-        except (OAuth2Error, requests.RequestException, ValueError) as exc:
+        except (AuthlibBaseError, requests.RequestException, ValueError) as exc:
             raise LaunchError(f"the token request was refused: {_reason(exc)}") from None
     return _grant(token, registration, endpoints, nonce=nonce, http=http, clock=clock)
 
@@ -244,7 +245,7 @@ def refresh(
             token = oauth.refresh_token(
                 endpoints.token, refresh_token=refresh_token, timeout=TIMEOUT_S
             )
-        except (OAuth2Error, requests.RequestException, ValueError) as exc:
+        except (AuthlibBaseError, requests.RequestException, ValueError) as exc:
             raise SessionExpired(f"the session could not be renewed: {_reason(exc)}") from None
     access = token.get("access_token")
     if not isinstance(access, str) or not access:
@@ -264,7 +265,7 @@ def refresh(
 
 def _reason(exc: Exception) -> str:
     """A short reason that never repeats a credential."""
-    if isinstance(exc, OAuth2Error):
+    if isinstance(exc, AuthlibBaseError):
         return exc.error or "error"
     return type(exc).__name__
 
@@ -272,7 +273,8 @@ def _reason(exc: Exception) -> str:
 def _expires_at(token: Mapping[str, Any], clock: Callable[[], float]) -> float:
     """Absolute expiry; a server that says nothing gets a cautious 5 minutes."""
     expires_in = token.get("expires_in")
-    seconds = expires_in if isinstance(expires_in, int | float) and expires_in > 0 else 300
+    usable = isinstance(expires_in, int | float) and not isinstance(expires_in, bool)
+    seconds = expires_in if usable and expires_in > 0 else 300
     return clock() + float(seconds)
 
 
@@ -296,7 +298,10 @@ def _grant(
         raise LaunchError("the EHR gave no patient context; launch from a patient's chart")
     id_token = token.get("id_token")
     fhir_user = None
-    if isinstance(id_token, str):
+    if isinstance(id_token, str) and endpoints.jwks_uri is None:
+        # found through the CapabilityStatement only: no key to verify it, so its claims are unused
+        logging.getLogger(__name__).warning("id_token ignored: the server publishes no jwks_uri")
+    elif isinstance(id_token, str):
         claims = verify_id_token(
             id_token, registration, endpoints, nonce=nonce, http=http, clock=clock
         )
