@@ -1,0 +1,898 @@
+"""The sandbox EHR's SMART authorization server: authlib models, grants, in-memory stores, views.
+
+- Authorization code grant only, PKCE required with S256 (`plain` and a missing challenge are
+  refused at /oauth/authorize; a missing or wrong verifier is `invalid_grant`). A code is claimed
+  the moment it is presented: a second use is refused and revokes the tokens issued from it.
+- `aud` must be the FHIR base. `launch` must be a launch id this EHR issued to the same client,
+  unused and unexpired; it is spent when the code is issued. Without `launch`, scope
+  `launch/patient` shows a patient picker (CSRF-protected); otherwise the signed-in practitioner
+  is approved at once.
+- Refresh tokens only when `offline_access` or `online_access` is granted. They do not expire and
+  rotate: every refresh answers a new refresh token and revokes the one presented.
+- `id_token` (RS256, `kid` from /oauth/jwks) when `openid` is granted; its `fhirUser` claim when
+  `fhirUser` is granted too.
+- Secrets (codes, access and refresh tokens) are stored only as SHA-256 digests, and never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import ClientMixin, OAuth2Request, TokenMixin, grants
+from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidRequestError,
+    OAuth2Error,
+)
+from authlib.oauth2.rfc6750 import BearerTokenGenerator
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oidc.core import AuthorizationCodeMixin
+from authlib.oidc.core.grants import OpenIDCode
+from flask import Flask, Response, jsonify, render_template, request, session
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from smart_app.sandbox import scopes
+
+if TYPE_CHECKING:
+    from smart_app.sandbox.ehr import EhrSettings, LauncherPatient, SandboxClient
+
+AUTH_METHODS = ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"]
+ASSERTION_ALGORITHMS = ["RS384", "ES384"]
+ASSERTION_MAX_LIFETIME_S = 300
+CODE_LIFETIME_S = 300
+LAUNCH_LIFETIME_S = 600
+GRANT_TYPES = ("authorization_code", "refresh_token")
+CAPABILITIES = [
+    "launch-ehr",
+    "launch-standalone",
+    "client-public",
+    "client-confidential-symmetric",
+    "client-confidential-asymmetric",
+    "context-ehr-patient",
+    "context-ehr-encounter",
+    "context-standalone-patient",
+    "context-banner",
+    "context-style",
+    "sso-openid-connect",
+    "permission-offline",
+    "permission-online",
+    "permission-patient",
+    "permission-user",
+    "permission-v1",
+    "permission-v2",
+]
+SCOPES_SUPPORTED = [
+    "openid",
+    "fhirUser",
+    "profile",
+    "launch",
+    "launch/patient",
+    "launch/encounter",
+    "offline_access",
+    "online_access",
+    "patient/*.read",
+    "patient/*.write",
+    "patient/*.*",
+    "patient/*.rs",
+    "patient/*.cruds",
+    "user/*.read",
+    "user/*.write",
+    "user/*.*",
+    "user/*.rs",
+    "user/*.cruds",
+]
+CSRF_KEY = "sandbox_csrf"
+
+
+def digest(secret: str) -> str:
+    """The SHA-256 hex digest under which a secret is stored."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def csrf_token() -> str:
+    """The sandbox's CSRF token for this browser session (created on first use)."""
+    token = session.get(CSRF_KEY)
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        session[CSRF_KEY] = token
+    return token
+
+
+def csrf_ok(value: str | None) -> bool:
+    """Whether a submitted CSRF token is this browser session's."""
+    expected = session.get(CSRF_KEY)
+    return (
+        isinstance(expected, str)
+        and isinstance(value, str)
+        and hmac.compare_digest(expected, value)
+    )
+
+
+@dataclass(frozen=True)
+class LaunchContext:
+    """The context an authorization carries into its tokens."""
+
+    patient: str | None = None
+    encounter: str | None = None
+    need_patient_banner: bool = False
+
+    def token_fields(self) -> dict[str, Any]:
+        """The SMART launch-context fields of a token response."""
+        out: dict[str, Any] = {"need_patient_banner": self.need_patient_banner}
+        if self.patient:
+            out["patient"] = self.patient
+        if self.encounter:
+            out["encounter"] = self.encounter
+        return out
+
+
+@dataclass
+class Launch:
+    """One EHR launch id: single use, bound to a client and a context, short-lived."""
+
+    launch_id: str
+    client_id: str
+    context: LaunchContext
+    expires_at: float
+    used: bool = False
+    companion: str | None = None
+    """For a chart page: the launch id of its "open in a new tab" link."""
+
+
+@dataclass(frozen=True)
+class EhrUser:
+    """The practitioner signed in to the EHR (the sandbox has exactly one)."""
+
+    practitioner_id: str
+
+    def get_user_id(self) -> str:
+        """authlib's user id."""
+        return self.practitioner_id
+
+
+@dataclass
+class AuthCode(AuthorizationCodeMixin):
+    """An issued authorization code (stored under the digest of the code)."""
+
+    key: str
+    client_id: str
+    redirect_uri: str
+    scope: str
+    user_id: str
+    context: LaunchContext
+    nonce: str | None
+    code_challenge: str
+    code_challenge_method: str
+    auth_time: int
+    expires_at: float
+    used: bool = False
+
+    def get_redirect_uri(self) -> str:
+        """The redirect URI the code was issued for."""
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        """The granted scope."""
+        return self.scope
+
+    def get_nonce(self) -> str | None:
+        """The OpenID Connect nonce of the authorization request."""
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        """When the user authorized."""
+        return self.auth_time
+
+    def get_acr(self) -> None:
+        """No authentication context class."""
+        return None
+
+    def get_amr(self) -> None:
+        """No authentication methods reference."""
+        return None
+
+
+@dataclass
+class IssuedToken(TokenMixin):
+    """An access token (and its refresh token), stored under digests."""
+
+    access_key: str
+    refresh_key: str | None
+    client_id: str
+    scope: str
+    user_id: str
+    context: LaunchContext
+    issued_at: float
+    expires_in: int
+    code_key: str | None
+    clock: Callable[[], float] = field(repr=False, compare=False)
+    revoked: bool = False
+    refresh_revoked: bool = False
+
+    def check_client(self, client: ClientMixin) -> bool:
+        """Whether the token was issued to this client."""
+        return client.get_client_id() == self.client_id
+
+    def get_scope(self) -> str:
+        """The granted scope."""
+        return self.scope
+
+    def get_expires_in(self) -> int:
+        """The access token's lifetime in seconds."""
+        return self.expires_in
+
+    def is_expired(self) -> bool:
+        """Whether the access token has expired (by the sandbox's clock)."""
+        return self.clock() >= self.issued_at + self.expires_in
+
+    def is_revoked(self) -> bool:
+        """Whether the access token was revoked."""
+        return self.revoked
+
+
+class SandboxStore:
+    """All OAuth state, in memory, behind one lock (the server runs threaded)."""
+
+    def __init__(self, *, clock: Callable[[], float]) -> None:
+        """An empty store on the given clock."""
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._launches: dict[str, Launch] = {}
+        self._codes: dict[str, AuthCode] = {}
+        self._tokens: dict[str, IssuedToken] = {}
+        self._refresh: dict[str, str] = {}
+        self._jtis: dict[tuple[str, str], float] = {}
+        self._nonces: set[tuple[str, str]] = set()
+
+    def _purge(self) -> None:
+        """Forget expired launches, codes and assertion ids (lock held)."""
+        now = self.clock()
+        for key in [k for k, v in self._launches.items() if v.expires_at <= now]:
+            del self._launches[key]
+        for key in [k for k, v in self._codes.items() if v.expires_at <= now]:
+            del self._codes[key]
+        for key in [k for k, v in self._jtis.items() if v <= now]:
+            del self._jtis[key]
+
+    def create_launch(
+        self, *, client_id: str, context: LaunchContext, companion: str | None = None
+    ) -> str:
+        """A new launch id for the client and context."""
+        launch_id = secrets.token_urlsafe(16)
+        with self._lock:
+            self._purge()
+            self._launches[launch_id] = Launch(
+                launch_id, client_id, context, self.clock() + LAUNCH_LIFETIME_S, companion=companion
+            )
+        return launch_id
+
+    def launch(self, launch_id: str) -> Launch | None:
+        """An unexpired launch (used or not), for the chart page."""
+        with self._lock:
+            found = self._launches.get(launch_id)
+            if found is None or found.expires_at <= self.clock():
+                return None
+            return found
+
+    def _usable(self, launch_id: str, client_id: str) -> Launch | None:
+        """The launch if unused, unexpired and the client's (lock held)."""
+        found = self._launches.get(launch_id)
+        if found is None or found.used or found.expires_at <= self.clock():
+            return None
+        return found if found.client_id == client_id else None
+
+    def peek_launch(self, launch_id: str, client_id: str) -> Launch | None:
+        """The launch if the client may still use it."""
+        with self._lock:
+            return self._usable(launch_id, client_id)
+
+    def consume_launch(self, launch_id: str, client_id: str) -> Launch | None:
+        """Spend the launch (once): the launch, or None if it cannot be used."""
+        with self._lock:
+            found = self._usable(launch_id, client_id)
+            if found is not None:
+                found.used = True
+            return found
+
+    def save_code(self, code: AuthCode) -> None:
+        """Keep an issued code."""
+        with self._lock:
+            self._purge()
+            self._codes[code.key] = code
+            if code.nonce:
+                self._nonces.add((code.client_id, code.nonce))
+
+    def nonce_seen(self, client_id: str, nonce: str) -> bool:
+        """Whether a code was already issued to the client with this nonce."""
+        with self._lock:
+            return (client_id, nonce) in self._nonces
+
+    def claim_code(self, code: str, client_id: str) -> AuthCode | None:
+        """Take a code for the client (once); a replay revokes the tokens issued from it."""
+        key = digest(code)
+        with self._lock:
+            found = self._codes.get(key)
+            if found is None or found.client_id != client_id:
+                return None
+            if found.used:
+                for token in self._tokens.values():
+                    if token.code_key == key:
+                        token.revoked = token.refresh_revoked = True
+                return None
+            if found.expires_at <= self.clock():
+                return None
+            found.used = True
+            return found
+
+    def save_token(self, token: IssuedToken) -> None:
+        """Keep an issued token."""
+        with self._lock:
+            self._tokens[token.access_key] = token
+            if token.refresh_key:
+                self._refresh[token.refresh_key] = token.access_key
+
+    def access(self, raw: str) -> IssuedToken | None:
+        """The record of a valid (unrevoked, unexpired) access token."""
+        with self._lock:
+            found = self._tokens.get(digest(raw))
+        if found is None or found.revoked or found.is_expired():
+            return None
+        return found
+
+    def refresh(self, raw: str) -> IssuedToken | None:
+        """The record of a usable refresh token."""
+        with self._lock:
+            key = self._refresh.get(digest(raw))
+            found = self._tokens.get(key) if key else None
+            if found is None or found.refresh_revoked:
+                return None
+            return found
+
+    def rotate(self, old: IssuedToken, new: IssuedToken | None) -> bool:
+        """Revoke a refresh token once; a lost race revokes the token issued meanwhile."""
+        with self._lock:
+            if old.refresh_revoked:
+                if new is not None:
+                    new.revoked = new.refresh_revoked = True
+                return False
+            old.refresh_revoked = True
+            return True
+
+    def use_jti(self, client_id: str, jti: str, expires_at: float) -> bool:
+        """Record a client assertion id: False if the client used it before."""
+        with self._lock:
+            self._purge()
+            if (client_id, jti) in self._jtis:
+                return False
+            self._jtis[(client_id, jti)] = max(expires_at, self.clock() + 60)
+            return True
+
+
+class SandboxClientModel(ClientMixin):
+    """authlib's view of a registered SandboxClient."""
+
+    def __init__(self, client: SandboxClient) -> None:
+        """Wrap a registered client."""
+        self.client = client
+        methods = set()
+        if client.client_secret:
+            methods |= {"client_secret_basic", "client_secret_post"}
+        if client.jwks:
+            methods.add("private_key_jwt")
+        self.auth_methods = frozenset(methods or {"none"})
+
+    def __repr__(self) -> str:
+        """The client id only (never the secret)."""
+        return f"<SandboxClient {self.client.client_id}>"
+
+    def get_client_id(self) -> str:
+        """The client id."""
+        return self.client.client_id
+
+    def get_default_redirect_uri(self) -> None:
+        """None: SMART requires redirect_uri in every authorization request."""
+        return None
+
+    def get_allowed_scope(self, scope: str | None) -> str | None:
+        """The requested scopes this server understands; None (invalid_scope) if none."""
+        known = scopes.known_scopes(scope)
+        return " ".join(known) if known else None
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        """Exact match against the registered redirect URIs."""
+        return redirect_uri in self.client.redirect_uris
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        """Constant-time comparison with the registered secret."""
+        secret = self.client.client_secret
+        return bool(secret) and hmac.compare_digest(secret.encode(), client_secret.encode())
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        """The client's authentication methods: none, the secret ones, or private_key_jwt."""
+        return method in self.auth_methods
+
+    def check_response_type(self, response_type: str) -> bool:
+        """Only the code flow."""
+        return response_type == "code"
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        """Authorization code and refresh token."""
+        return grant_type in GRANT_TYPES
+
+    @property
+    def jwks(self) -> dict[str, Any] | None:
+        """The client's public JWK Set (for private_key_jwt)."""
+        return self.client.jwks
+
+
+class SmartAuthorizationServer(AuthorizationServer):
+    """authlib's Flask authorization server, with the sandbox attached for the grants."""
+
+    def __init__(self, sandbox: SandboxOAuth) -> None:
+        """A server whose clients and tokens live in the sandbox's store."""
+        super().__init__(query_client=sandbox.query_client, save_token=sandbox.save_token)
+        self.sandbox = sandbox
+
+
+class SmartCodeGrant(grants.AuthorizationCodeGrant):
+    """The authorization code grant on the sandbox's store."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+    server: SmartAuthorizationServer
+
+    def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
+        """Keep the code with its launch context (spending the EHR launch id)."""
+        self.server.sandbox.save_code(code, request)
+
+    def query_authorization_code(self, code: str, client: ClientMixin) -> AuthCode | None:
+        """Claim the code for the client (single use)."""
+        return self.server.sandbox.store.claim_code(code, client.get_client_id())
+
+    def delete_authorization_code(self, authorization_code: AuthCode) -> None:
+        """Nothing: the code was spent when claimed, and is kept to detect replays."""
+
+    def authenticate_user(self, authorization_code: AuthCode) -> EhrUser | None:
+        """The practitioner the code was issued to."""
+        user = self.server.sandbox.user
+        return user if authorization_code.user_id == user.practitioner_id else None
+
+
+class SmartRefreshGrant(grants.RefreshTokenGrant):
+    """The refresh token grant: rotating refresh tokens, same launch context."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True
+    server: SmartAuthorizationServer
+
+    def authenticate_refresh_token(self, refresh_token: str) -> IssuedToken | None:
+        """The token record of a usable refresh token."""
+        return self.server.sandbox.store.refresh(refresh_token)
+
+    def authenticate_user(self, refresh_token: IssuedToken) -> EhrUser | None:
+        """The practitioner the token was issued to."""
+        user = self.server.sandbox.user
+        return user if refresh_token.user_id == user.practitioner_id else None
+
+    def revoke_old_credential(self, refresh_token: IssuedToken) -> None:
+        """Revoke the presented refresh token (rotation); refuse a concurrent second use."""
+        new = getattr(self.request, "smart_token", None)
+        if not self.server.sandbox.store.rotate(refresh_token, new):
+            raise InvalidGrantError("The refresh token was already used.")
+
+
+class S256Challenge(CodeChallenge):
+    """PKCE, required for every client, S256 only; verifier failures are invalid_grant."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD: ClassVar[list[str]] = ["S256"]
+
+    def validate_code_challenge(self, grant: grants.BaseGrant, redirect_uri: Any) -> None:
+        """Refuse an authorization request without an S256 code challenge."""
+        data = grant.request.payload.data
+        if not data.get("code_challenge"):
+            raise InvalidRequestError("PKCE is required: missing 'code_challenge'.")
+        if data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("Only code_challenge_method=S256 is supported.")
+        super().validate_code_challenge(grant, redirect_uri)
+
+    def validate_code_verifier(self, grant: grants.BaseGrant, result: Any) -> None:
+        """A missing, malformed or wrong code_verifier is invalid_grant."""
+        if not grant.request.form.get("code_verifier"):
+            raise InvalidGrantError("Missing 'code_verifier'.")
+        try:
+            super().validate_code_verifier(grant, result)
+        except InvalidRequestError as error:
+            raise InvalidGrantError(error.description) from error
+
+
+class LaunchRequest:
+    """Authorization-request checks for SMART: `aud`, and the `launch` id or patient picker."""
+
+    def __init__(self, sandbox: SandboxOAuth) -> None:
+        """Checks against this sandbox."""
+        self.sandbox = sandbox
+
+    def __call__(self, grant: grants.BaseGrant) -> None:
+        """Register on a code grant."""
+        grant.register_hook("after_validate_authorization_request_payload", self.validate)
+
+    def validate(self, grant: grants.BaseGrant, result: Any) -> None:
+        """Check aud and launch; flag a standalone launch that needs a patient picked."""
+        req = grant.request
+        data = req.payload.data
+        aud = data.get("aud")
+        if not isinstance(aud, str) or aud.rstrip("/") != self.sandbox.fhir_base:
+            raise InvalidRequestError("'aud' must be this EHR's FHIR base URL.")
+        launch_id = data.get("launch")
+        if launch_id:
+            found = self.sandbox.store.peek_launch(launch_id, req.client.get_client_id())
+            if found is None:
+                raise InvalidRequestError("Unknown, used or expired 'launch'.")
+            req.smart_needs_patient = False
+        else:
+            req.smart_needs_patient = scopes.has_scope(req.scope, "launch/patient")
+
+
+class LaunchContextResponse:
+    """Adds the launch context (patient, encounter, banner, style) to token responses."""
+
+    def __init__(self, sandbox: SandboxOAuth) -> None:
+        """Context from this sandbox."""
+        self.sandbox = sandbox
+
+    def __call__(self, grant: grants.BaseGrant) -> None:
+        """Register on a token grant."""
+        grant.register_hook("after_create_token_response", self.add_context)
+
+    def add_context(self, grant: grants.BaseGrant, response: tuple[int, Any, Any]) -> None:
+        """Put the SMART context fields in the token response."""
+        _, token, _ = response
+        context = getattr(grant.request, "smart_context", None) or LaunchContext()
+        token.update(context.token_fields())
+        style = self.sandbox.settings.smart_style_url
+        if style:
+            token["smart_style_url"] = style
+
+
+class SmartOpenIDCode(OpenIDCode):
+    """OpenID Connect for the code flow: an RS256 id_token with SMART's fhirUser claim."""
+
+    def __init__(self, sandbox: SandboxOAuth) -> None:
+        """Signed with the sandbox's key."""
+        super().__init__(require_nonce=False)
+        self.sandbox = sandbox
+
+    def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
+        """Whether the client already used this nonce."""
+        return self.sandbox.store.nonce_seen(request.payload.client_id, nonce)
+
+    def resolve_client_private_key(self, client: ClientMixin) -> Any:
+        """The sandbox's signing key."""
+        return self.sandbox.settings.signing_key
+
+    def get_client_algorithm(self, client: ClientMixin) -> str:
+        """RS256."""
+        return "RS256"
+
+    def get_encode_header(self, client: ClientMixin) -> dict[str, str]:
+        """The JWS header, naming the key published at /oauth/jwks."""
+        return {"alg": "RS256", "kid": self.sandbox.kid, "typ": "JWT"}
+
+    def get_client_claims(self, client: ClientMixin) -> dict[str, Any]:
+        """iss, aud, iat and exp, on the sandbox's clock."""
+        now = int(self.sandbox.settings.clock())
+        return {
+            "iss": self.sandbox.fhir_base,
+            "aud": client.get_client_id(),
+            "iat": now,
+            "exp": now + self.sandbox.settings.access_token_lifetime_s,
+        }
+
+    def generate_user_info(self, user: EhrUser, scope: str) -> dict[str, str]:
+        """sub, and fhirUser when granted."""
+        info = {"sub": user.practitioner_id}
+        if scopes.has_scope(scope, "fhirUser"):
+            info["fhirUser"] = self.sandbox.fhir_user
+        return info
+
+
+class PrivateKeyJwt(JWTBearerClientAssertion):
+    """SMART's private_key_jwt client authentication (RFC 7523 assertion, RS384 or ES384)."""
+
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def __init__(self, sandbox: SandboxOAuth) -> None:
+        """Assertions addressed to this sandbox's token endpoint."""
+        super().__init__(validate_jti=True, leeway=60)
+        self.sandbox = sandbox
+
+    def get_audiences(self) -> list[str]:
+        """The token endpoint URL."""
+        return [self.sandbox.token_endpoint]
+
+    def validate_jti(self, claims: Any, jti: str) -> bool:
+        """Each assertion id once per client."""
+        return self.sandbox.store.use_jti(str(claims["sub"]), str(jti), float(claims["exp"]))
+
+    def resolve_client_public_key(self, client: ClientMixin) -> KeySet:
+        """The client's registered JWK Set."""
+        jwks = getattr(client, "jwks", None)
+        if not jwks:
+            raise InvalidClientError(description="The client has no registered JWK Set.")
+        return KeySet.import_key_set(jwks)
+
+    def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
+        """Verify the signature (RS384 or ES384 only), then the claims."""
+        try:
+            token = jwt.decode(assertion, resolve_key, algorithms=ASSERTION_ALGORITHMS)
+        except JoseError as error:
+            raise InvalidClientError(
+                description="The client assertion is not signed with RS384 or ES384 "
+                "by a key the client registered."
+            ) from error
+        self.verify_claims(token.claims)
+        exp = token.claims.get("exp")
+        if float(exp) > self.sandbox.settings.clock() + ASSERTION_MAX_LIFETIME_S + self.leeway:
+            raise InvalidClientError(description="The client assertion expires too late.")
+        return token.claims
+
+
+class SandboxOAuth:
+    """The sandbox's authorization server: clients, store, authlib server and OAuth views."""
+
+    def __init__(self, settings: EhrSettings) -> None:
+        """An authorization server for these settings (no views until init_app)."""
+        self.settings = settings
+        self.store = SandboxStore(clock=settings.clock)
+        self.fhir_base = f"{settings.public_base}/fhir"
+        self.token_endpoint = f"{settings.public_base}/oauth/token"
+        self.fhir_user = f"{self.fhir_base}/Practitioner/{settings.practitioner_id}"
+        self.kid = settings.signing_key.kid or settings.signing_key.thumbprint()
+        self.user = EhrUser(settings.practitioner_id)
+        self.clients = {c.client_id: SandboxClientModel(c) for c in settings.clients}
+        self.server = SmartAuthorizationServer(self)
+
+    # authlib callbacks --------------------------------------------------------------------
+
+    def query_client(self, client_id: str) -> SandboxClientModel | None:
+        """A registered client."""
+        return self.clients.get(client_id)
+
+    def save_code(self, code: str, request: OAuth2Request) -> None:
+        """Keep an issued code and its context; an EHR launch id is spent here."""
+        data = request.payload.data
+        client_id = request.client.get_client_id()
+        launch_id = data.get("launch")
+        if launch_id:
+            launch = self.store.consume_launch(launch_id, client_id)
+            if launch is None:
+                raise InvalidRequestError(
+                    "Unknown, used or expired 'launch'.", redirect_uri=request.payload.redirect_uri
+                )
+            context = launch.context
+        else:
+            picked = getattr(request, "smart_patient", None)
+            context = LaunchContext(patient=picked, need_patient_banner=picked is not None)
+        now = self.settings.clock()
+        self.store.save_code(
+            AuthCode(
+                key=digest(code),
+                client_id=client_id,
+                redirect_uri=request.payload.redirect_uri,
+                scope=request.scope or "",
+                user_id=request.user.get_user_id(),
+                context=context,
+                nonce=data.get("nonce") or None,
+                code_challenge=data.get("code_challenge"),
+                code_challenge_method=data.get("code_challenge_method"),
+                auth_time=int(now),
+                expires_at=now + CODE_LIFETIME_S,
+            )
+        )
+
+    def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
+        """Keep an issued token (as digests) with the context of its code or refresh token."""
+        source = request.authorization_code or request.refresh_token
+        context = source.context if source is not None else LaunchContext()
+        code_key = None
+        if isinstance(source, AuthCode):
+            code_key = source.key
+        elif isinstance(source, IssuedToken):
+            code_key = source.code_key
+        refresh = token.get("refresh_token")
+        record = IssuedToken(
+            access_key=digest(token["access_token"]),
+            refresh_key=digest(refresh) if refresh else None,
+            client_id=request.client.get_client_id(),
+            scope=token.get("scope", ""),
+            user_id=request.user.get_user_id(),
+            context=context,
+            issued_at=self.settings.clock(),
+            expires_in=int(token["expires_in"]),
+            code_key=code_key,
+            clock=self.settings.clock,
+        )
+        self.store.save_token(record)
+        request.smart_context = context
+        request.smart_token = record
+
+    def generate_token(
+        self,
+        grant_type: str,
+        client: ClientMixin,
+        user: Any = None,
+        scope: str | None = None,
+        expires_in: int | None = None,
+        include_refresh_token: bool = True,
+    ) -> dict[str, Any]:
+        """A Bearer token; a refresh token only with offline_access or online_access."""
+        offline = scopes.has_scope(scope, "offline_access") or scopes.has_scope(
+            scope, "online_access"
+        )
+        generator = BearerTokenGenerator(
+            lambda **_: secrets.token_urlsafe(32),
+            lambda **_: secrets.token_urlsafe(48),
+            self.settings.access_token_lifetime_s,
+        )
+        return generator.generate(
+            grant_type, client, user, scope, expires_in, include_refresh_token and offline
+        )
+
+    # what the gateway and the launcher use ---------------------------------------------
+
+    def grant_for(self, raw_token: str) -> scopes.Grant | None:
+        """The scopes and patient of a valid access token, or None."""
+        record = self.store.access(raw_token)
+        if record is None:
+            return None
+        return scopes.Grant.from_scope(record.scope, patient=record.context.patient)
+
+    def create_launch(
+        self,
+        *,
+        client_id: str,
+        patient_id: str,
+        encounter_id: str | None = None,
+        need_patient_banner: bool = False,
+        companion: str | None = None,
+    ) -> str:
+        """A new single-use EHR launch id for the client, bound to the patient."""
+        context = LaunchContext(patient_id, encounter_id, need_patient_banner)
+        return self.store.create_launch(client_id=client_id, context=context, companion=companion)
+
+    def smart_configuration(self) -> dict[str, Any]:
+        """The SMART discovery document (/.well-known/smart-configuration)."""
+        base = self.settings.public_base
+        return {
+            "issuer": self.fhir_base,
+            "jwks_uri": f"{base}/oauth/jwks",
+            "authorization_endpoint": f"{base}/oauth/authorize",
+            "token_endpoint": self.token_endpoint,
+            "token_endpoint_auth_methods_supported": AUTH_METHODS,
+            "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
+            "grant_types_supported": list(GRANT_TYPES),
+            "scopes_supported": SCOPES_SUPPORTED,
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "capabilities": CAPABILITIES,
+        }
+
+    def openid_configuration(self) -> dict[str, Any]:
+        """The OpenID Connect discovery document for the same issuer."""
+        return {
+            **self.smart_configuration(),
+            "subject_types_supported": ["public"],
+            "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nonce", "fhirUser"],
+        }
+
+    def jwks(self) -> dict[str, Any]:
+        """The public JWK Set that verifies id_tokens."""
+        public = dict(self.settings.signing_key.as_dict(private=False))
+        public.update({"kid": self.kid, "alg": "RS256", "use": "sig"})
+        return {"keys": [public]}
+
+    # views -------------------------------------------------------------------------------
+
+    def init_app(self, app: Flask) -> None:
+        """Set up authlib on the app and add the OAuth and discovery views."""
+        self.server.init_app(app)
+        self.server.register_token_generator("default", self.generate_token)
+        self.server.register_client_auth_method("private_key_jwt", PrivateKeyJwt(self))
+        self.server.register_grant(
+            SmartCodeGrant,
+            [
+                S256Challenge(required=True),
+                SmartOpenIDCode(self),
+                LaunchRequest(self),
+                LaunchContextResponse(self),
+            ],
+        )
+        self.server.register_grant(SmartRefreshGrant, [LaunchContextResponse(self)])
+        app.add_url_rule(
+            "/fhir/.well-known/smart-configuration",
+            "smart_configuration",
+            lambda: jsonify(self.smart_configuration()),
+        )
+        app.add_url_rule(
+            "/fhir/.well-known/openid-configuration",
+            "openid_configuration",
+            lambda: jsonify(self.openid_configuration()),
+        )
+        app.add_url_rule("/oauth/jwks", "jwks", lambda: jsonify(self.jwks()))
+        app.add_url_rule(
+            "/oauth/authorize", "authorize", self.authorize_view, methods=["GET", "POST"]
+        )
+        app.add_url_rule("/oauth/token", "token", self.token_view, methods=["POST"])
+
+    def _error_page(self, error: OAuth2Error) -> Response | tuple[str, int]:
+        """An authorization error: to the client when its redirect URI is known, else a page."""
+        if error.redirect_uri:
+            return self.server.handle_error_response(None, error)
+        return render_template(
+            "error.html", title="Authorization refused", error=error.error, text=error.description
+        ), 400
+
+    def authorize_view(self) -> Response | tuple[str, int]:
+        """/oauth/authorize: validate, pick a patient if needed, then issue the code."""
+        try:
+            grant = self.server.get_consent_grant(end_user=self.user)
+        except OAuth2Error as error:
+            return self._error_page(error)
+        req = grant.request
+        if getattr(req, "smart_needs_patient", False):
+            if request.method != "POST" or "csrf_token" not in request.form:
+                return self._picker(grant)
+            if not csrf_ok(request.form.get("csrf_token")):
+                return render_template(
+                    "error.html",
+                    title="Form expired",
+                    error="invalid_request",
+                    text="The patient picker form expired. Start the app again.",
+                ), 400
+            if request.form.get("decision") == "deny":
+                return self.server.create_authorization_response(
+                    request=req, grant_user=None, grant=grant
+                )
+            choice = request.form.get("patient_choice")
+            if choice not in {p.patient_id for p in self.settings.patients}:
+                return self._picker(grant, problem="Choose a patient.")
+            req.smart_patient = choice
+        return self.server.create_authorization_response(
+            request=req, grant_user=self.user, grant=grant
+        )
+
+    def _picker(self, grant: grants.BaseGrant, *, problem: str | None = None) -> tuple[str, int]:
+        """The standalone-launch patient picker, carrying the authorization request along."""
+        hidden = [
+            (key, value)
+            for key in request.values
+            if key not in ("csrf_token", "patient_choice", "decision")
+            for value in request.values.getlist(key)
+        ]
+        patients: tuple[LauncherPatient, ...] = self.settings.patients
+        return render_template(
+            "picker.html",
+            client_id=grant.request.client.get_client_id(),
+            hidden=hidden,
+            patients=patients,
+            problem=problem,
+            csrf_token=csrf_token(),
+        ), (400 if problem else 200)
+
+    def token_view(self) -> Response:
+        """/oauth/token."""
+        try:
+            return self.server.create_token_response()
+        except OAuth2Error as error:
+            return self.server.handle_error_response(None, error)
