@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from smart_app.config import web_settings
 from smart_app.errors import FhirError, InputError, LaunchError, SessionExpired, SmartAppError
+from smart_app.rules.dosing import sci
 from smart_app.web import context, launch, plan, security
 from smart_app.web.state import EXTENSION, WebState
 
@@ -55,6 +56,7 @@ def build_app(config: Mapping[str, Any] | None = None) -> Flask:
     Session(app)
     security.install(app, settings)
     app.jinja_env.globals["csrf_token"] = context.csrf_token
+    app.jinja_env.filters["sci"] = sci
     app.register_blueprint(launch.bp)
     app.register_blueprint(plan.bp)
     _errors(app)

@@ -121,7 +121,7 @@ class Timeline:
 
 
 LEFT_PX = 150
-RIGHT_PX = 20
+RIGHT_PX = 60
 ROW_PX = 34
 TOP_PX = 30
 WIDTH_PX = 960
