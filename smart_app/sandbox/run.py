@@ -207,7 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     now = dt.datetime.now(dt.UTC).astimezone()
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     try:
         with running(
             today=now.date(),
@@ -224,8 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{len(sandbox.patients)} synthetic patients loaded. Ctrl-C stops everything.\n\n"
             )
             sys.stdout.flush()
-            with contextlib.suppress(KeyboardInterrupt):
-                stop.wait()
+            while not stop.wait(0.5):
+                pass
     except (OSError, RuntimeError, requests.RequestException) as exc:
         sys.stderr.write(f"sandbox: cannot start: {exc}\n")
         return 1
