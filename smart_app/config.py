@@ -108,6 +108,7 @@ class WebSettings:
     policy: Policy = DEFAULT_POLICY
     order_mode: OrderMode = OrderMode.PROPOSAL
     launch_page: Path | None = None
+    session_redis_url: str = field(default="", repr=False)
 
     @property
     def secure_cookies(self) -> bool:
@@ -236,6 +237,7 @@ def web_settings(env: Mapping[str, str], **overrides: Any) -> WebSettings:
         "session_dir": Path(env.get("SMART_APP_SESSION_DIR", ".smart-sessions")),
         "frame_ancestors": tuple(env.get("SMART_APP_FRAME_ANCESTORS", "'self'").split()),
         "order_mode": _order_mode(env.get("SMART_APP_ORDER_MODE", "proposal")),
+        "session_redis_url": env.get("SMART_APP_SESSION_REDIS_URL", ""),
     }
     if "registrations" not in overrides:
         path = env.get("SMART_APP_REGISTRATIONS")

@@ -39,7 +39,7 @@ class _QuietHandler(WSGIRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Method, path and status only."""
         path = self.path.split("?", 1)[0]
-        LOG.info("%s %s %s %s", self.address_string(), self.command, path, code)
+        LOG.info(":%s %s %s %s", self.server.server_port, self.command, path, code)
 
 
 class _Deferred:

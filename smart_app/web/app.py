@@ -14,8 +14,15 @@ from flask_session import Session
 from jinja2 import ChoiceLoader, FileSystemLoader
 from werkzeug.exceptions import HTTPException
 
-from smart_app.config import web_settings
-from smart_app.errors import FhirError, InputError, LaunchError, SessionExpired, SmartAppError
+from smart_app.config import WebSettings, web_settings
+from smart_app.errors import (
+    ConfigError,
+    FhirError,
+    InputError,
+    LaunchError,
+    SessionExpired,
+    SmartAppError,
+)
 from smart_app.rules.dosing import sci
 from smart_app.web import context, launch, plan, security
 from smart_app.web.state import EXTENSION, WebState
@@ -36,13 +43,9 @@ def build_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask("smart_app.web", root_path=str(Path(__file__).parent))
     launch_dir = settings.launch_page or LAUNCH_PAGE_DIR
     app.jinja_loader = ChoiceLoader([app.jinja_loader, FileSystemLoader(str(launch_dir))])
-    settings.session_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     app.config.from_mapping(
         SECRET_KEY=settings.secret_key,
-        SESSION_TYPE="cachelib",
-        SESSION_CACHELIB=FileSystemCache(
-            str(settings.session_dir), threshold=2000, mode=0o600, default_timeout=0
-        ),
+        **_session_store(settings),
         SESSION_PERMANENT=True,
         PERMANENT_SESSION_LIFETIME=SESSION_HOURS * 3600,
         SESSION_COOKIE_NAME="zolgensma_smart_session",
@@ -62,6 +65,22 @@ def build_app(config: Mapping[str, Any] | None = None) -> Flask:
     _errors(app)
     logging.getLogger("authlib").setLevel(logging.WARNING)
     return app
+
+
+def _session_store(settings: WebSettings) -> dict[str, Any]:
+    """Files here (one instance); Redis when several instances share sessions."""
+    if settings.session_redis_url:
+        try:
+            import redis
+        except ImportError:
+            raise ConfigError("SMART_APP_SESSION_REDIS_URL needs `pip install redis`") from None
+        return {
+            "SESSION_TYPE": "redis",
+            "SESSION_REDIS": redis.Redis.from_url(settings.session_redis_url),
+        }
+    settings.session_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = FileSystemCache(str(settings.session_dir), threshold=2000, mode=0o600)
+    return {"SESSION_TYPE": "cachelib", "SESSION_CACHELIB": store}
 
 
 def _errors(app: Flask) -> None:
