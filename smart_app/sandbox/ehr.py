@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from flask import Flask, Response, redirect, render_template, request, url_for
+from flask import Flask, Response, jsonify, redirect, render_template, request, url_for
 from joserfc.jwk import RSAKey
 
 from smart_app.sandbox.oauth import SandboxOAuth, csrf_ok, csrf_token
@@ -27,6 +27,16 @@ from smart_app.sandbox.proxy import Upstream, register_proxy
 def new_signing_key() -> RSAKey:
     """A fresh 2048-bit RSA key for RS256 id_tokens, with a thumbprint kid."""
     return RSAKey.generate_key(2048, parameters={"use": "sig", "alg": "RS256"}, auto_kid=True)
+
+
+EHR_STYLE = {
+    "color_background": "#f4f7fb",
+    "color_highlight": "#0b5394",
+    "color_text": "#16212e",
+    "font_family_body": "system-ui, sans-serif",
+    "dim_border_radius": "4px",
+}
+"""The sandbox EHR's SMART style document (served at /smart-style.json)."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +134,11 @@ def create_ehr(settings: EhrSettings) -> Flask:
         if response.mimetype == "text/html":
             response.headers.setdefault("Content-Security-Policy", policy)
         return response
+
+    @app.get("/smart-style.json")
+    def smart_style() -> Response:
+        """The EHR's look, for apps that honour smart_style_url."""
+        return jsonify(EHR_STYLE)
 
     @app.get("/")
     def launcher() -> str:

@@ -163,6 +163,7 @@ def running(
                     for p in patients
                 ),
                 practitioner_id=PRACTITIONER_ID,
+                smart_style_url=f"{ehr_base}/smart-style.json",
             )
         )
         registration = Registration(

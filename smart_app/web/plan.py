@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Any
 
 from flask import Blueprint, Response, current_app, render_template, request
@@ -161,30 +160,11 @@ def write(context_id: str) -> tuple[str, int] | str:
     return render_template("written.html", rows=rows, **page)
 
 
-STYLE_KEYS = {
-    "color_background": ("--ehr-background", r"#[0-9a-fA-F]{3,8}"),
-    "color_text": ("--ehr-text", r"#[0-9a-fA-F]{3,8}"),
-    "color_highlight": ("--ehr-highlight", r"#[0-9a-fA-F]{3,8}"),
-    "color_error": ("--ehr-error", r"#[0-9a-fA-F]{3,8}"),
-    "color_success": ("--ehr-success", r"#[0-9a-fA-F]{3,8}"),
-    "font_family_body": ("--ehr-font-body", r"[A-Za-z0-9 ,'\"-]{1,120}"),
-    "font_family_heading": ("--ehr-font-heading", r"[A-Za-z0-9 ,'\"-]{1,120}"),
-    "dim_border_radius": ("--ehr-radius", r"\d{1,3}(\.\d+)?(px|em|rem)"),
-    "dim_font_size": ("--ehr-font-size", r"\d{1,3}(\.\d+)?(px|em|rem)"),
-}
-
-
 @bp.get("/ehr-style.css")
 def ehr_style(context_id: str) -> Response:
     """The EHR's smart_style_url as CSS variables; only known keys with checked values."""
     launched = context.load_context(context_id)
-    css = ""
+    style = {}
     if launched.smart_style_url:
         style = smart.fetch_style(launched.smart_style_url, http=web_state().http)
-        lines = [
-            f"  {var}: {style[key]};"
-            for key, (var, pattern) in STYLE_KEYS.items()
-            if isinstance(style.get(key), str) and re.fullmatch(pattern, style[key])
-        ]
-        css = ":root {\n" + "\n".join(lines) + "\n}\n" if lines else ""
-    return Response(css, mimetype="text/css")
+    return Response(present.style_css(style), mimetype="text/css")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -196,3 +197,30 @@ def timeline(plan: Mapping[str, Any]) -> Timeline | None:
     ]
     height = TOP_PX + ROW_PX * len(ROWS) + 30
     return Timeline(WIDTH_PX, height, tuple(bars), tuple(marks), tuple(ticks), ROWS)
+
+
+COLOR = r"#[0-9a-fA-F]{3,8}"
+FONT = r"[A-Za-z0-9 ,'\"-]{1,120}"
+SIZE = r"\d{1,3}(\.\d+)?(px|em|rem)"
+STYLE_KEYS = {
+    "color_background": ("--ehr-background", COLOR),
+    "color_text": ("--ehr-text", COLOR),
+    "color_highlight": ("--ehr-highlight", COLOR),
+    "color_error": ("--ehr-error", COLOR),
+    "color_success": ("--ehr-success", COLOR),
+    "font_family_body": ("--ehr-font-body", FONT),
+    "font_family_heading": ("--ehr-font-heading", FONT),
+    "dim_border_radius": ("--ehr-radius", SIZE),
+    "dim_font_size": ("--ehr-font-size", SIZE),
+}
+"""SMART style keys the app honours, each with the only value shape it accepts."""
+
+
+def style_css(style: Mapping[str, Any]) -> str:
+    """CSS custom properties from a SMART style document; anything unexpected is dropped."""
+    lines = [
+        f"  {var}: {style[key]};"
+        for key, (var, pattern) in STYLE_KEYS.items()
+        if isinstance(style.get(key), str) and re.fullmatch(pattern, style[key])
+    ]
+    return ":root {\n" + "\n".join(lines) + "\n}\n" if lines else ""
