@@ -73,14 +73,7 @@ CAPABILITIES = [
     "permission-v2",
 ]
 SCOPES_SUPPORTED = [
-    "openid",
-    "fhirUser",
-    "profile",
-    "launch",
-    "launch/patient",
-    "launch/encounter",
-    "offline_access",
-    "online_access",
+    *sorted(scopes.OTHER_SCOPES),
     "patient/*.read",
     "patient/*.write",
     "patient/*.*",
