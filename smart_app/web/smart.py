@@ -246,10 +246,14 @@ def refresh(
                 endpoints.token, refresh_token=refresh_token, timeout=TIMEOUT_S
             )
         except (AuthlibBaseError, requests.RequestException, ValueError) as exc:
-            raise SessionExpired(f"the session could not be renewed: {_reason(exc)}") from None
+            raise SessionExpired(
+                f"the session could not be renewed ({_reason(exc)}); relaunch the app from the EHR"
+            ) from None
     access = token.get("access_token")
     if not isinstance(access, str) or not access:
-        raise SessionExpired("the session could not be renewed: no access token")
+        raise SessionExpired(
+            "the session could not be renewed (no access token); relaunch the app from the EHR"
+        )
     return TokenGrant(
         access_token=access,
         refresh_token=token.get("refresh_token") or refresh_token,
