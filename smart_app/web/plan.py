@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app, render_template, request
 
 from smart_app import render, service
 from smart_app.errors import InputError, SessionExpired, WriteBackError, WriteBlocked
+from smart_app.fhir import summary
 from smart_app.fhir.gateway import FhirGateway
 from smart_app.fhir.write import Confirmation
 from smart_app.rules.eligibility import UNBLOCK_ADVICE
@@ -92,7 +93,7 @@ def _page(
     writable = status in WRITABLE and plan.dose is not None
     review = [f for f in data["eligibility"]["findings"] if f["severity"] == "needs-review"]
     blocking = [f for f in data["eligibility"]["findings"] if f["severity"] == status.value]
-    rows: list[present.WriteRow] = []
+    rows: list[summary.WriteRow] = []
     if writable:
         preview = Confirmation(
             recorded=state.now(),
@@ -100,11 +101,11 @@ def _page(
             fhir_user=launched.fhir_user or None,
             order_mode=state.settings.order_mode,
         )
-        rows = present.write_rows(service.transaction(evaluation, preview))
+        rows = summary.write_rows(service.transaction(evaluation, preview))
     return {
         "context_id": context_id,
         "launched": launched,
-        "banner": present.banner(evaluation.record.resources, launched.patient),
+        "banner": summary.banner(evaluation.record.resources, launched.patient),
         "show_banner": launched.need_patient_banner,
         "plan": data,
         "status": status.value,

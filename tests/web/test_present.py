@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from smart_app import render
+from smart_app.fhir import summary
 from smart_app.fhir.read import facts_from_bundle
 from smart_app.rules.plan import build_plan
 from smart_app.sandbox.patients import synthetic_patients
@@ -44,13 +45,13 @@ def test_banner_prefers_the_official_name_and_says_what_is_missing() -> None:
         "name": [{"use": "nickname", "given": ["Bee"]}, {"use": "official", "text": "Ada Test"}],
         "identifier": [{"value": "MRN-1"}],
     }
-    banner = present.banner([patient], "p1")
+    banner = summary.banner([patient], "p1")
     assert (banner.name, banner.identifier, banner.birth_date) == (
         "Ada Test",
         "MRN-1",
         "not recorded",
     )
-    assert present.banner([], "p2").name == "(no name recorded)"
+    assert summary.banner([], "p2").name == "(no name recorded)"
 
 
 def _plan_data(patient_id: str) -> dict:
