@@ -83,7 +83,11 @@ def _evaluate(
 
 
 def _page(
-    context_id: str, launched: context.LaunchContext, evaluation: service.Evaluation
+    context_id: str,
+    launched: context.LaunchContext,
+    evaluation: service.Evaluation,
+    *,
+    preview: bool = True,
 ) -> dict[str, Any]:
     """Everything the plan template shows."""
     state = web_state()
@@ -94,14 +98,14 @@ def _page(
     review = [f for f in data["eligibility"]["findings"] if f["severity"] == "needs-review"]
     blocking = [f for f in data["eligibility"]["findings"] if f["severity"] == status.value]
     rows: list[summary.WriteRow] = []
-    if writable:
-        preview = Confirmation(
+    if writable and preview:
+        confirmation = Confirmation(
             recorded=state.now(),
             acknowledged=frozenset(f["code"] for f in review),
             fhir_user=launched.fhir_user or None,
             order_mode=state.settings.order_mode,
         )
-        rows = summary.write_rows(service.transaction(evaluation, preview))
+        rows = summary.write_rows(service.transaction(evaluation, confirmation))
     return {
         "context_id": context_id,
         "launched": launched,
@@ -135,13 +139,19 @@ def write(context_id: str) -> tuple[str, int] | str:
     check_csrf(web_state().settings)
     state = web_state()
     launched, gateway, evaluation = _evaluate(context_id, request.form.get("infusion_date"))
-    page = _page(context_id, launched, evaluation)
+    page = _page(context_id, launched, evaluation, preview=False)  # the write builds it once
+
+    def again(message: str, status: int) -> tuple[str, int]:
+        """The plan page again, with what it would write and why nothing was."""
+        shown = _page(context_id, launched, evaluation)
+        return render_template("plan.html", error=message, **shown), status
+
     if request.form.get("fingerprint") != page["fingerprint"]:
-        page["error"] = (
+        return again(
             "The chart changed since this plan was shown (new results or a new date). Nothing was"
-            " written: review the updated plan below and confirm again."
+            " written: review the updated plan below and confirm again.",
+            409,
         )
-        return render_template("plan.html", **page), 409
     confirmation = Confirmation(
         recorded=state.now(),
         acknowledged=frozenset(request.form.getlist("acknowledge")),
@@ -151,11 +161,9 @@ def write(context_id: str) -> tuple[str, int] | str:
     try:
         written = service.write(gateway, evaluation, confirmation)
     except WriteBlocked as exc:
-        page["error"] = str(exc)
-        return render_template("plan.html", **page), 422
+        return again(str(exc), 422)
     except WriteBackError as exc:
-        page["error"] = f"The FHIR server refused the plan; nothing was written. {exc}"
-        return render_template("plan.html", **page), 502
+        return again(f"The FHIR server refused the plan; nothing was written. {exc}", 502)
     current_app.logger.info("plan written: %d resources", len(written))
     rows = [render.written_data(w) for w in written]
     return render_template("written.html", rows=rows, **page)
