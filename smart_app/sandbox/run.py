@@ -181,7 +181,9 @@ def running(
             session_dir=base / "sessions",
             frame_ancestors=("'self'", ehr_base),
         )
-        app_target.app = create_app({"STATE": WebState(settings=settings, **(app_state or {}))})
+        state = WebState(settings=settings, **(app_state or {}))
+        stack.callback(state.http.close)
+        app_target.app = create_app({"STATE": state})
         for server in (ehr_server, app_server):
             thread = threading.Thread(target=server.serve_forever, daemon=True)
             thread.start()

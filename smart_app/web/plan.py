@@ -51,7 +51,9 @@ def _connect(context_id: str) -> tuple[context.LaunchContext, FhirGateway]:
             grant, iss=launched.iss, token_endpoint=launched.token_endpoint
         )
         context.replace_context(context_id, launched)
-    gateway = FhirGateway(launched.iss, bearer_token=launched.access_token or None)
+    gateway = FhirGateway(
+        launched.iss, bearer_token=launched.access_token or None, session=state.http
+    )
     return launched, gateway
 
 
