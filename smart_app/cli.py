@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import NoReturn
 
-from smart_app import render, service
+from smart_app import clock, render, service
 from smart_app.config import load_policy
 from smart_app.errors import FhirError, InputError, SmartAppError, WriteBackError, WriteBlocked
 from smart_app.fhir import codes
@@ -133,16 +133,11 @@ def _parser() -> _Parser:
     return parser
 
 
-def _today() -> dt.date:
-    """The local calendar date; the only clock read, here at the edge."""
-    return dt.datetime.now(dt.UTC).astimezone().date()
-
-
 def run_plan(args: argparse.Namespace) -> str:
     """Evaluate from a file or a server; with --write or --dry-run-bundle, write or save."""
     policy = load_policy(args.policy) if args.policy else DEFAULT_POLICY
     titer_codes = frozenset(args.titer_code) | codes.DEFAULT_TITER_CODES
-    on = args.on or _today()
+    on = args.on or clock.today()
     infusion = args.infusion_date or on + dt.timedelta(days=1)
     if args.fhir_base is None:
         if args.patient or args.write or args.dry_run_bundle or args.bearer_token:
@@ -164,7 +159,7 @@ def run_plan(args: argparse.Namespace) -> str:
     if not (args.write or args.dry_run_bundle):
         return _render(evaluation.plan, args.format, None)
     confirmation = Confirmation(
-        recorded=_now(),
+        recorded=clock.now(),
         acknowledged=frozenset(args.acknowledge),
         fhir_user=args.fhir_user,
         order_mode=args.order_mode,
@@ -224,11 +219,6 @@ def _save_json(path: Path, data: object) -> None:
     except OSError as exc:
         temporary.unlink(missing_ok=True)
         raise InputError(f"cannot write {path}: {exc.strerror}") from exc
-
-
-def _now() -> dt.datetime:
-    """The current time with the local offset; read here at the edge only."""
-    return dt.datetime.now(dt.UTC).astimezone().replace(microsecond=0)
 
 
 def _weight(text: str, unit: WeightUnit) -> Decimal:

@@ -19,7 +19,7 @@ from typing import Any
 import requests
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from smart_app import create_app, service
+from smart_app import clock, create_app, service
 from smart_app.config import ClientType, Registration, web_settings
 from smart_app.fhir.gateway import FhirGateway
 from smart_app.fhir.write import Confirmation, OrderMode
@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--app-port", type=int, default=8092)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    now = dt.datetime.now(dt.UTC).astimezone()
+    now = clock.now()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

@@ -10,19 +10,10 @@ from dataclasses import dataclass, field
 import requests
 from flask import current_app
 
+import smart_app.clock as wall_clock
 from smart_app.config import WebSettings
 
 EXTENSION = "zolgensma_smart"
-
-
-def _today() -> dt.date:
-    """The local calendar date: the web edge is where the clock is read."""
-    return dt.datetime.now(dt.UTC).astimezone().date()
-
-
-def _now() -> dt.datetime:
-    """The current time with the local offset."""
-    return dt.datetime.now(dt.UTC).astimezone().replace(microsecond=0)
 
 
 @dataclass
@@ -32,8 +23,8 @@ class WebState:
     settings: WebSettings
     http: requests.Session = field(default_factory=requests.Session)
     clock: Callable[[], float] = time.time
-    today: Callable[[], dt.date] = _today
-    now: Callable[[], dt.datetime] = _now
+    today: Callable[[], dt.date] = wall_clock.today
+    now: Callable[[], dt.datetime] = wall_clock.now
 
 
 def web_state() -> WebState:
