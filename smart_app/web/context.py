@@ -30,14 +30,7 @@ class Pending:
 
     def endpoints(self) -> Endpoints:
         """Enough of the discovery result to exchange the code and verify the id_token."""
-        return Endpoints(
-            authorize="",
-            token=self.token_endpoint,
-            issuer=self.issuer,
-            jwks_uri=self.jwks_uri,
-            capabilities=frozenset(),
-            challenge_methods=None,
-        )
+        return Endpoints(token=self.token_endpoint, issuer=self.issuer, jwks_uri=self.jwks_uri)
 
 
 @dataclass(frozen=True)

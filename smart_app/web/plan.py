@@ -32,17 +32,9 @@ def _connect(context_id: str) -> tuple[context.LaunchContext, FhirGateway]:
         registration = state.settings.registrations.get(launched.iss)
         if not launched.refresh_token or registration is None:
             raise SessionExpired("the EHR session has expired; relaunch the app from the chart")
-        endpoints = smart.Endpoints(
-            authorize="",
-            token=launched.token_endpoint,
-            issuer=None,
-            jwks_uri=None,
-            capabilities=frozenset(),
-            challenge_methods=None,
-        )
         grant = smart.refresh(
             registration,
-            endpoints,
+            smart.Endpoints(token=launched.token_endpoint),
             refresh_token=launched.refresh_token,
             previous=launched.grant(),
             clock=state.clock,

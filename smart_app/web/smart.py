@@ -44,12 +44,12 @@ WRITE_TYPES = ("MedicationRequest", "CarePlan", "Task", "DetectedIssue", "Proven
 class Endpoints:
     """What discovery found on one FHIR server."""
 
-    authorize: str
     token: str
-    issuer: str | None
-    jwks_uri: str | None
-    capabilities: frozenset[str]
-    challenge_methods: frozenset[str] | None
+    authorize: str = ""
+    issuer: str | None = None
+    jwks_uri: str | None = None
+    capabilities: frozenset[str] = frozenset()
+    challenge_methods: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -109,10 +109,6 @@ def discover(iss: str, *, http: requests.Session) -> Endpoints:
     return Endpoints(
         authorize=_https_or_loopback(uris["authorize"], what="authorize URL"),
         token=_https_or_loopback(uris["token"], what="token URL"),
-        issuer=None,
-        jwks_uri=None,
-        capabilities=frozenset(),
-        challenge_methods=None,
     )
 
 
