@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -114,3 +115,7 @@ def app_identifier_values(resource: Mapping[str, Any]) -> list[str]:
         if isinstance(i, Mapping)
         and (i.get("system") == APP_IDENTIFIER or str(i.get("system")).startswith(APP_OWN_PREFIX))
     ]
+
+
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+"""A FHIR logical id (R4 `id` datatype)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -33,7 +32,6 @@ from smart_app.errors import (
 from smart_app.fhir import codes
 
 FHIR_JSON = "application/fhir+json"
-FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 RETRY_STATUSES = frozenset({429, 503})
 BATCH_REFUSED = frozenset({400, 404, 405, 415, 422, 501})
 """Answers to a batch POST that mean 'this server does not do batch': fall back to GETs."""
@@ -270,7 +268,7 @@ class FhirGateway:
         titer_codes: frozenset[tuple[str, str]] = codes.DEFAULT_TITER_CODES,
     ) -> PatientRecord:
         """Everything for one patient: one batch request, then `next` pages within the bound."""
-        if not FHIR_ID.fullmatch(patient_id):
+        if not codes.FHIR_ID.fullmatch(patient_id):
             raise InputError(f"patient id {patient_id!r} is not a FHIR id")
         before = self.requests_sent
         searches = patient_searches(

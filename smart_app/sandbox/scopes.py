@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from smart_app.fhir.codes import FHIR_ID
+
 Resource = Mapping[str, Any]
 Lookup = Callable[[str], list[Resource]]
 """The resources on the server now for a relative URL: `Type/id` (a read) or `Type?query`."""
@@ -36,7 +38,6 @@ V1_ACTIONS = {"read": frozenset("rs"), "write": frozenset("cud"), "*": frozenset
 V2_ACTIONS = re.compile(r"c?r?u?d?s?")
 RESOURCE_SCOPE = re.compile(r"(patient|user|system)/(\*|[A-Z][A-Za-z]{1,63})\.([a-z*]+)(?:\?(.*))?")
 TYPE_NAME = re.compile(r"[A-Z][A-Za-z]{1,63}")
-RESOURCE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 OTHER_SCOPES = frozenset(
     {
         "openid",
@@ -189,11 +190,7 @@ def parse_request(
     kind = segments[0]
     if not TYPE_NAME.fullmatch(kind):
         return Refusal(400, "not-supported", f"{label}: not a resource type this gateway serves")
-    if (
-        len(segments) > 1
-        and not segments[1].startswith("_")
-        and not RESOURCE_ID.fullmatch(segments[1])
-    ):
+    if len(segments) > 1 and not segments[1].startswith("_") and not FHIR_ID.fullmatch(segments[1]):
         return _invalid(f"{label}: {segments[1]!r} is not a FHIR id")
     count = len(segments)
     if method == "GET":

@@ -7,6 +7,7 @@ from werkzeug.wrappers import Response
 
 from smart_app.config import ClientType, Registration
 from smart_app.errors import LaunchError
+from smart_app.fhir.codes import FHIR_ID
 from smart_app.web import context, smart
 from smart_app.web.security import check_csrf
 from smart_app.web.state import web_state
@@ -101,7 +102,7 @@ def open_server() -> Response:
     check_csrf(web_state().settings)
     registration = _registration(request.form.get("iss"), open_server=True)
     patient = request.form.get("patient", "").strip()
-    if not patient or len(patient) > 64 or not all(c.isalnum() or c in "-." for c in patient):
+    if not FHIR_ID.fullmatch(patient):
         raise LaunchError("enter the patient's FHIR id (letters, digits, '-' and '.')")
     context_id = context.open_context(context.LaunchContext(iss=registration.iss, patient=patient))
     return redirect(url_for("plan.show", context_id=context_id), code=303)
