@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from smart_app.config import ClientType, Registration, web_settings
 from smart_app.sandbox.patients import SyntheticPatient, synthetic_patients, transaction_bundle
 from smart_app.web.state import WebState
 from tests import fhirserver
+from tests.smartsandbox import field
 
 pytestmark = pytest.mark.integration
 
@@ -58,23 +58,9 @@ def put_patient(fhir_server: str) -> Callable[[SyntheticPatient], str]:
     return loader
 
 
-def _csrf(page: str) -> str:
-    """The CSRF token in a page's form."""
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert match, "no CSRF token in the page"
-    return match.group(1)
-
-
-def _field(page: str, name: str) -> str:
-    """A hidden field's value."""
-    match = re.search(rf'name="{name}" value="([^"]+)"', page)
-    assert match, f"no {name} in the page"
-    return match.group(1)
-
-
 def _open(client: FlaskClient, fhir_server: str, patient_id: str) -> tuple[str, str]:
     """Open a patient from launch.html; return the plan URL and the page."""
-    token = _csrf(client.get("/launch.html").text)
+    token = field(client.get("/launch.html").text, "csrf_token")
     answer = client.post(
         "/open", data={"csrf_token": token, "iss": fhir_server, "patient": patient_id}
     )
@@ -88,9 +74,9 @@ def _open(client: FlaskClient, fhir_server: str, patient_id: str) -> tuple[str, 
 def _write_form(page: str, **extra: Any) -> dict[str, Any]:
     """The write form's fields as the page rendered them."""
     form = {
-        "csrf_token": _csrf(page),
-        "fingerprint": _field(page, "fingerprint"),
-        "infusion_date": _field(page, "infusion_date"),
+        "csrf_token": field(page, "csrf_token"),
+        "fingerprint": field(page, "fingerprint"),
+        "infusion_date": field(page, "infusion_date"),
     }
     form.update(extra)
     return form
@@ -143,7 +129,7 @@ def test_blocked_plan_says_what_would_unblock_it(
     assert "Writing is blocked: the plan is deferred" in page
     assert "repeat anti-AAV9 titer" in page
     assert "Write plan to chart" not in page
-    token = _csrf(client.get("/launch.html").text)
+    token = field(client.get("/launch.html").text, "csrf_token")
     form = {"csrf_token": token, "infusion_date": "2026-11-24", "fingerprint": "x"}
     answer = client.post(url + "write", data=form)
     assert answer.status_code == 409
