@@ -38,6 +38,40 @@ TAPER_DAYS = 28
 LIVER_ULN_MULTIPLE = Decimal(2)
 """Sections 2.1, 5.1: ALT/AST < 2 x ULN is unremarkable; > 2 x ULN at baseline was not studied."""
 
+ACUTE_LIVER_INJURY_ULN_MULTIPLE = Decimal(20)
+"""Section 5.1: ALT and AST > 20 x ULN were seen in acute serious liver injury."""
+
+LIVER_MONITORING_DAYS = 90
+"""Section 5.1: monitor liver function for at least 3 months after infusion."""
+
+ADVICE_LIVER_INJURY = (
+    "Promptly assess and closely monitor; if acute serious liver injury or acute liver failure "
+    "is suspected, promptly consult a pediatric gastroenterologist or hepatologist. Test "
+    "albumin, PTT and INR; the corticosteroid may need a longer duration or a higher dose."
+)
+"""Section 5.1 (with 2.1), as shown on the urgent banner."""
+ADVICE_THROMBOCYTOPENIA = (
+    "Monitor platelet counts closely; evaluate promptly for hemolytic anemia and renal "
+    "dysfunction (TMA, 5.4), and consult a pediatric hematologist and/or pediatric nephrologist "
+    "if findings are consistent with TMA."
+)
+"""Sections 5.3 and 5.4."""
+ADVICE_TMA = (
+    "Findings consistent with thrombotic microangiopathy: consult a pediatric hematologist "
+    "and/or pediatric nephrologist immediately; check blood pressure, bruising, seizures and "
+    "urine output."
+)
+"""Section 5.4."""
+ADVICE_TROPONIN = (
+    "Consider cardiac evaluation after ZOLGENSMA infusion and consult a cardiologist as needed."
+)
+"""Section 5.5."""
+ADVICE_CONSULT = (
+    "Liver function abnormalities persist >= 2 x ULN after the 30-day corticosteroid period: "
+    "promptly consult a pediatric gastroenterologist or hepatologist."
+)
+"""Section 2.1 (and 5.1)."""
+
 TITER_MAX_DENOMINATOR = Decimal(50)
 """Section 6.2: trials required anti-AAV9 titers of <= 1:50; > 1:50 not evaluated."""
 

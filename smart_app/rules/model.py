@@ -347,3 +347,138 @@ class Plan:
     counseling: tuple[CounselingPoint, ...]
     policy_version: str
     label_version: str
+
+
+# Follow-up after infusion ---------------------------------------------------------------------
+
+
+class Phase(StrEnum):
+    """Where a patient stands on the plan."""
+
+    PRE_INFUSION = "pre-infusion"
+    FULL_DOSE = "steroid-full-dose"
+    LIVER_ASSESSMENT_DUE = "liver-assessment-due"
+    TAPER = "taper"
+    POST_TAPER = "post-taper-monitoring"
+    COMPLETE = "complete"
+
+
+class AlertCode(StrEnum):
+    """Post-infusion safety signals (label sections 5.1, 5.3, 5.4, 5.5)."""
+
+    ACUTE_LIVER_INJURY = "acute-liver-injury"
+    THROMBOCYTOPENIA = "thrombocytopenia"
+    TMA_PATTERN = "tma-pattern"
+    TROPONIN_I_ELEVATED = "troponin-i-elevated"
+
+
+class AlertLevel(StrEnum):
+    """How loudly an alert is shown: urgent is a banner above everything."""
+
+    URGENT = "urgent"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A safety signal in the newest results, the label's advice and where its rule comes from."""
+
+    code: AlertCode
+    level: AlertLevel
+    message: str
+    """What was seen, with values, multiples of ULN and dates."""
+    advice: str
+    section: str
+    source: str
+    """'label section 5.1' or 'institution default: <policy field> = <value>'."""
+    evidence: tuple[Evidence, ...] = ()
+
+
+class TaskState(StrEnum):
+    """A planned Task as of the follow-up date."""
+
+    UPCOMING = "upcoming"
+    DUE = "due"
+    OVERDUE = "overdue"
+    RESULTED = "resulted"
+    """Matching final results exist; the Task is completed once the clinician confirms."""
+    DONE = "done"
+
+
+class DecisionBranch(StrEnum):
+    """The day-30 liver assessment's outcome (section 2.1)."""
+
+    TAPER = "taper"
+    CONTINUE = "continue"
+
+
+class SteroidRole(StrEnum):
+    """What a prednisolone order is in the course."""
+
+    FULL_DOSE = "full-dose"
+    CONTINUATION = "continuation"
+    TAPER_STEP = "taper-step"
+
+
+@dataclass(frozen=True)
+class SteroidOrder:
+    """One of the app's prednisolone orders as found in the chart."""
+
+    reference: str
+    item: str
+    role: SteroidRole
+    start: dt.date
+    end: dt.date
+    mg_per_day: Decimal
+    mg_per_kg_per_day: Decimal
+    volume_ml_per_day: Decimal
+    status: str
+    step: int = 0
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    """One of the app's Tasks as found in the chart."""
+
+    reference: str
+    item: str
+    """The identifier after the plan key, e.g. 'task/lab-draw/day7'."""
+    kind: ActivityKind
+    day: int
+    window_start: dt.date
+    window_end: dt.date
+    tests: tuple[LabTest, ...]
+    status: str
+    description: str
+    outputs: tuple[str, ...] = ()
+    version: str = ""
+
+    @property
+    def is_open(self) -> bool:
+        """Neither completed nor retired."""
+        return self.status not in ("completed", "cancelled", "entered-in-error", "failed")
+
+
+@dataclass(frozen=True)
+class RecordedDecision:
+    """A day-30 decision already written to the chart."""
+
+    key: str
+    branch: DecisionBranch
+    decided_on: dt.date
+
+
+@dataclass(frozen=True)
+class PlanState:
+    """The app's active plan for one patient, as read back from the chart (no FHIR JSON)."""
+
+    plan_key: str
+    care_plan: str
+    infusion_date: dt.date
+    infusion_evidence: Evidence | None
+    """The ZOLGENSMA administration, when one is recorded; else the date is the planned one."""
+    planned_weight_kg: Decimal
+    steroid_orders: tuple[SteroidOrder, ...]
+    tasks: tuple[PlannedTask, ...]
+    decisions: tuple[RecordedDecision, ...] = ()
+    consult: str | None = None

@@ -63,6 +63,23 @@ class Policy:
     biweekly_window_days: int = 3
     """An every-other-week draw is on time this many days either side of its date."""
     uln_fallback_version: str = "pediatric-uln-fallback-2026.1"
+    platelets_low_10e3_per_ul: Decimal = Decimal(150)
+    """Thrombocytopenia below this count (x 10^3/uL); the label gives no number (5.3)."""
+    liver_injury_bilirubin_uln_multiple: Decimal = Decimal(1)
+    liver_injury_aminotransferase_uln_multiple: Decimal = Decimal(2)
+    """Acute liver injury pattern (5.1): total bilirubin above this x ULN while ALT or AST is
+    above that x ULN. The label names the pattern, not the numbers."""
+    inr_rise_min: Decimal = Decimal("0.2")
+    """'INR rising': above its ULN and up by at least this much on the previous result."""
+    tma_alert_days: int = 28
+    """The TMA pattern is looked for in results this many days after infusion (5.4: 'generally
+    within the first two weeks'; kept to four to be safe)."""
+    tma_creatinine_rise_fraction: Decimal = Decimal("0.5")
+    """Creatinine 'rising': at least this fraction above its pre-infusion baseline (KDIGO 1.5x)."""
+    tma_hemoglobin_drop_g_per_dl: Decimal = Decimal(2)
+    """Hemoglobin 'falling': at least this far below its pre-infusion baseline."""
+    continuation_days: int = 28
+    """An abnormal day-30 assessment continues 1 mg/kg/day for this long, reassessed weekly."""
 
     def __post_init__(self) -> None:
         """Refuse a policy with values out of range, or a taper that would stop abruptly."""
@@ -94,6 +111,23 @@ class Policy:
             raise PolicyError("policy: term_gestational_age_days must lie in 32-42 weeks")
         if not 140 <= self.min_gestational_age_days < self.term_gestational_age_days:
             raise PolicyError("policy: min_gestational_age_days must lie in [20 weeks, term)")
+        alert_decimals = {
+            "platelets_low_10e3_per_ul": self.platelets_low_10e3_per_ul,
+            "liver_injury_bilirubin_uln_multiple": self.liver_injury_bilirubin_uln_multiple,
+            "liver_injury_aminotransferase_uln_multiple": (
+                self.liver_injury_aminotransferase_uln_multiple
+            ),
+            "inr_rise_min": self.inr_rise_min,
+            "tma_creatinine_rise_fraction": self.tma_creatinine_rise_fraction,
+            "tma_hemoglobin_drop_g_per_dl": self.tma_hemoglobin_drop_g_per_dl,
+        }
+        for name, value in alert_decimals.items():
+            if not value.is_finite() or value <= 0:
+                raise PolicyError(f"policy: {name} must be a positive number, not {value}")
+        if not 7 <= self.tma_alert_days <= 90:
+            raise PolicyError("policy: tma_alert_days must lie in 7-90 days")
+        if not 7 <= self.continuation_days <= 56:
+            raise PolicyError("policy: continuation_days must lie in 7-56 days")
         if self.weekly_window_days < 0 or self.biweekly_window_days < 0:
             raise PolicyError("policy: window days cannot be negative")
         for name, days in (
