@@ -63,6 +63,10 @@ class FhirServerError(FhirError):
     """5xx: the server failed."""
 
 
+class PlanStateError(SmartAppError):
+    """The app's plan in the chart was changed outside the app and can no longer be followed."""
+
+
 class WriteBlocked(SmartAppError):
     """The plan may not be written as it stands (not eligible, incomplete, unacknowledged)."""
 

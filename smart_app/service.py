@@ -1,15 +1,25 @@
-"""Read a patient from a FHIR server, build the plan, write it back: shared by CLI and web."""
+"""Read a patient from a FHIR server, plan or follow up, write back: shared by CLI and web."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
 
+from smart_app.errors import WriteBlocked
 from smart_app.fhir import codes
+from smart_app.fhir.followup_write import Confirmed, completion_bundle, decision_bundle
 from smart_app.fhir.gateway import FhirGateway, PatientRecord
+from smart_app.fhir.plan_state import plan_state
 from smart_app.fhir.read import facts_from_bundle
-from smart_app.fhir.write import Confirmation, Written, build_transaction, write_plan
-from smart_app.rules.model import PatientFacts, Plan
+from smart_app.fhir.write import (
+    Confirmation,
+    Written,
+    build_transaction,
+    send_transaction,
+    write_plan,
+)
+from smart_app.rules.followup import FollowUp, follow_up
+from smart_app.rules.model import PatientFacts, Plan, PlanState
 from smart_app.rules.plan import build_plan
 from smart_app.rules.policy import DEFAULT_POLICY, Policy
 
@@ -49,3 +59,74 @@ def write(
 ) -> list[Written]:
     """Write the plan in one transaction."""
     return write_plan(gateway, evaluation.plan, evaluation.facts, evaluation.record, confirmation)
+
+
+@dataclass(frozen=True)
+class Following:
+    """A patient on a plan: the record, the facts, the plan read back and where they stand."""
+
+    record: PatientRecord
+    facts: PatientFacts
+    state: PlanState
+    followup: FollowUp
+
+
+def read_followup(
+    gateway: FhirGateway,
+    patient_id: str,
+    *,
+    on: dt.date,
+    policy: Policy = DEFAULT_POLICY,
+    exam_normal: bool | None = None,
+    titer_codes: frozenset[codes.Coding] = codes.DEFAULT_TITER_CODES,
+) -> Following | None:
+    """One batch read; None when the patient has no active plan of this app."""
+    record = gateway.read_patient(patient_id, titer_codes=titer_codes)
+    state = plan_state(record)
+    if state is None:
+        return None
+    facts = facts_from_bundle(record.bundle(), titer_codes=titer_codes)
+    found = follow_up(facts, state, on=on, policy=policy, exam_normal=exam_normal)
+    return Following(record=record, facts=facts, state=state, followup=found)
+
+
+def complete_tasks(
+    gateway: FhirGateway,
+    following: Following,
+    confirmed: Confirmed,
+    *,
+    manual_items: frozenset[str] = frozenset(),
+) -> list[Written]:
+    """Complete every resulted Task (and the ticked manual ones) in one transaction."""
+    manual = [v.task for v in following.followup.tasks if v.task.item in manual_items]
+    bundle = completion_bundle(
+        following.state,
+        following.record,
+        patient_id=following.facts.patient_id,
+        views=following.followup.tasks,
+        manual=manual,
+        confirmed=confirmed,
+    )
+    return send_transaction(gateway, bundle)
+
+
+def decision_transaction(following: Following, confirmed: Confirmed) -> dict[str, object]:
+    """The transaction that would record the liver assessment decision."""
+    decision = following.followup.decision
+    if decision is None:
+        raise WriteBlocked("nothing written: no liver assessment decision is due")
+    return decision_bundle(
+        following.state,
+        following.record,
+        patient_id=following.facts.patient_id,
+        decision=decision,
+        on=following.followup.on,
+        confirmed=confirmed,
+    )
+
+
+def record_decision(
+    gateway: FhirGateway, following: Following, confirmed: Confirmed
+) -> list[Written]:
+    """Record the decision in one idempotent transaction."""
+    return send_transaction(gateway, decision_transaction(following, confirmed))

@@ -132,6 +132,8 @@ def patient_searches(
         f"CarePlan?patient={pid}&identifier={quote(codes.APP_IDENTIFIER, safe='')}|"
         f"&_count={page_size}",
         f"Task?patient={pid}&identifier={quote(codes.APP_IDENTIFIER, safe='')}|&_count={page_size}",
+        f"ServiceRequest?patient={pid}&identifier={quote(codes.APP_IDENTIFIER, safe='')}|"
+        f"&_count={page_size}",
     ]
 
 

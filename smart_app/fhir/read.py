@@ -321,7 +321,10 @@ class _Reader:
         if isinstance(kind, LabTest):
             canonical = lab_to_canonical(kind, value, unit)
             uln = self._uln(obs, kind, unit, effective)
-            self.got.labs.append(LabResult(kind, canonical, effective, evidence, uln, comparator))
+            final = _str(obs.get("status")) != "preliminary"
+            self.got.labs.append(
+                LabResult(kind, canonical, effective, evidence, uln, comparator, final=final)
+            )
         elif kind in (Reading.SMN1, Reading.SMN2):
             if value != value.to_integral_value():
                 raise UnitError(f"{value} copies")

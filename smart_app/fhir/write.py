@@ -71,6 +71,15 @@ NO_IDENTIFIER = frozenset({"Provenance"})
 TAG_SEARCHED = frozenset({"Provenance", "DetectedIssue"})
 """Types whose app key is also a meta.tag, matched with _tag: Provenance has no identifier,
 and not every server (sekmet among them) can search DetectedIssue by identifier."""
+OWN_TYPES = (
+    "CarePlan",
+    "Task",
+    "MedicationRequest",
+    "ServiceRequest",
+    "DetectedIssue",
+    "Provenance",
+)
+"""Types the app writes; their app identifiers key the conditional creates."""
 USER_TYPES = ("Practitioner", "PractitionerRole", "Patient", "RelatedPerson")
 
 
@@ -152,31 +161,33 @@ def check_writable(plan: Plan, confirmation: Confirmation) -> None:
         raise WriteBlocked("the recorded time must carry a time zone")
 
 
-class _Builder:
-    """Builds the entries of one plan's transaction."""
+class EntryBuilder:
+    """The entries of one transaction in the app's conventions: stable identifiers and fullUrls,
+    conditional creates, version-checked updates, and a Provenance over them all."""
 
     def __init__(
-        self, plan: Plan, facts: PatientFacts, record: PatientRecord, confirmation: Confirmation
+        self,
+        *,
+        key: str,
+        patient_id: str,
+        record: PatientRecord,
+        recorded: dt.datetime,
+        fhir_user: str | None,
+        label_version: str,
     ) -> None:
-        if plan.dose is None or plan.steroids is None:
-            raise WriteBlocked("nothing written: the plan has no dose or corticosteroid course")
-        self.plan = plan
-        self.dose = plan.dose
-        self.course = plan.steroids
-        self.facts = facts
-        self.confirmation = confirmation
-        self.key = plan_key(plan)
-        self.patient = {"reference": f"Patient/{plan.patient_id}"}
-        self.recorded = confirmation.recorded.isoformat(timespec="seconds")
+        self.key = key
+        self.patient = {"reference": f"Patient/{patient_id}"}
+        self.recorded = recorded.isoformat(timespec="seconds")
         self.entries: list[Resource] = []
         self.existing = {
             value: r
-            for kind in ("CarePlan", "Task", "MedicationRequest", "DetectedIssue", "Provenance")
+            for kind in OWN_TYPES
             for r in record.own(kind)
             for value in codes.app_identifier_values(r)
         }
         self.record = record
-        self.user = _user_reference(confirmation.fhir_user)
+        self.user = user_reference(fhir_user)
+        self.label_version = label_version
 
     # identity --------------------------------------------------------------------------------
 
@@ -216,7 +227,7 @@ class _Builder:
                     "request": {
                         "method": "PUT",
                         "url": f"{kind}/{old['id']}",
-                        **_if_match(old),
+                        **if_match(old),
                     },
                 }
             )
@@ -232,6 +243,83 @@ class _Builder:
             }
         )
         return full_url
+
+    def put(self, old: Resource, changes: Resource) -> str:
+        """Update a resource the server holds, checked against the version read; its reference."""
+        updated = {**old, **changes}
+        meta = {k: v for k, v in (old.get("meta") or {}).items() if k in ("profile", "tag")}
+        updated["meta"] = meta
+        if not meta:
+            updated.pop("meta")
+        reference = f"{old['resourceType']}/{old['id']}"
+        self.entries.append(
+            {"resource": updated, "request": {"method": "PUT", "url": reference, **if_match(old)}}
+        )
+        return reference
+
+    def provenance(self, *, activity: str = "CREATE") -> None:
+        """Provenance over everything in the transaction; its id hashes the operations."""
+        targets = [{"reference": e.get("fullUrl") or e["request"]["url"]} for e in self.entries]
+        operations = json.dumps(
+            [(e["request"]["method"], e["request"]["url"], e.get("fullUrl")) for e in self.entries]
+        )
+        digest = hashlib.sha256(operations.encode()).hexdigest()[:12]
+        agents: list[Resource] = [
+            {
+                "type": {"coding": [{"system": PARTICIPANT, "code": "assembler"}]},
+                "who": APP_DEVICE,
+            }
+        ]
+        if self.user:
+            agents.insert(
+                0,
+                {"type": {"coding": [{"system": PARTICIPANT, "code": "author"}]}, "who": self.user},
+            )
+        self.add(
+            {
+                "resourceType": "Provenance",
+                "target": targets,
+                "recorded": self.recorded,
+                "policy": [f"{codes.APP_BASE}/policy/{quote(self.label_version)}"],
+                "activity": {"coding": [{"system": DATA_OPERATION, "code": activity}]},
+                "agent": agents,
+            },
+            f"provenance/{digest}",
+            profile="zolgensma-provenance",
+        )
+
+    def is_practitioner(self) -> bool:
+        """True when the user is a Practitioner or PractitionerRole."""
+        return bool(self.user) and self.user["reference"].startswith("Practitioner")
+
+    def bundle(self) -> Resource:
+        """The transaction Bundle, validated against R4B and the app's profiles."""
+        return validate_bundle(
+            {"resourceType": "Bundle", "type": "transaction", "entry": self.entries}
+        )
+
+
+class _Builder(EntryBuilder):
+    """Builds the entries of one plan's transaction."""
+
+    def __init__(
+        self, plan: Plan, facts: PatientFacts, record: PatientRecord, confirmation: Confirmation
+    ) -> None:
+        if plan.dose is None or plan.steroids is None:
+            raise WriteBlocked("nothing written: the plan has no dose or corticosteroid course")
+        super().__init__(
+            key=plan_key(plan),
+            patient_id=plan.patient_id,
+            record=record,
+            recorded=confirmation.recorded,
+            fhir_user=confirmation.fhir_user,
+            label_version=plan.label_version,
+        )
+        self.plan = plan
+        self.dose = plan.dose
+        self.course = plan.steroids
+        self.facts = facts
+        self.confirmation = confirmation
 
     # resources -------------------------------------------------------------------------------
 
@@ -314,52 +402,14 @@ class _Builder:
             {
                 "resourceType": "MedicationRequest",
                 **self._order_common(),
-                "medicationCodeableConcept": {
-                    "coding": [PREDNISOLONE],
-                    "text": f"prednisolone oral solution {strength}",
-                },
-                "dosageInstruction": [
-                    {
-                        "sequence": 1,
-                        "text": text,
-                        "timing": {
-                            "repeat": {
-                                "boundsPeriod": {
-                                    "start": course.start_date.isoformat(),
-                                    "end": course.full_dose_through.isoformat(),
-                                },
-                                "frequency": 1,
-                                "period": 1,
-                                "periodUnit": "d",
-                            }
-                        },
-                        "route": {"coding": [ROUTE_ORAL], "text": "oral"},
-                        "doseAndRate": [
-                            {
-                                "type": _dose_type("ordered"),
-                                "doseQuantity": {
-                                    "value": json_number(course.dose_mg_per_day),
-                                    "unit": "mg",
-                                    "system": codes.UCUM,
-                                    "code": "mg",
-                                },
-                            },
-                            {
-                                "type": _dose_type("calculated"),
-                                "doseQuantity": _ml(course.volume_ml_per_day),
-                            },
-                        ],
-                    }
-                ],
-                "dispenseRequest": {
-                    "quantity": _ml(course.volume_ml_per_day * days),
-                    "expectedSupplyDuration": {
-                        "value": days,
-                        "unit": "days",
-                        "system": codes.UCUM,
-                        "code": "d",
-                    },
-                },
+                **steroid_order_body(
+                    start=course.start_date,
+                    end=course.full_dose_through,
+                    mg_per_day=course.dose_mg_per_day,
+                    ml_per_day=course.volume_ml_per_day,
+                    concentration_mg_per_ml=course.concentration_mg_per_ml,
+                    text=text,
+                ),
                 "note": [{"text": course.taper_basis}],
             },
             "medicationrequest/prednisolone",
@@ -401,55 +451,10 @@ class _Builder:
 
     def task(self, item: ScheduleItem, care_plan: str) -> str:
         """One Task for a scheduled monitoring activity or decision point."""
-        description = item.activity
-        if item.conditional:
-            description += f" ({item.conditional})"
-        description += f". Label section {item.section}."
-        if item.institution_default:
-            description += " Includes an institution default."
-        task: Resource = {
-            "resourceType": "Task",
-            "status": "requested",
-            "intent": "plan",
-            "priority": "routine",
-            "code": {
-                "coding": [{"system": codes.APP_CODES, "code": item.kind.value}],
-                "text": item.activity,
-            },
-            "description": description,
-            "for": self.patient,
-            "basedOn": [{"reference": care_plan}],
-            "authoredOn": self.recorded,
-            "restriction": {
-                "period": {
-                    "start": item.window_start.isoformat(),
-                    "end": item.window_end.isoformat(),
-                }
-            },
-            "note": [
-                {
-                    "text": f"Due {item.date.isoformat()}: day {item.day} after infusion "
-                    f"(HCP Day {item.hcp_day})."
-                }
-            ],
-        }
-        if item.tests:
-            task["input"] = [
-                {
-                    "type": {"coding": [{"system": codes.APP_CODES, "code": "lab-test"}]},
-                    "valueCodeableConcept": {
-                        "coding": [
-                            {"system": system, "code": code}
-                            for system, code in sorted(codes.LABS[test])[:1]
-                        ],
-                        "text": test.value,
-                    },
-                }
-                for test in item.tests
-            ]
+        task = task_resource(item, care_plan, patient=self.patient, recorded=self.recorded)
         if self.user and self.user["reference"].split("/", 1)[0] != "Patient":
             task["requester"] = self.user
-        return self.add(task, f"task/{item.kind.value}/day{item.day}", profile="zolgensma-task")
+        return self.add(task, task_item(item), profile="zolgensma-task")
 
     def care_plan(self) -> str:
         """The CarePlan: its fullUrl is needed before its activities exist."""
@@ -504,7 +509,7 @@ class _Builder:
                 {
                     "action": {"text": "Reviewed and acknowledged by the clinician"},
                     "date": self.recorded,
-                    **({"author": self.user} if self.user and self._is_practitioner() else {}),
+                    **({"author": self.user} if self.user and self.is_practitioner() else {}),
                 }
             ],
         }
@@ -518,10 +523,6 @@ class _Builder:
         return self.add(
             issue, f"detectedissue/{finding.code.value}", profile="zolgensma-detectedissue"
         )
-
-    def _is_practitioner(self) -> bool:
-        """True when the user is a Practitioner or PractitionerRole."""
-        return bool(self.user) and self.user["reference"].startswith("Practitioner")
 
     def retire_old(self) -> None:
         """Revoke other plans' CarePlans, cancel their open Tasks and draft orders."""
@@ -537,54 +538,123 @@ class _Builder:
                     continue
                 if str(old.get("status")) not in open_statuses or not old.get("id"):
                     continue
-                updated = {**old, "status": retired}
-                meta = {k: v for k, v in (old.get("meta") or {}).items() if k in ("profile", "tag")}
-                updated["meta"] = meta
-                if not meta:
-                    updated.pop("meta")
+                changes: Resource = {"status": retired}
                 if kind == "Task":
-                    updated["statusReason"] = {"text": "superseded by a revised ZOLGENSMA plan"}
-                self.entries.append(
-                    {
-                        "resource": updated,
-                        "request": {
-                            "method": "PUT",
-                            "url": f"{kind}/{old['id']}",
-                            **_if_match(old),
-                        },
-                    }
-                )
+                    changes["statusReason"] = {"text": "superseded by a revised ZOLGENSMA plan"}
+                self.put(old, changes)
 
-    def provenance(self) -> None:
-        """Provenance over everything in the transaction; its id hashes the operations."""
-        targets = [{"reference": e.get("fullUrl") or e["request"]["url"]} for e in self.entries]
-        operations = json.dumps(
-            [(e["request"]["method"], e["request"]["url"], e.get("fullUrl")) for e in self.entries]
-        )
-        digest = hashlib.sha256(operations.encode()).hexdigest()[:12]
-        agents: list[Resource] = [
+
+def steroid_order_body(
+    *,
+    start: dt.date,
+    end: dt.date,
+    mg_per_day: Decimal,
+    ml_per_day: Decimal,
+    concentration_mg_per_ml: Decimal,
+    text: str,
+) -> Resource:
+    """Medication, dosage and dispense of a once-daily oral prednisolone order."""
+    days = (end - start).days + 1
+    return {
+        "medicationCodeableConcept": {
+            "coding": [PREDNISOLONE],
+            "text": f"prednisolone oral solution {_num(concentration_mg_per_ml)} mg/mL",
+        },
+        "dosageInstruction": [
             {
-                "type": {"coding": [{"system": PARTICIPANT, "code": "assembler"}]},
-                "who": APP_DEVICE,
+                "sequence": 1,
+                "text": text,
+                "timing": {
+                    "repeat": {
+                        "boundsPeriod": {"start": start.isoformat(), "end": end.isoformat()},
+                        "frequency": 1,
+                        "period": 1,
+                        "periodUnit": "d",
+                    }
+                },
+                "route": {"coding": [ROUTE_ORAL], "text": "oral"},
+                "doseAndRate": [
+                    {
+                        "type": _dose_type("ordered"),
+                        "doseQuantity": {
+                            "value": json_number(mg_per_day),
+                            "unit": "mg",
+                            "system": codes.UCUM,
+                            "code": "mg",
+                        },
+                    },
+                    {"type": _dose_type("calculated"), "doseQuantity": _ml(ml_per_day)},
+                ],
             }
-        ]
-        if self.user:
-            agents.insert(
-                0,
-                {"type": {"coding": [{"system": PARTICIPANT, "code": "author"}]}, "who": self.user},
-            )
-        self.add(
-            {
-                "resourceType": "Provenance",
-                "target": targets,
-                "recorded": self.recorded,
-                "policy": [f"{codes.APP_BASE}/policy/{quote(self.plan.label_version)}"],
-                "activity": {"coding": [{"system": DATA_OPERATION, "code": "CREATE"}]},
-                "agent": agents,
+        ],
+        "dispenseRequest": {
+            "quantity": _ml(ml_per_day * days),
+            "expectedSupplyDuration": {
+                "value": days,
+                "unit": "days",
+                "system": codes.UCUM,
+                "code": "d",
             },
-            f"provenance/{digest}",
-            profile="zolgensma-provenance",
-        )
+        },
+    }
+
+
+def task_item(item: ScheduleItem) -> str:
+    """The identifier item of a scheduled activity's Task."""
+    return f"task/{item.kind.value}/day{item.day}"
+
+
+def task_resource(
+    item: ScheduleItem, care_plan: str, *, patient: Resource, recorded: str
+) -> Resource:
+    """The Task for one scheduled activity, due within its window."""
+    description = item.activity
+    if item.conditional:
+        description += f" ({item.conditional})"
+    description += f". Label section {item.section}."
+    if item.institution_default:
+        description += " Includes an institution default."
+    task: Resource = {
+        "resourceType": "Task",
+        "status": "requested",
+        "intent": "plan",
+        "priority": "routine",
+        "code": {
+            "coding": [{"system": codes.APP_CODES, "code": item.kind.value}],
+            "text": item.activity,
+        },
+        "description": description,
+        "for": patient,
+        "basedOn": [{"reference": care_plan}],
+        "authoredOn": recorded,
+        "restriction": {
+            "period": {
+                "start": item.window_start.isoformat(),
+                "end": item.window_end.isoformat(),
+            }
+        },
+        "note": [
+            {
+                "text": f"Due {item.date.isoformat()}: day {item.day} after infusion "
+                f"(HCP Day {item.hcp_day})."
+            }
+        ],
+    }
+    if item.tests:
+        task["input"] = [
+            {
+                "type": {"coding": [{"system": codes.APP_CODES, "code": "lab-test"}]},
+                "valueCodeableConcept": {
+                    "coding": [
+                        {"system": system, "code": code}
+                        for system, code in sorted(codes.LABS[test])[:1]
+                    ],
+                    "text": test.value,
+                },
+            }
+            for test in item.tests
+        ]
+    return task
 
 
 def build_transaction(
@@ -602,9 +672,7 @@ def build_transaction(
             builder.detected_issue(finding)
     builder.retire_old()
     builder.provenance()
-    return validate_bundle(
-        {"resourceType": "Bundle", "type": "transaction", "entry": builder.entries}
-    )
+    return builder.bundle()
 
 
 def validate_bundle(bundle: Resource) -> Resource:
@@ -664,7 +732,11 @@ def write_plan(
     confirmation: Confirmation,
 ) -> list[Written]:
     """Build, validate and send the plan in one transaction; nothing is half-written."""
-    bundle = build_transaction(plan, facts, record, confirmation)
+    return send_transaction(gateway, build_transaction(plan, facts, record, confirmation))
+
+
+def send_transaction(gateway: FhirGateway, bundle: Resource) -> list[Written]:
+    """Send one validated transaction; a refusal names the failing entry, nothing is written."""
     try:
         response = gateway.transaction(bundle)
     except FhirError as exc:
@@ -691,13 +763,13 @@ def _failing_entry(exc: FhirError, bundle: Mapping[str, Any]) -> str | None:
     return f"entry {index} ({entry['resource']['resourceType']} {name})"
 
 
-def _if_match(old: Mapping[str, Any]) -> dict[str, str]:
+def if_match(old: Mapping[str, Any]) -> dict[str, str]:
     """An ifMatch on the version read, so a concurrent change fails the whole transaction."""
     version = (old.get("meta") or {}).get("versionId")
     return {"ifMatch": f'W/"{version}"'} if version else {}
 
 
-def _user_reference(fhir_user: str | None) -> dict[str, str] | None:
+def user_reference(fhir_user: str | None) -> dict[str, str] | None:
     """A Reference for the fhirUser claim (absolute URL or Type/id), when it names a user."""
     if not fhir_user:
         return None

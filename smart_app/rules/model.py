@@ -150,6 +150,8 @@ class LabResult:
     evidence: Evidence
     reported_uln: Decimal | None = None
     comparator: Comparator = Comparator.EQ
+    final: bool = True
+    """False for a preliminary result: usable for decisions, not to complete a Task."""
 
     @property
     def unit(self) -> str:
@@ -298,6 +300,7 @@ class ActivityKind(StrEnum):
     TAPER_STEP = "taper-step"
     STEROID_END = "steroid-end"
     VIGILANCE = "vigilance"
+    CONSULT = "consult"
 
 
 @dataclass(frozen=True)
@@ -434,6 +437,8 @@ class SteroidOrder:
     volume_ml_per_day: Decimal
     status: str
     step: int = 0
+    weight_kg: Decimal | None = None
+    """The weight the dose was calculated on, when the order states it."""
 
 
 @dataclass(frozen=True)
@@ -477,7 +482,6 @@ class PlanState:
     infusion_date: dt.date
     infusion_evidence: Evidence | None
     """The ZOLGENSMA administration, when one is recorded; else the date is the planned one."""
-    planned_weight_kg: Decimal
     steroid_orders: tuple[SteroidOrder, ...]
     tasks: tuple[PlannedTask, ...]
     decisions: tuple[RecordedDecision, ...] = ()

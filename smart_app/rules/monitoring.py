@@ -36,23 +36,38 @@ class _Stream:
     conditional: str = ""
 
 
-def _streams(policy: Policy) -> tuple[_Stream, ...]:
+@dataclass(frozen=True)
+class LiverDays:
+    """Liver panels after the day-30 check: weekly ones, then every-other-week ones."""
+
+    weekly: tuple[int, ...]
+    biweekly: tuple[int, ...] = ()
+    conditional: str = "weekly while the corticosteroid taper lasts (longer if the taper is)"
+
+
+def taper_liver_days(*, taper_first_day: int, taper_days: int) -> LiverDays:
+    """Weekly through a taper starting on `taper_first_day`, then every other week for a month."""
+    taper_end = taper_first_day + taper_days - 1
+    weekly = tuple(range(taper_first_day + 6, taper_end + 1, 7))
+    if not weekly or weekly[-1] != taper_end:
+        weekly = (*weekly, taper_end)
+    return LiverDays(weekly=weekly, biweekly=(taper_end + 14, taper_end + 28))
+
+
+def default_liver_days(policy: Policy) -> LiverDays:
+    """The liver panels of a taper that starts the day after the day-30 check (the plan)."""
+    return taper_liver_days(
+        taper_first_day=label.STEROID_FULL_DOSE_DAYS - 1, taper_days=sum(policy.taper_step_days)
+    )
+
+
+def _streams(policy: Policy, liver: LiverDays) -> tuple[_Stream, ...]:
     """Every lab requirement after infusion, from the label and the institution's defaults."""
-    taper_end = label.STEROID_FULL_DOSE_DAYS - 2 + sum(policy.taper_step_days)
-    taper_days = tuple(range(35, taper_end + 1, 7))
-    if taper_days[-1] != taper_end:
-        taper_days = (*taper_days, taper_end)
     return (
         _Stream(WEEKLY_DAYS, LIVER_PANEL, "2.3; 5.1", weekly=True),
+        _Stream(liver.weekly, LIVER_PANEL, "2.3; 5.1", weekly=True, conditional=liver.conditional),
         _Stream(
-            taper_days,
-            LIVER_PANEL,
-            "2.3; 5.1",
-            weekly=True,
-            conditional="weekly while the corticosteroid taper lasts (longer if the taper is)",
-        ),
-        _Stream(
-            (taper_end + 14, taper_end + 28),
+            liver.biweekly,
             LIVER_PANEL,
             "2.3; 5.1",
             weekly=False,
@@ -99,10 +114,12 @@ def _sections(parts: Iterable[str]) -> str:
     return "; ".join(sorted(numbers, key=lambda n: tuple(int(p) for p in n.split("."))))
 
 
-def lab_draws(infusion_date: dt.date, *, policy: Policy) -> tuple[ScheduleItem, ...]:
+def lab_draws(
+    infusion_date: dt.date, *, policy: Policy, liver: LiverDays | None = None
+) -> tuple[ScheduleItem, ...]:
     """Post-infusion lab draws, one per date, each with the union of tests due that day."""
     by_day: dict[int, list[_Stream]] = {}
-    for stream in _streams(policy):
+    for stream in _streams(policy, liver or default_liver_days(policy)):
         for day in stream.days:
             by_day.setdefault(day, []).append(stream)
     items = []

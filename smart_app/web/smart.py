@@ -37,7 +37,14 @@ READ_TYPES = (
     "Device",
     "Immunization",
 )
-WRITE_TYPES = ("MedicationRequest", "CarePlan", "Task", "DetectedIssue", "Provenance")
+WRITE_TYPES = (
+    "MedicationRequest",
+    "CarePlan",
+    "Task",
+    "ServiceRequest",
+    "DetectedIssue",
+    "Provenance",
+)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,593 @@
+"""Post-infusion alerts: each criterion at the value where it flips, and what never counts."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from smart_app.rules import label
+from smart_app.rules.alerts import post_infusion_alerts
+from smart_app.rules.model import (
+    Alert,
+    AlertCode,
+    AlertLevel,
+    Comparator,
+    Evidence,
+    LabResult,
+    LabTest,
+    PatientFacts,
+)
+from smart_app.rules.policy import DEFAULT_POLICY, Policy
+
+INFUSION = dt.date(2026, 11, 1)
+ON = dt.date(2026, 12, 15)
+BIRTH = dt.date(2026, 6, 10)
+ULN: dict[LabTest, Decimal] = {
+    LabTest.ALT: Decimal(45),
+    LabTest.AST: Decimal(60),
+    LabTest.BILIRUBIN_TOTAL: Decimal("1.2"),
+    LabTest.INR: Decimal("1.1"),
+    LabTest.CREATININE: Decimal("0.5"),
+    LabTest.TROPONIN_I: Decimal("0.04"),
+}
+
+ALT = LabTest.ALT
+AST = LabTest.AST
+BILI = LabTest.BILIRUBIN_TOTAL
+INR = LabTest.INR
+CREAT = LabTest.CREATININE
+HGB = LabTest.HEMOGLOBIN
+PLT = LabTest.PLATELETS
+TNI = LabTest.TROPONIN_I
+
+LIVER = AlertCode.ACUTE_LIVER_INJURY
+THROMBO = AlertCode.THROMBOCYTOPENIA
+TMA = AlertCode.TMA_PATTERN
+TROPONIN = AlertCode.TROPONIN_I_ELEVATED
+
+
+def day(n: int) -> dt.date:
+    """The date `n` days after infusion (negative: before)."""
+    return INFUSION + dt.timedelta(days=n)
+
+
+def ref(test: LabTest, n: int) -> str:
+    """The Observation reference _lab gives a result of `test` on day `n`."""
+    return f"Observation/{test.name.lower()}-d{n}"
+
+
+def _lab(
+    test: LabTest,
+    value: str,
+    n: int,
+    *,
+    uln: Decimal | None = None,
+    reported: bool = True,
+    comparator: Comparator = Comparator.EQ,
+) -> LabResult:
+    """A result on day `n`; its ULN is `uln`, else ULN[test], or none when not `reported`."""
+    shown = (uln if uln is not None else ULN.get(test)) if reported else None
+    evidence = Evidence(ref(test, n), value, date=day(n))
+    return LabResult(test, Decimal(value), day(n), evidence, shown, comparator)
+
+
+BASELINE: tuple[LabResult, ...] = (
+    _lab(ALT, "30", -4),
+    _lab(AST, "40", -4),
+    _lab(BILI, "0.5", -4),
+    _lab(INR, "1.0", -4),
+    _lab(CREAT, "0.3", -4),
+    _lab(HGB, "12.0", -4),
+    _lab(PLT, "310", -4),
+    _lab(TNI, "0.01", -4),
+)
+"""Unremarkable pre-infusion results."""
+
+
+def facts(*labs: LabResult, birth_date: dt.date | None = BIRTH) -> PatientFacts:
+    """A patient with these results, newest first as the reader delivers them."""
+    ordered = tuple(sorted(labs, key=lambda r: r.effective, reverse=True))
+    return PatientFacts(patient_id="p", birth_date=birth_date, labs=ordered)
+
+
+def alerts(
+    *labs: LabResult,
+    on: dt.date = ON,
+    policy: Policy = DEFAULT_POLICY,
+    birth_date: dt.date | None = BIRTH,
+) -> tuple[Alert, ...]:
+    """Alerts for the baseline panel plus `labs`."""
+    return post_infusion_alerts(
+        facts(*BASELINE, *labs, birth_date=birth_date),
+        infusion_date=INFUSION,
+        on=on,
+        policy=policy,
+    )
+
+
+def codes(
+    *labs: LabResult,
+    on: dt.date = ON,
+    policy: Policy = DEFAULT_POLICY,
+    birth_date: dt.date | None = BIRTH,
+) -> tuple[AlertCode, ...]:
+    """The alert codes, in the order returned."""
+    return tuple(a.code for a in alerts(*labs, on=on, policy=policy, birth_date=birth_date))
+
+
+def only(code: AlertCode, found: tuple[Alert, ...]) -> Alert:
+    """The one alert with `code`."""
+    matching = [a for a in found if a.code is code]
+    assert len(matching) == 1, [a.code for a in found]
+    return matching[0]
+
+
+def test_unremarkable_results_give_no_alerts() -> None:
+    normal = (
+        _lab(ALT, "40", 7),
+        _lab(AST, "55", 7),
+        _lab(BILI, "1.0", 7),
+        _lab(INR, "1.1", 7),
+        _lab(CREAT, "0.35", 7),
+        _lab(HGB, "11.5", 7),
+        _lab(PLT, "250", 7),
+        _lab(TNI, "0.04", 7),
+    )
+    assert alerts(*normal) == ()
+
+
+def test_no_results_at_all_give_no_alerts() -> None:
+    found = post_infusion_alerts(
+        PatientFacts(patient_id="p", birth_date=BIRTH),
+        infusion_date=INFUSION,
+        on=ON,
+        policy=DEFAULT_POLICY,
+    )
+    assert found == ()
+
+
+# 5.1 (a): ALT or AST > 20 x ULN ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("test", "value", "fires"),
+    [
+        (ALT, "900", False),  # exactly 20 x 45
+        (ALT, "900.45", True),  # 20.01 x ULN
+        (AST, "1200", False),  # exactly 20 x 60
+        (AST, "1200.6", True),  # 20.01 x ULN
+    ],
+)
+def test_aminotransferase_above_20_x_uln(test: LabTest, value: str, fires: bool) -> None:
+    assert (LIVER in codes(_lab(test, value, 7))) is fires
+
+
+def test_aminotransferase_alert_names_value_multiple_date_and_label_source() -> None:
+    alert = only(LIVER, alerts(_lab(ALT, "1020", 19)))
+    assert "ALT 1020 U/L = 22.67 x ULN on 2026-11-20" in alert.message
+    assert alert.level is AlertLevel.URGENT
+    assert alert.section == "5.1"
+    assert alert.advice == label.ADVICE_LIVER_INJURY
+    assert alert.source == "label section 5.1: ALT/AST > 20 x ULN"
+    assert [e.reference for e in alert.evidence] == [ref(ALT, 19)]
+
+
+def test_both_aminotransferases_above_20_x_uln_are_both_listed() -> None:
+    alert = only(LIVER, alerts(_lab(ALT, "1020", 7), _lab(AST, "1500", 7)))
+    assert "ALT 1020 U/L = 22.67 x ULN" in alert.message
+    assert "AST 1500 U/L = 25.00 x ULN" in alert.message
+    assert [e.reference for e in alert.evidence] == [ref(ALT, 7), ref(AST, 7)]
+
+
+# 5.1 (b): total bilirubin with ALT or AST -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bilirubin", "test", "amino", "fires"),
+    [
+        ("1.3", ALT, "91", True),
+        ("1.2", ALT, "91", False),  # bilirubin exactly 1 x ULN
+        ("1.3", ALT, "90", False),  # ALT exactly 2 x ULN
+        ("1.3", AST, "121", True),
+        ("1.3", AST, "120", False),  # AST exactly 2 x ULN
+    ],
+)
+def test_bilirubin_with_aminotransferase_pattern(
+    bilirubin: str, test: LabTest, amino: str, fires: bool
+) -> None:
+    found = codes(_lab(BILI, bilirubin, 7), _lab(test, amino, 7))
+    assert (LIVER in found) is fires
+
+
+def test_bilirubin_pattern_message_and_institution_source() -> None:
+    alert = only(LIVER, alerts(_lab(BILI, "2.4", 7), _lab(AST, "150", 7)))
+    assert "total bilirubin 2.4 mg/dL = 2.00 x ULN on 2026-11-08" in alert.message
+    assert "AST 150 U/L = 2.50 x ULN on 2026-11-08" in alert.message
+    assert alert.source == (
+        "institution default: liver_injury_bilirubin_uln_multiple = 1, "
+        "liver_injury_aminotransferase_uln_multiple = 2"
+    )
+    assert {e.reference for e in alert.evidence} == {ref(BILI, 7), ref(AST, 7)}
+
+
+def test_raised_bilirubin_alone_does_not_fire() -> None:
+    assert codes(_lab(BILI, "5.0", 7), _lab(ALT, "40", 7)) == ()
+
+
+# 5.1 (c): INR rising -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "fires"),
+    [
+        ("1.2", True),  # above ULN 1.1 and exactly 0.2 above baseline 1.0
+        ("1.19", False),  # above ULN, but up only 0.19
+        ("1.5", True),
+    ],
+)
+def test_inr_rise_against_baseline(value: str, fires: bool) -> None:
+    assert (LIVER in codes(_lab(INR, value, 7))) is fires
+
+
+def test_inr_rise_at_or_below_uln_does_not_fire() -> None:
+    baseline_low = _lab(INR, "0.8", -2)  # newer than BASELINE's 1.0
+    assert codes(baseline_low, _lab(INR, "1.1", 7)) == ()  # up 0.3 but exactly 1 x ULN
+
+
+def test_inr_rise_is_measured_from_the_previous_result_not_the_baseline() -> None:
+    # 1.4 is 0.4 above the baseline 1.0 but only 0.1 above the day-7 result.
+    assert codes(_lab(INR, "1.3", 7), _lab(INR, "1.4", 14)) == ()
+    assert codes(_lab(INR, "1.3", 7), _lab(INR, "1.4", 14), on=day(13)) == (LIVER,)
+
+
+def test_inr_without_an_earlier_result_cannot_be_rising() -> None:
+    found = post_infusion_alerts(
+        facts(_lab(INR, "2.0", 7)), infusion_date=INFUSION, on=ON, policy=DEFAULT_POLICY
+    )
+    assert found == ()
+
+
+def test_inr_message_and_evidence_name_both_results() -> None:
+    alert = only(LIVER, alerts(_lab(INR, "1.5", 7)))
+    assert "INR 1.5 = 1.36 x ULN on 2026-11-08, up 0.5 from baseline 1.0 on 2026-10-28" in (
+        alert.message
+    )
+    assert alert.source == "institution default: inr_rise_min = 0.2"
+    assert [e.reference for e in alert.evidence] == [ref(INR, 7), ref(INR, -4)]
+
+
+def test_every_liver_criterion_in_one_alert_without_duplicate_evidence() -> None:
+    found = alerts(_lab(ALT, "1020", 7), _lab(BILI, "1.8", 7), _lab(INR, "1.6", 7))
+    alert = only(LIVER, found)
+    assert alert.source == (
+        "label section 5.1: ALT/AST > 20 x ULN; "
+        "institution default: liver_injury_bilirubin_uln_multiple = 1, "
+        "liver_injury_aminotransferase_uln_multiple = 2; "
+        "institution default: inr_rise_min = 0.2"
+    )
+    assert alert.message.count("ALT 1020 U/L = 22.67 x ULN on 2026-11-08") == 2
+    assert "total bilirubin 1.8 mg/dL = 1.50 x ULN" in alert.message
+    assert "INR 1.6 = 1.45 x ULN" in alert.message
+    references = [e.reference for e in alert.evidence]
+    assert references == [ref(ALT, 7), ref(BILI, 7), ref(INR, 7), ref(INR, -4)]
+    assert len(references) == len(set(references))
+
+
+# 5.3 thrombocytopenia -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("count", "fires"), [("150", False), ("149", True), ("149.9", True)])
+def test_platelets_below_threshold(count: str, fires: bool) -> None:
+    # Day 35: outside the TMA window, so thrombocytopenia is the only possible alert.
+    assert codes(_lab(PLT, count, 35)) == ((THROMBO,) if fires else ())
+
+
+def test_thrombocytopenia_message_names_count_unit_date_and_baseline() -> None:
+    alert = only(THROMBO, alerts(_lab(PLT, "95", 35)))
+    assert "95 x 10^3/uL on 2026-12-06" in alert.message
+    assert "below 150 x 10^3/uL" in alert.message
+    assert "baseline 310 x 10^3/uL on 2026-10-28" in alert.message
+    assert alert.level is AlertLevel.URGENT
+    assert alert.section == "5.3"
+    assert alert.advice == label.ADVICE_THROMBOCYTOPENIA
+    assert alert.source == "institution default: platelets_low_10e3_per_ul = 150"
+    assert [e.reference for e in alert.evidence] == [ref(PLT, 35), ref(PLT, -4)]
+
+
+def test_thrombocytopenia_without_baseline_says_so() -> None:
+    found = post_infusion_alerts(
+        facts(_lab(PLT, "95", 35)), infusion_date=INFUSION, on=ON, policy=DEFAULT_POLICY
+    )
+    alert = only(THROMBO, found)
+    assert "no baseline platelet count" in alert.message
+    assert [e.reference for e in alert.evidence] == [ref(PLT, 35)]
+
+
+# 5.4 TMA pattern ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("creatinine", "tma"),
+    [("0.45", True), ("0.44", False)],  # baseline 0.3 x 1.5 = 0.45
+)
+def test_tma_by_creatinine_rise(creatinine: str, tma: bool) -> None:
+    found = codes(_lab(PLT, "90", 7), _lab(CREAT, creatinine, 7), _lab(HGB, "11.5", 7))
+    assert found == ((THROMBO, TMA) if tma else (THROMBO,))
+
+
+@pytest.mark.parametrize(
+    ("hemoglobin", "tma"),
+    [("10.0", True), ("10.1", False)],  # baseline 12.0 - 2
+)
+def test_tma_by_hemoglobin_drop(hemoglobin: str, tma: bool) -> None:
+    found = codes(_lab(PLT, "90", 7), _lab(CREAT, "0.3", 7), _lab(HGB, hemoglobin, 7))
+    assert found == ((THROMBO, TMA) if tma else (THROMBO,))
+
+
+def test_tma_needs_low_platelets() -> None:
+    assert codes(_lab(PLT, "150", 7), _lab(CREAT, "0.9", 7), _lab(HGB, "8.0", 7)) == ()
+
+
+def test_tma_alert_message_source_and_evidence() -> None:
+    found = alerts(_lab(PLT, "90", 7), _lab(CREAT, "0.6", 7), _lab(HGB, "9.5", 7))
+    alert = only(TMA, found)
+    assert alert.level is AlertLevel.URGENT
+    assert alert.section == "5.4"
+    assert alert.advice == label.ADVICE_TMA
+    assert "platelet count 90 x 10^3/uL on 2026-11-08 (day 7 after infusion)" in alert.message
+    assert "creatinine 0.6 mg/dL on 2026-11-08 against baseline 0.3 mg/dL" in alert.message
+    assert "hemoglobin 9.5 g/dL on 2026-11-08 against baseline 12.0 g/dL" in alert.message
+    assert alert.source == (
+        "institution default: platelets_low_10e3_per_ul = 150, tma_alert_days = 28, "
+        "tma_creatinine_rise_fraction = 0.5, tma_hemoglobin_drop_g_per_dl = 2"
+    )
+    assert [e.reference for e in alert.evidence] == [
+        ref(PLT, 7),
+        ref(CREAT, 7),
+        ref(CREAT, -4),
+        ref(HGB, 7),
+        ref(HGB, -4),
+    ]
+
+
+@pytest.mark.parametrize(("platelet_day", "tma"), [(28, True), (29, False)])
+def test_tma_only_within_tma_alert_days(platelet_day: int, tma: bool) -> None:
+    found = codes(_lab(PLT, "90", platelet_day), _lab(CREAT, "0.9", 7), _lab(HGB, "11.5", 7))
+    assert found == ((THROMBO, TMA) if tma else (THROMBO,))
+
+
+def test_creatinine_rise_after_the_window_does_not_make_a_tma_pattern() -> None:
+    found = codes(
+        _lab(PLT, "90", 10),
+        _lab(CREAT, "0.3", 7),
+        _lab(CREAT, "0.9", 35),
+        _lab(HGB, "11.5", 7),
+        on=day(40),
+    )
+    assert found == (THROMBO,)
+
+
+def test_tma_arms_that_cannot_be_checked_are_named() -> None:
+    no_baseline = [r for r in BASELINE if r.test is not HGB]
+    found = post_infusion_alerts(
+        facts(*no_baseline, _lab(PLT, "90", 7), _lab(HGB, "9.0", 7)),
+        infusion_date=INFUSION,
+        on=ON,
+        policy=DEFAULT_POLICY,
+    )
+    assert [a.code for a in found] == [THROMBO]
+    message = found[0].message
+    assert "TMA pattern not checkable by creatinine: no post-infusion creatinine" in message
+    assert "TMA pattern not checkable by hemoglobin: no baseline hemoglobin" in message
+
+
+def test_checkable_arms_and_late_low_platelets_add_no_gap_note() -> None:
+    checked = only(THROMBO, alerts(_lab(PLT, "90", 7), _lab(CREAT, "0.3", 7), _lab(HGB, "12", 7)))
+    late = only(THROMBO, alerts(_lab(PLT, "90", 35)))
+    assert "not checkable" not in checked.message
+    assert "not checkable" not in late.message
+
+
+def test_missing_arm_note_appears_alongside_a_tma_alert() -> None:
+    found = alerts(_lab(PLT, "90", 7), _lab(CREAT, "0.9", 7))
+    assert [a.code for a in found] == [THROMBO, TMA]
+    assert "not checkable by hemoglobin: no post-infusion hemoglobin" in found[0].message
+
+
+# 5.5 troponin I --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "fires"), [("0.04", False), ("0.041", True)])
+def test_troponin_above_uln(value: str, fires: bool) -> None:
+    assert codes(_lab(TNI, value, 7)) == ((TROPONIN,) if fires else ())
+
+
+def test_troponin_alert_is_a_warning_with_label_source() -> None:
+    alert = only(TROPONIN, alerts(_lab(TNI, "0.09", 7)))
+    assert alert.level is AlertLevel.WARNING
+    assert alert.section == "5.5"
+    assert alert.advice == label.ADVICE_TROPONIN
+    assert alert.source == "label section 5.5 (above the reference range)"
+    assert "troponin I 0.09 ng/mL = 2.25 x ULN on 2026-11-08" in alert.message
+    assert [e.reference for e in alert.evidence] == [ref(TNI, 7)]
+
+
+# What never counts ---------------------------------------------------------------------------
+
+
+def test_results_after_the_evaluation_date_are_ignored() -> None:
+    late = (_lab(ALT, "1020", 19), _lab(PLT, "90", 19), _lab(TNI, "0.5", 19))
+    assert codes(*late, on=day(18)) == ()
+    assert codes(*late, on=day(19)) == (LIVER, THROMBO, TROPONIN)
+
+
+def test_baseline_results_are_not_post_infusion() -> None:
+    # Abnormal on the infusion day itself: still baseline.
+    abnormal = (
+        _lab(ALT, "1020", 0),
+        _lab(BILI, "3.0", 0),
+        _lab(PLT, "90", 0),
+        _lab(TNI, "0.5", 0),
+    )
+    assert codes(*abnormal) == ()
+
+
+def test_nothing_is_post_infusion_before_the_infusion() -> None:
+    assert codes(_lab(ALT, "1020", 7), _lab(PLT, "90", 7), on=day(-1)) == ()
+
+
+def test_older_abnormal_result_superseded_by_newer_normal_one() -> None:
+    older = (_lab(ALT, "1020", 7), _lab(PLT, "90", 7), _lab(TNI, "0.5", 7), _lab(INR, "1.6", 7))
+    newer = (_lab(ALT, "40", 14), _lab(PLT, "200", 14), _lab(TNI, "0.02", 14))
+    assert codes(*older, *newer, _lab(INR, "1.6", 14)) == ()
+    assert codes(*older, *newer, on=day(13)) == (LIVER, THROMBO, TROPONIN)
+
+
+def test_unknown_uln_cannot_trigger() -> None:
+    unknown = (_lab(ALT, "1020", 7, reported=False), _lab(TNI, "0.5", 7, reported=False))
+    assert codes(*unknown, birth_date=None) == ()
+
+
+def test_fallback_uln_applies_when_age_is_known() -> None:
+    # Age 151 days on 2026-11-08: fallback ALT ULN 50 U/L, troponin I 0.04 ng/mL.
+    unknown = (_lab(ALT, "1020", 7, reported=False), _lab(TNI, "0.5", 7, reported=False))
+    found = alerts(*unknown)
+    assert [a.code for a in found] == [LIVER, TROPONIN]
+    assert "ALT 1020 U/L = 20.40 x ULN on 2026-11-08 (fallback ULN 50 U/L)" in found[0].message
+
+
+def test_zero_uln_cannot_trigger() -> None:
+    assert codes(_lab(ALT, "1020", 7, uln=Decimal(0))) == ()
+
+
+@pytest.mark.parametrize("comparator", [Comparator.LT, Comparator.LE])
+def test_censored_below_never_triggers_an_above_rule(comparator: Comparator) -> None:
+    censored = (
+        _lab(ALT, "1020", 7, comparator=comparator),
+        _lab(TNI, "0.5", 7, comparator=comparator),
+        _lab(INR, "2.0", 7, comparator=comparator),
+        _lab(BILI, "3.0", 7, comparator=comparator),
+        _lab(AST, "200", 7),
+    )
+    assert codes(*censored) == ()
+    assert codes(_lab(PLT, "90", 7), _lab(CREAT, "0.9", 7, comparator=comparator)) == (THROMBO,)
+
+
+def test_censored_value_above_the_limit_still_triggers() -> None:
+    found = alerts(_lab(ALT, "1020", 7, comparator=Comparator.GT))
+    assert "ALT >1020 U/L = 22.67 x ULN" in only(LIVER, found).message
+
+
+@pytest.mark.parametrize("comparator", [Comparator.GT, Comparator.GE])
+def test_censored_above_never_triggers_a_below_rule(comparator: Comparator) -> None:
+    assert codes(_lab(PLT, "90", 7, comparator=comparator)) == ()
+    found = codes(
+        _lab(PLT, "90", 7), _lab(CREAT, "0.3", 7), _lab(HGB, "8.0", 7, comparator=comparator)
+    )
+    assert found == (THROMBO,)
+
+
+def test_platelets_censored_below_still_count_as_low() -> None:
+    alert = only(THROMBO, alerts(_lab(PLT, "20", 35, comparator=Comparator.LT)))
+    assert "<20 x 10^3/uL" in alert.message
+
+
+# Policy ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "labs", "default", "overridden"),
+    [
+        (
+            {"platelets_low_10e3_per_ul": Decimal(100)},
+            (_lab(PLT, "120", 35),),
+            (THROMBO,),
+            (),
+        ),
+        (
+            {"liver_injury_bilirubin_uln_multiple": Decimal(2)},
+            (_lab(BILI, "1.8", 7), _lab(ALT, "200", 7)),
+            (LIVER,),
+            (),
+        ),
+        (
+            {"liver_injury_aminotransferase_uln_multiple": Decimal(5)},
+            (_lab(BILI, "1.8", 7), _lab(ALT, "200", 7)),
+            (LIVER,),
+            (),
+        ),
+        ({"inr_rise_min": Decimal("0.1")}, (_lab(INR, "1.15", 7),), (), (LIVER,)),
+        (
+            {"tma_alert_days": 7},
+            (_lab(PLT, "90", 10), _lab(CREAT, "0.9", 7)),
+            (THROMBO, TMA),
+            (THROMBO,),
+        ),
+        (
+            {"tma_creatinine_rise_fraction": Decimal("0.2")},
+            (_lab(PLT, "90", 7), _lab(CREAT, "0.36", 7)),
+            (THROMBO,),
+            (THROMBO, TMA),
+        ),
+        (
+            {"tma_hemoglobin_drop_g_per_dl": Decimal(1)},
+            (_lab(PLT, "90", 7), _lab(CREAT, "0.3", 7), _lab(HGB, "11.0", 7)),
+            (THROMBO,),
+            (THROMBO, TMA),
+        ),
+    ],
+    ids=lambda v: next(iter(v)) if isinstance(v, dict) else None,
+)
+def test_policy_overrides_change_the_outcome(
+    changes: dict[str, object],
+    labs: tuple[LabResult, ...],
+    default: tuple[AlertCode, ...],
+    overridden: tuple[AlertCode, ...],
+) -> None:
+    policy = dataclasses.replace(DEFAULT_POLICY, **changes)
+    assert codes(*labs) == default
+    assert codes(*labs, policy=policy) == overridden
+
+
+def test_policy_values_appear_in_the_sources() -> None:
+    policy = dataclasses.replace(
+        DEFAULT_POLICY, platelets_low_10e3_per_ul=Decimal(100), inr_rise_min=Decimal("0.1")
+    )
+    found = alerts(_lab(PLT, "90", 35), _lab(INR, "1.15", 7), policy=policy)
+    assert only(THROMBO, found).source == "institution default: platelets_low_10e3_per_ul = 100"
+    assert only(LIVER, found).source == "institution default: inr_rise_min = 0.1"
+
+
+# Order and determinism -----------------------------------------------------------------------
+
+
+def test_urgent_before_warning_then_code_order() -> None:
+    everything = (
+        _lab(TNI, "0.5", 7),
+        _lab(PLT, "90", 7),
+        _lab(CREAT, "0.9", 7),
+        _lab(ALT, "1020", 7),
+    )
+    found = alerts(*everything)
+    assert [a.code for a in found] == [LIVER, THROMBO, TMA, TROPONIN]
+    assert [a.level for a in found] == [AlertLevel.URGENT] * 3 + [AlertLevel.WARNING]
+
+
+def test_same_facts_give_the_same_alerts_whatever_order_the_labs_come_in() -> None:
+    # The day-14 ALT supersedes the day-7 one only if results are taken newest first.
+    labs = (
+        *BASELINE,
+        _lab(TNI, "0.5", 7),
+        _lab(PLT, "90", 7),
+        _lab(ALT, "1020", 7),
+        _lab(ALT, "40", 14),
+    )
+    newest_first = facts(*labs)
+    shuffled = dataclasses.replace(newest_first, labs=tuple(reversed(newest_first.labs)))
+    first = post_infusion_alerts(newest_first, infusion_date=INFUSION, on=ON, policy=DEFAULT_POLICY)
+    again = post_infusion_alerts(shuffled, infusion_date=INFUSION, on=ON, policy=DEFAULT_POLICY)
+    assert first == again
+    assert [a.code for a in first] == [THROMBO, TROPONIN]
