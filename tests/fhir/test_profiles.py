@@ -407,7 +407,7 @@ def test_every_profile_the_writer_declares_exists_and_every_profile_is_used() ->
     declared = {url for e in _example()["entry"] for url in e["resource"]["meta"]["profile"]}
     consult = profiles.profile_url("zolgensma-consult")
     assert declared == set(profiles.structure_definitions()) - {consult}
-    # the consult request is written by the day-30 decision, checked in tests/fhir/test_followup_write.py
+    # the consult request comes from the day-30 decision: tests/fhir/test_followup_write.py
 
 
 # CodeSystem ----------------------------------------------------------------------------------
