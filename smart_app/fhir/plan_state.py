@@ -11,6 +11,7 @@ from typing import Any
 from smart_app.errors import PlanStateError
 from smart_app.fhir import codes
 from smart_app.fhir.gateway import PatientRecord
+from smart_app.fhir.read import is_zolgensma
 from smart_app.rules.model import (
     ActivityKind,
     DecisionBranch,
@@ -172,10 +173,7 @@ def _infusion(record: PatientRecord, planned: dt.date) -> tuple[dt.date, Evidenc
     for r in record.resources:
         if r.get("resourceType") != "MedicationAdministration" or r.get("status") not in GIVEN:
             continue
-        concept = r.get("medicationCodeableConcept") or {}
-        ndcs = {c.get("code", "") for c in concept.get("coding") or []}
-        text = str(concept.get("text") or "").lower()
-        if not any(str(n).startswith("71894") for n in ndcs) and "zolgensma" not in text:
+        if not is_zolgensma(r.get("medicationCodeableConcept")):
             continue
         when = _date(r.get("effectiveDateTime") or (r.get("effectivePeriod") or {}).get("start"))
         if when is not None:

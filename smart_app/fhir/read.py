@@ -452,7 +452,7 @@ class _Reader:
         if isinstance(reference, Mapping):
             target = self.medications.get(str(reference.get("reference")))
             concept = (target or {}).get("code") or {"text": reference.get("display", "")}
-        if _is_zolgensma(concept):
+        if is_zolgensma(concept):
             when = _date(
                 med.get("effectiveDateTime")
                 or med.get("authoredOn")
@@ -566,7 +566,7 @@ def _is_advanced(concept: Any) -> bool:
     return any(word in text for word in codes.ADVANCED_SMA_TEXT)
 
 
-def _is_zolgensma(concept: Any) -> bool:
+def is_zolgensma(concept: Any) -> bool:
     """An NDC under labeler 71894 or text naming onasemnogene / Zolgensma."""
     for coding in _codings(concept):
         digits = str(coding.get("code", "")).replace("-", "")

@@ -7,9 +7,12 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from smart_app.fhir import codes
+from smart_app.fhir.units import weight_to_kg
+from smart_app.rules.dosing import dose_for_weight
 from smart_app.rules.model import FindingCode, LabTest, Status
 from smart_app.rules.monitoring import lab_draws
 from smart_app.rules.policy import DEFAULT_POLICY
@@ -324,9 +327,49 @@ def _baseline(spec: _Spec, pid: str, birth: dt.date, on: dt.date) -> list[Resour
     return out
 
 
+GROWTH_G_PER_DAY = 25
+"""How fast the synthetic infants gain weight after infusion (so the day-30 dose changes)."""
+
+
+def _kit_ndc(spec: _Spec) -> str:
+    """The NDC of the kit the patient's baseline weight was dosed with."""
+    dose = dose_for_weight(weight_to_kg(Decimal(str(spec.weight or 0)), spec.weight_unit))
+    return dose.kit.ndc if dose else "71894"
+
+
 def _followup(spec: _Spec, pid: str, infusion: dt.date, today: dt.date) -> list[Resource]:
-    """The post-infusion draws the monitoring schedule expects, up to and including today."""
-    return [
+    """After infusion: the ZOLGENSMA administration, weekly weights, and the scheduled draws
+    up to and including today."""
+    out: list[Resource] = [
+        {
+            "resourceType": "MedicationAdministration",
+            "id": f"{pid}-zolgensma",
+            "status": "completed",
+            "medicationCodeableConcept": _concept(
+                codes.NDC,
+                _kit_ndc(spec),
+                "ZOLGENSMA (onasemnogene abeparvovec-xioi) kit",
+                "ZOLGENSMA infusion",
+            ),
+            "subject": {"reference": f"Patient/{pid}"},
+            "effectiveDateTime": _at(infusion, "10:00"),
+        }
+    ]
+    if spec.weight is not None:
+        out += [
+            observation(
+                pid,
+                f"weight-d{day}",
+                code=(codes.LOINC, "29463-7", "Body weight"),
+                when=_at(infusion + _days(day), "07:50"),
+                category="vital-signs",
+                valueQuantity=_quantity(
+                    round(spec.weight + GROWTH_G_PER_DAY * day / 1000, 2), spec.weight_unit
+                ),
+            )
+            for day in range(7, (today - infusion).days + 1, 7)
+        ]
+    out += [
         lab(
             pid,
             test,
@@ -338,6 +381,7 @@ def _followup(spec: _Spec, pid: str, infusion: dt.date, today: dt.date) -> list[
         if draw.date <= today
         for test in draw.tests
     ]
+    return out
 
 
 def _build(spec: _Spec, index: int, today: dt.date) -> SyntheticPatient:

@@ -21,8 +21,11 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from smart_app import clock, create_app, service
 from smart_app.config import ClientType, Registration, web_settings
+from smart_app.errors import WriteBlocked
+from smart_app.fhir.followup_write import Confirmed
 from smart_app.fhir.gateway import FhirGateway
 from smart_app.fhir.write import Confirmation, OrderMode
+from smart_app.rules import label
 from smart_app.sandbox.ehr import EhrSettings, LauncherPatient, SandboxClient, create_ehr
 from smart_app.sandbox.fhirserver import free_port, sekmet
 from smart_app.sandbox.patients import SyntheticPatient, synthetic_patients, transaction_bundle
@@ -30,6 +33,8 @@ from smart_app.web.state import WebState
 
 CLIENT_ID = "zolgensma-smart"
 PRACTITIONER_ID = "sandbox-practitioner"
+DAY30_CHECK = label.STEROID_FULL_DOSE_DAYS - 2
+"""The day-30 liver assessment falls on infusion + 28."""
 LOG = logging.getLogger("smart_app.sandbox")
 
 
@@ -117,6 +122,42 @@ def load(fhir_base: str, patients: Sequence[SyntheticPatient], *, now: dt.dateti
             order_mode=OrderMode.ORDER,
         )
         service.write(gateway, evaluation, confirmation)
+        _replay_followup(gateway, patient, now=now)
+
+
+def _replay_followup(gateway: FhirGateway, patient: SyntheticPatient, *, now: dt.datetime) -> None:
+    """What the care team did on earlier launches: baseline and counseling confirmed on the eve
+    of infusion; past day 28, that day's Tasks confirmed and the taper decided; past day 90,
+    every resulted Task confirmed."""
+    day = patient.in_plan_day or 0
+    infusion = patient.infusion_date
+
+    def confirmed(on: dt.date) -> Confirmed:
+        """The sandbox clinician's confirmation at 09:00 that day."""
+        return Confirmed(
+            recorded=dt.datetime.combine(on, dt.time(9), tzinfo=now.tzinfo),
+            fhir_user=f"Practitioner/{PRACTITIONER_ID}",
+            order_mode=OrderMode.ORDER,
+        )
+
+    def confirm_tasks(on: dt.date, manual: frozenset[str] = frozenset()) -> None:
+        """Complete the Tasks resulted by `on` (and the named manual ones)."""
+        following = service.read_followup(gateway, patient.patient_id, on=on)
+        if following is None:
+            return
+        with contextlib.suppress(WriteBlocked):
+            service.complete_tasks(gateway, following, confirmed(on), manual_items=manual)
+
+    eve = infusion - dt.timedelta(days=1)
+    confirm_tasks(eve, frozenset({"task/counseling/day-1"}))
+    if day > DAY30_CHECK:
+        check = infusion + dt.timedelta(days=DAY30_CHECK)
+        confirm_tasks(check, frozenset({"task/vigilance/day0"}))
+        following = service.read_followup(gateway, patient.patient_id, on=check, exam_normal=True)
+        if following is not None and following.followup.decision is not None:
+            service.record_decision(gateway, following, confirmed(check))
+    if day >= label.LIVER_MONITORING_DAYS:
+        confirm_tasks(infusion + dt.timedelta(days=day))
 
 
 @contextlib.contextmanager
