@@ -1,4 +1,4 @@
-"""The `zolgensma-smart` command line: plan from a Bundle or a FHIR server, write back, doses."""
+"""The `zolgensma-smart` command line: plan, write back, follow up after infusion, doses."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import NoReturn
 
-from smart_app import clock, render, service
+from smart_app import clock, render, render_followup, service
 from smart_app.config import load_policy
 from smart_app.errors import FhirError, InputError, SmartAppError, WriteBackError, WriteBlocked
 from smart_app.fhir import codes
@@ -126,6 +126,20 @@ def _parser() -> _Parser:
         metavar="SYSTEM|CODE",
         help="a local code for the anti-AAV9 titer (repeatable)",
     )
+    follow = sub.add_parser(
+        "followup", help="where a patient on a plan stands: day, phase, Tasks, alerts, decision"
+    )
+    follow.add_argument("--fhir-base", metavar="URL", required=True, help="FHIR R4 server base URL")
+    follow.add_argument("--patient", metavar="ID", required=True, help="Patient id on the server")
+    follow.add_argument("--bearer-token", metavar="T", help=f"access token (better: {TOKEN_ENV})")
+    follow.add_argument("--on", type=_date, help="follow-up date (default: today)")
+    follow.add_argument(
+        "--exam-normal",
+        action="store_true",
+        help="the clinician attests a normal clinical exam (for the day-30 decision preview)",
+    )
+    follow.add_argument("--format", type=Format, choices=list(Format), default=Format.JSON)
+    follow.add_argument("--policy", type=Path, help="TOML file of institution overrides")
     dose = sub.add_parser("dose", help="kit lookup for one or many weights")
     dose.add_argument("weights", nargs="+", metavar="WEIGHT")
     dose.add_argument("--unit", type=WeightUnit, choices=list(WeightUnit), default=WeightUnit.KG)
@@ -235,6 +249,25 @@ def _weight(text: str, unit: WeightUnit) -> Decimal:
         raise InputError(f"weight {text!r}: {exc}") from None
 
 
+def run_followup(args: argparse.Namespace) -> str:
+    """Read the patient's active plan and results; print where they stand (writes nothing)."""
+    policy = load_policy(args.policy) if args.policy else DEFAULT_POLICY
+    token = args.bearer_token or os.environ.get(TOKEN_ENV) or None
+    gateway = FhirGateway(args.fhir_base, bearer_token=token)
+    on = args.on or clock.today()
+    following = service.read_followup(
+        gateway, args.patient, on=on, policy=policy, exam_normal=True if args.exam_normal else None
+    )
+    if following is None:
+        raise InputError(
+            f"Patient/{args.patient} has no active ZOLGENSMA plan written by this app: "
+            "evaluate and write one with `zolgensma-smart plan --write` first"
+        )
+    if args.format is Format.TEXT:
+        return render_followup.followup_text(following.followup)
+    return render.to_json(render_followup.followup_data(following.followup))
+
+
 def run_dose(args: argparse.Namespace) -> str:
     """Look up the kit for each weight; weights outside the label get no kit, not an error."""
     rows = []
@@ -260,7 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: exit 0 when it evaluated, 2 with a one-line message when input is unusable."""
     try:
         args = _parser().parse_args(argv)
-        output = run_plan(args) if args.command == "plan" else run_dose(args)
+        commands = {"plan": run_plan, "followup": run_followup, "dose": run_dose}
+        output = commands[args.command](args)
     except NotWritten as exc:
         sys.stdout.write(exc.output)
         sys.stderr.write(f"zolgensma-smart: not written: {exc}\n")

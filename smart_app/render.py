@@ -16,31 +16,31 @@ if TYPE_CHECKING:
     from smart_app.fhir.write import Written
 
 
-def _day(value: dt.date | None) -> str | None:
+def iso_day(value: dt.date | None) -> str | None:
     """ISO date or None."""
     return value.isoformat() if value else None
 
 
-def _evidence(e: Evidence) -> dict[str, Any]:
+def evidence_data(e: Evidence) -> dict[str, Any]:
     """One piece of evidence."""
     return {
         "reference": e.reference,
         "value": e.value,
         "unit": e.unit,
-        "date": _day(e.date),
+        "date": iso_day(e.date),
         "recorded": e.recorded or None,
         "display": e.display,
     }
 
 
-def _finding(f: Finding) -> dict[str, Any]:
+def finding_data(f: Finding) -> dict[str, Any]:
     """One finding."""
     return {
         "code": f.code.value,
         "severity": f.severity.value,
         "message": f.message,
         "section": f.section,
-        "evidence": [_evidence(e) for e in f.evidence],
+        "evidence": [evidence_data(e) for e in f.evidence],
     }
 
 
@@ -77,13 +77,13 @@ def _steroids(course: SteroidCourse | None) -> dict[str, Any] | None:
         "dose_mg_per_day": json_number(course.dose_mg_per_day),
         "volume_ml_per_day": json_number(course.volume_ml_per_day),
         "concentration_mg_per_ml": json_number(course.concentration_mg_per_ml),
-        "start_date": _day(course.start_date),
-        "full_dose_through": _day(course.full_dose_through),
-        "liver_check_date": _day(course.liver_check_date),
+        "start_date": iso_day(course.start_date),
+        "full_dose_through": iso_day(course.full_dose_through),
+        "liver_check_date": iso_day(course.liver_check_date),
         "taper": [
             {
-                "start": _day(s.start),
-                "end": _day(s.end),
+                "start": iso_day(s.start),
+                "end": iso_day(s.end),
                 "days": s.days,
                 "mg_per_kg_per_day": json_number(s.mg_per_kg_per_day),
                 "dose_mg_per_day": json_number(s.dose_mg_per_day),
@@ -98,14 +98,14 @@ def _steroids(course: SteroidCourse | None) -> dict[str, Any] | None:
 def _item(i: ScheduleItem) -> dict[str, Any]:
     """One scheduled activity."""
     return {
-        "date": _day(i.date),
+        "date": iso_day(i.date),
         "day": i.day,
         "hcp_day": i.hcp_day,
         "kind": i.kind.value,
         "activity": i.activity,
         "tests": [t.value for t in i.tests],
         "section": i.section,
-        "window": {"start": _day(i.window_start), "end": _day(i.window_end)},
+        "window": {"start": iso_day(i.window_start), "end": iso_day(i.window_end)},
         "institution_default": i.institution_default,
         "conditional": i.conditional or None,
     }
@@ -114,17 +114,17 @@ def _item(i: ScheduleItem) -> dict[str, Any]:
 def plan_data(plan: Plan) -> dict[str, Any]:
     """The plan as JSON-ready data, keys in a fixed order."""
     return {
-        "evaluated_on": _day(plan.evaluated_on),
-        "infusion_date": _day(plan.infusion_date),
+        "evaluated_on": iso_day(plan.evaluated_on),
+        "infusion_date": iso_day(plan.infusion_date),
         "patient": {
             "id": plan.patient_id,
-            "birth_date": _day(plan.birth_date),
+            "birth_date": iso_day(plan.birth_date),
             "age_days_on_infusion": plan.age_days_on_infusion,
-            "last_labeled_infusion_date": _day(plan.last_labeled_infusion_date),
+            "last_labeled_infusion_date": iso_day(plan.last_labeled_infusion_date),
         },
         "eligibility": {
             "status": plan.eligibility.status.value,
-            "findings": [_finding(f) for f in plan.eligibility.findings],
+            "findings": [finding_data(f) for f in plan.eligibility.findings],
         },
         "dose": dose_data(plan.dose),
         "prednisolone": _steroids(plan.steroids),
@@ -142,7 +142,7 @@ def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
-def _wrap(text: str, indent: int) -> str:
+def wrap(text: str, indent: int) -> str:
     """Wrap to 96 columns under a hanging indent."""
     pad = " " * indent
     return textwrap.fill(text, width=96, initial_indent=pad, subsequent_indent=pad)
@@ -169,8 +169,8 @@ def plan_text(plan: Plan) -> str:
     out.append(f"ELIGIBILITY: {plan.eligibility.status.value.upper()}")
     for f in plan.eligibility.findings:
         out.append(f"  [{f.severity.value}] {f.code.value} (section {f.section})")
-        out.append(_wrap(f.message, 6))
-        out.extend(_wrap(f"evidence: {_evidence_line(e)}", 6) for e in f.evidence)
+        out.append(wrap(f.message, 6))
+        out.extend(wrap(f"evidence: {_evidence_line(e)}", 6) for e in f.evidence)
     out.append("")
     out.extend(_dose_text(plan.dose))
     out.append("")
@@ -180,13 +180,13 @@ def plan_text(plan: Plan) -> str:
     for i in plan.schedule:
         flags = " [institution default]" if i.institution_default else ""
         out.append(f"  {i.date}  day {i.day:>3}  HCP Day {i.hcp_day:>3}  {i.kind.value}{flags}")
-        out.append(_wrap(f"{i.activity} (section {i.section})", 6))
+        out.append(wrap(f"{i.activity} (section {i.section})", 6))
         if i.conditional:
-            out.append(_wrap(f"if: {i.conditional}", 6))
+            out.append(wrap(f"if: {i.conditional}", 6))
     out.append("")
     out.append("CAREGIVER COUNSELING (section 17)")
     for c in plan.counseling:
-        out.append(_wrap(f"- {c.topic}: {c.text}", 2))
+        out.append(wrap(f"- {c.topic}: {c.text}", 2))
     return "\n".join(out) + "\n"
 
 
@@ -228,7 +228,7 @@ def _steroid_text(course: SteroidCourse | None) -> list[str]:
         f"= {s.volume_ml_per_day} mL daily"
         for s in course.taper
     )
-    out.append(_wrap(course.taper_basis, 2))
+    out.append(wrap(course.taper_basis, 2))
     return out
 
 

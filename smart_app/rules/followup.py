@@ -505,11 +505,8 @@ def task_view(
         if not missing:
             return TaskView(task, TaskState.RESULTED, tuple(matches), (), late)
     if on < task.window_start:
-        state = TaskState.UPCOMING
-    elif on <= task.window_end:
-        state = TaskState.DUE
-    else:
-        state = TaskState.OVERDUE
+        return TaskView(task, TaskState.UPCOMING)
+    state = TaskState.DUE if on <= task.window_end else TaskState.OVERDUE
     return TaskView(task, state, tuple(matches), tuple(missing), late)
 
 

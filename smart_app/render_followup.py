@@ -1,0 +1,237 @@
+"""A FollowUp as JSON-ready data and as a readable summary (the `followup` command, the view)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from smart_app.render import evidence_data, finding_data, iso_day, wrap
+from smart_app.rules.arith import json_number
+from smart_app.rules.followup import Decision, DoseToday, FollowUp, ResultRow, TaskView
+from smart_app.rules.labs import Interpreted
+from smart_app.rules.model import Alert, SteroidOrder, SteroidStep, TaskState
+
+TASK_GROUPS = (
+    TaskState.OVERDUE,
+    TaskState.DUE,
+    TaskState.RESULTED,
+    TaskState.UPCOMING,
+    TaskState.DONE,
+)
+"""The order task groups are listed in: what needs action first."""
+
+
+def _order(order: SteroidOrder) -> dict[str, Any]:
+    """One prednisolone order."""
+    return {
+        "reference": order.reference,
+        "role": order.role.value,
+        "step": order.step,
+        "start": iso_day(order.start),
+        "end": iso_day(order.end),
+        "mg_per_day": json_number(order.mg_per_day),
+        "mg_per_kg_per_day": json_number(order.mg_per_kg_per_day),
+        "volume_ml_per_day": json_number(order.volume_ml_per_day),
+        "weight_kg": json_number(order.weight_kg) if order.weight_kg is not None else None,
+        "status": order.status,
+    }
+
+
+def _dose(dose: DoseToday | None) -> dict[str, Any] | None:
+    """A dose on a date with its order."""
+    if dose is None:
+        return None
+    return {"date": iso_day(dose.date), "text": dose.text, "order": _order(dose.order)}
+
+
+def _task(view: TaskView) -> dict[str, Any]:
+    """One Task with its state and results."""
+    task = view.task
+    return {
+        "reference": task.reference,
+        "item": task.item,
+        "kind": task.kind.value,
+        "day": task.day,
+        "hcp_day": task.day + 2,
+        "window": {"start": iso_day(task.window_start), "end": iso_day(task.window_end)},
+        "tests": [t.value for t in task.tests],
+        "state": view.state.value,
+        "late": view.late,
+        "missing": [t.value for t in view.missing],
+        "results": [m.evidence.reference for m in view.matches],
+        "outputs": list(task.outputs),
+        "description": task.description,
+    }
+
+
+def _result(row: ResultRow) -> dict[str, Any]:
+    """One post-infusion result."""
+    result = row.result
+    return {
+        "test": result.test.value,
+        "value": json_number(result.value),
+        "comparator": result.comparator.value,
+        "unit": result.unit,
+        "date": iso_day(result.effective),
+        "day": row.day,
+        "uln": json_number(row.uln) if row.uln is not None else None,
+        "multiple_of_uln": json_number(row.multiple_of_uln)
+        if row.multiple_of_uln is not None
+        else None,
+        "flag": row.flag.value,
+        "final": result.final,
+        "reference": result.evidence.reference,
+    }
+
+
+def _alert(alert: Alert) -> dict[str, Any]:
+    """One alert with its source."""
+    return {
+        "code": alert.code.value,
+        "level": alert.level.value,
+        "message": alert.message,
+        "advice": alert.advice,
+        "section": alert.section,
+        "source": alert.source,
+        "evidence": [evidence_data(e) for e in alert.evidence],
+    }
+
+
+def _step(step: SteroidStep) -> dict[str, Any]:
+    """One proposed dosing period."""
+    return {
+        "start": iso_day(step.start),
+        "end": iso_day(step.end),
+        "days": step.days,
+        "mg_per_kg_per_day": json_number(step.mg_per_kg_per_day),
+        "dose_mg_per_day": json_number(step.dose_mg_per_day),
+        "volume_ml_per_day": json_number(step.volume_ml_per_day),
+    }
+
+
+def _panel(seen: Interpreted) -> dict[str, Any]:
+    """A liver panel result with its multiple of ULN."""
+    return {
+        "test": seen.result.test.value,
+        "value": json_number(seen.result.value),
+        "unit": seen.result.unit,
+        "date": iso_day(seen.result.effective),
+        "uln": json_number(seen.uln) if seen.uln is not None else None,
+        "multiple_of_uln": json_number(seen.multiple_of_uln)
+        if seen.multiple_of_uln is not None
+        else None,
+        "reference": seen.result.evidence.reference,
+    }
+
+
+def decision_data(decision: Decision | None) -> dict[str, Any] | None:
+    """The proposed liver assessment decision."""
+    if decision is None:
+        return None
+    weight = decision.weight
+    return {
+        "key": decision.key,
+        "branch": decision.branch.value if decision.branch else None,
+        "writable": decision.writable,
+        "labs_unremarkable": decision.labs_unremarkable,
+        "exam_normal": decision.exam_normal,
+        "reasons": list(decision.reasons),
+        "consult": decision.consult,
+        "panel": [_panel(p) for p in decision.panel],
+        "weight": None
+        if weight is None
+        else {
+            "kg": json_number(weight.value),
+            "date": iso_day(weight.effective),
+            "reference": weight.evidence.reference,
+        },
+        "previous_mg_per_day": json_number(decision.previous_mg_per_day),
+        "full_dose_mg_per_day": json_number(decision.full_dose_mg_per_day)
+        if decision.full_dose_mg_per_day is not None
+        else None,
+        "steps": [_step(s) for s in decision.steps],
+        "lab_draw_days": [d.day for d in decision.draws],
+        "findings": [finding_data(f) for f in decision.findings],
+    }
+
+
+def followup_data(found: FollowUp) -> dict[str, Any]:
+    """Everything the follow-up shows, as JSON-ready data."""
+    groups: dict[str, list[dict[str, Any]]] = {state.value: [] for state in TASK_GROUPS}
+    for view in found.tasks:
+        groups[view.state.value].append(_task(view))
+    return {
+        "patient": found.patient_id,
+        "on": iso_day(found.on),
+        "infusion_date": iso_day(found.infusion_date),
+        "day": found.day,
+        "hcp_day": found.hcp_day,
+        "phase": found.phase.value,
+        "steroid": {
+            "today": _dose(found.dose_today),
+            "next_change": _dose(found.next_change),
+            "course": found.course_text,
+            "orders": [_order(o) for o in found.orders],
+        },
+        "alerts": [_alert(a) for a in found.alerts],
+        "decision": decision_data(found.decision),
+        "tasks": groups,
+        "results": [_result(r) for r in found.results],
+        "findings": [finding_data(f) for f in found.findings],
+    }
+
+
+def followup_text(found: FollowUp) -> str:
+    """A readable summary: alerts first, then where the patient stands, the decision, Tasks."""
+    data = followup_data(found)
+    out = [
+        f"ZOLGENSMA follow-up for Patient/{found.patient_id} on {found.on}",
+        f"  Day {found.day} after infusion on {found.infusion_date} (HCP Day {found.hcp_day}); "
+        f"phase: {found.phase.value}",
+    ]
+    for alert in found.alerts:
+        out.append(f"  {alert.level.value.upper()}: {alert.message} [USPI {alert.section}]")
+        out.append(wrap(f"Advice: {alert.advice} Source: {alert.source}.", 6))
+    for finding in found.findings:
+        out.append(wrap(f"{finding.severity.value}: {finding.message} [{finding.section}]", 2))
+    out.append("Corticosteroid")
+    today = found.dose_today
+    out.append(wrap(f"Today: {today.text}" if today else "Today: no order covers today", 2))
+    if found.next_change:
+        out.append(wrap(f"Next: from {found.next_change.date}: {found.next_change.text}", 2))
+    out.append(wrap(found.course_text, 2))
+    decision = data["decision"]
+    if decision:
+        out.append("Liver assessment decision (USPI 2.1)")
+        branch = decision["branch"] or "undecided: results missing"
+        out.append(f"  Proposed: {branch}; writable: {'yes' if decision['writable'] else 'no'}")
+        for reason in decision["reasons"]:
+            out.append(wrap(f"- {reason}", 4))
+        weight = decision["weight"]
+        if weight and decision["full_dose_mg_per_day"] is not None:
+            out.append(
+                f"  Weight {weight['kg']} kg on {weight['date']}: 1 mg/kg/day = "
+                f"{decision['full_dose_mg_per_day']} mg (was {decision['previous_mg_per_day']} mg)"
+            )
+        if decision["consult"]:
+            out.append("  CONSULT pediatric gastroenterology or hepatology promptly (2.1; 5.1)")
+        for step in decision["steps"]:
+            out.append(
+                f"  {step['start']} to {step['end']}: {step['mg_per_kg_per_day']} mg/kg/day = "
+                f"{step['dose_mg_per_day']} mg ({step['volume_ml_per_day']} mL) daily"
+            )
+        for finding in decision["findings"]:
+            out.append(wrap(f"{finding['severity']}: {finding['message']}", 4))
+    out.append("Tasks")
+    for state in TASK_GROUPS:
+        tasks = data["tasks"][state.value]
+        if not tasks:
+            continue
+        out.append(f"  {state.value} ({len(tasks)})")
+        for task in tasks:
+            late = " (late)" if task["late"] else ""
+            missing = f"; missing {', '.join(task['missing'])}" if task["missing"] else ""
+            out.append(
+                f"    day {task['day']:>3}  {task['window']['start']}..{task['window']['end']}  "
+                f"{task['kind']}{late}{missing}"
+            )
+    return "\n".join(out) + "\n"
