@@ -44,6 +44,20 @@ def evaluate(
 ) -> Evaluation:
     """One batch read, then the pure rules."""
     record = gateway.read_patient(patient_id, titer_codes=titer_codes)
+    return evaluate_record(
+        record, on=on, infusion_date=infusion_date, policy=policy, titer_codes=titer_codes
+    )
+
+
+def evaluate_record(
+    record: PatientRecord,
+    *,
+    on: dt.date,
+    infusion_date: dt.date,
+    policy: Policy = DEFAULT_POLICY,
+    titer_codes: frozenset[codes.Coding] = codes.DEFAULT_TITER_CODES,
+) -> Evaluation:
+    """The plan for a record already read."""
     facts = facts_from_bundle(record.bundle(), titer_codes=titer_codes)
     plan = build_plan(facts, on=on, infusion_date=infusion_date, policy=policy)
     return Evaluation(record=record, facts=facts, plan=plan)
@@ -82,6 +96,20 @@ def read_followup(
 ) -> Following | None:
     """One batch read; None when the patient has no active plan of this app."""
     record = gateway.read_patient(patient_id, titer_codes=titer_codes)
+    return follow_record(
+        record, on=on, policy=policy, exam_normal=exam_normal, titer_codes=titer_codes
+    )
+
+
+def follow_record(
+    record: PatientRecord,
+    *,
+    on: dt.date,
+    policy: Policy = DEFAULT_POLICY,
+    exam_normal: bool | None = None,
+    titer_codes: frozenset[codes.Coding] = codes.DEFAULT_TITER_CODES,
+) -> Following | None:
+    """Where a patient stands, from a record already read; None without an active plan."""
     state = plan_state(record)
     if state is None:
         return None

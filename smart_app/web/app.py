@@ -24,7 +24,7 @@ from smart_app.errors import (
     SmartAppError,
 )
 from smart_app.rules.dosing import sci
-from smart_app.web import context, launch, plan, security
+from smart_app.web import context, followup, launch, plan, security
 from smart_app.web.state import EXTENSION, WebState
 
 LAUNCH_PAGE_DIR = Path(__file__).resolve().parents[2]
@@ -62,6 +62,7 @@ def build_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.jinja_env.filters["sci"] = sci
     app.register_blueprint(launch.bp)
     app.register_blueprint(plan.bp)
+    app.register_blueprint(followup.bp)
     _errors(app)
     logging.getLogger("authlib").setLevel(logging.WARNING)
     return app

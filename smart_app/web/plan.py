@@ -8,13 +8,15 @@ from typing import Any
 from flask import Blueprint, Response, current_app, render_template, request
 
 from smart_app import render, service
-from smart_app.errors import InputError, SessionExpired, WriteBackError, WriteBlocked
+from smart_app.errors import InputError, WriteBackError, WriteBlocked
 from smart_app.fhir import summary
-from smart_app.fhir.gateway import FhirGateway
+from smart_app.fhir.gateway import FhirGateway, PatientRecord
+from smart_app.fhir.plan_state import plan_state
 from smart_app.fhir.write import Confirmation
 from smart_app.rules.eligibility import UNBLOCK_ADVICE
 from smart_app.rules.model import Severity, Status
-from smart_app.web import context, present, smart
+from smart_app.web import context, followup, present, smart
+from smart_app.web.connection import connect
 from smart_app.web.security import check_csrf
 from smart_app.web.state import web_state
 
@@ -22,31 +24,6 @@ bp = Blueprint("plan", __name__, url_prefix="/p/<context_id>")
 
 WRITABLE = (Status.ELIGIBLE, Status.NEEDS_REVIEW)
 MAX_PLANNING_DAYS = 365
-
-
-def _connect(context_id: str) -> tuple[context.LaunchContext, FhirGateway]:
-    """The launch context and a gateway with a live token (refreshed when due)."""
-    state = web_state()
-    launched = context.load_context(context_id)
-    if not launched.is_open and smart.needs_refresh(launched.expires_at, now=state.clock()):
-        registration = state.settings.registrations.get(launched.iss)
-        if not launched.refresh_token or registration is None:
-            raise SessionExpired("the EHR session has expired; relaunch the app from the chart")
-        grant = smart.refresh(
-            registration,
-            smart.Endpoints(token=launched.token_endpoint),
-            refresh_token=launched.refresh_token,
-            previous=launched.grant(),
-            clock=state.clock,
-        )
-        launched = context.LaunchContext.from_grant(
-            grant, iss=launched.iss, token_endpoint=launched.token_endpoint
-        )
-        context.replace_context(context_id, launched)
-    gateway = FhirGateway(
-        launched.iss, bearer_token=launched.access_token or None, session=state.http
-    )
-    return launched, gateway
 
 
 def _infusion_date(text: str | None, *, today: dt.date) -> dt.date:
@@ -66,14 +43,19 @@ def _evaluate(
     context_id: str, infusion_text: str | None
 ) -> tuple[context.LaunchContext, FhirGateway, service.Evaluation]:
     """Read the chart once and build the plan."""
+    launched, gateway = connect(context_id)
+    record = gateway.read_patient(launched.patient)
+    return launched, gateway, _plan(record, infusion_text)
+
+
+def _plan(record: PatientRecord, infusion_text: str | None) -> service.Evaluation:
+    """The plan for a record read today."""
     state = web_state()
-    launched, gateway = _connect(context_id)
     today = state.today()
     infusion = _infusion_date(infusion_text, today=today)
-    evaluation = service.evaluate(
-        gateway, launched.patient, on=today, infusion_date=infusion, policy=state.settings.policy
+    return service.evaluate_record(
+        record, on=today, infusion_date=infusion, policy=state.settings.policy
     )
-    return launched, gateway, evaluation
 
 
 def _page(
@@ -121,10 +103,17 @@ def _page(
 
 
 @bp.get("/")
-def show(context_id: str) -> str:
-    """The plan page: eligibility with evidence, dose and kit, course, schedule, what is written."""
-    launched, _, evaluation = _evaluate(context_id, request.args.get("infusion_date"))
-    return render_template("plan.html", **_page(context_id, launched, evaluation))
+def show(context_id: str) -> str | tuple[str, int]:
+    """A patient on an active plan gets the follow-up view; otherwise (or with ?view=plan) the
+    plan page: eligibility with evidence, dose and kit, course, schedule, what is written."""
+    launched, gateway = connect(context_id)
+    record = gateway.read_patient(launched.patient)
+    planning = request.args.get("view") == "plan"
+    if not planning and (following := followup.follow(record)) is not None:
+        return render_template("followup.html", **followup.page(context_id, launched, following))
+    evaluation = _plan(record, request.args.get("infusion_date"))
+    page = _page(context_id, launched, evaluation)
+    return render_template("plan.html", **page, on_plan=plan_state(record) is not None)
 
 
 @bp.post("/write")

@@ -63,7 +63,9 @@ def _wait(driver: WebDriver, css: str) -> None:
     WebDriverWait(driver, 30).until(ec.presence_of_element_located((By.CSS_SELECTOR, css)))
 
 
-def _launch_into_frame(driver: WebDriver, sandbox: Sandbox, patient_id: str) -> None:
+def _launch_into_frame(
+    driver: WebDriver, sandbox: Sandbox, patient_id: str, *, ready: str = "#status-h"
+) -> None:
     """Press Launch for a patient on the EHR's list and enter the app's iframe."""
     driver.switch_to.default_content()
     driver.get(sandbox.launcher)
@@ -71,7 +73,7 @@ def _launch_into_frame(driver: WebDriver, sandbox: Sandbox, patient_id: str) -> 
     row.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     _wait(driver, "iframe")
     driver.switch_to.frame(driver.find_element(By.TAG_NAME, "iframe"))
-    _wait(driver, "#status-h")
+    _wait(driver, ready)
 
 
 def _server_json(url: str) -> dict:
@@ -182,3 +184,115 @@ def test_chromium_runs_the_pages_without_console_errors(
     entries = browser.get_log("browser")
     severe = [e for e in entries if e.get("level") == "SEVERE" and "favicon" not in e["message"]]
     assert severe == []
+
+
+def _frame_screenshot(driver: WebDriver, name: str) -> None:
+    """Save the whole EHR window (chart and app frame) to .artifacts/<name>."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.switch_to.default_content()
+    driver.save_screenshot(str(ARTIFACTS / name))
+    driver.switch_to.frame(driver.find_element(By.TAG_NAME, "iframe"))
+
+
+def _app_resources(sandbox: Sandbox, kind: str, patient: str) -> list[dict]:
+    """The app's own resources of one type for a patient, from the server behind the sandbox."""
+    found = _server_json(
+        f"{sandbox.fhir_upstream}/{kind}?patient={patient}&identifier={codes.APP_IDENTIFIER}|"
+        "&_count=200"
+    )
+    return [e["resource"] for e in found.get("entry") or []]
+
+
+def test_day_28_follow_up_decides_the_taper_and_confirms_tasks(
+    browser: WebDriver, smart_sandbox: Sandbox
+) -> None:
+    """The day-28 taper path end to end: follow-up view, charts, decision, Task updates."""
+    patient = "zs-day-28"
+    browser.get_log("browser")
+    _launch_into_frame(browser, smart_sandbox, patient, ready="#where-h")
+    where = browser.find_element(By.ID, "where-h").text
+    assert "Day 28 after infusion" in where
+    assert "HCP Day 30" in where
+    assert "liver assessment due" in where.lower()
+    assert "Proposed: taper over 28 days" in browser.find_element(By.ID, "proposal").text
+    change = browser.find_element(By.ID, "dose-change").text
+    assert "1 mg/kg/day is now 6.1 mg (was 5.4 mg)" in change
+    steps = browser.find_elements(By.CSS_SELECTOR, "#steps tbody tr")
+    assert [r.find_elements(By.TAG_NAME, "td")[4].text for r in steps] == ["3.1", "1.5"]
+    charts = browser.find_elements(By.CSS_SELECTOR, "#charts figure svg.chart")
+    assert len(charts) == 5
+    assert all(c.is_displayed() for c in charts)
+    assert browser.find_elements(By.CSS_SELECTOR, "#chart-liver-enzymes details table")
+    _frame_screenshot(browser, "followup-day28.png")
+
+    browser.find_element(By.ID, "record-decision").click()  # no exam stated: refused
+    assert not browser.find_elements(By.ID, "notice")
+    browser.find_element(By.ID, "exam-normal").click()
+    browser.find_element(By.ID, "record-decision").click()
+    _wait(browser, "#notice")
+    assert "Liver assessment recorded (taper)" in browser.find_element(By.ID, "notice").text
+    assert not browser.find_elements(By.ID, "decision")  # no longer due
+    assert "from 2026-11-22" in browser.find_element(By.ID, "where").text
+
+    orders = _app_resources(smart_sandbox, "MedicationRequest", patient)
+    tapers = [o for o in orders if any("/taper-" in i["value"] for i in o["identifier"])]
+    assert sorted(
+        o["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] for o in tapers
+    ) == [1.5, 3.1]
+    checks = [
+        t
+        for t in _app_resources(smart_sandbox, "Task", patient)
+        if t["code"]["coding"][0]["code"] == "liver-assessment"
+    ]
+    assert [(t["status"], t["businessStatus"]["coding"][0]["code"]) for t in checks] == [
+        ("completed", "taper")
+    ]
+    assert all(
+        o["valueReference"]["reference"].startswith("Observation/") for o in checks[0]["output"]
+    )
+
+    resulted = browser.find_elements(By.CSS_SELECTOR, "#tasks-resulted tbody tr")
+    assert len(resulted) == 4
+    browser.find_element(By.ID, "confirm-tasks").click()
+    _wait(browser, "#notice")
+    assert "4 Task(s) completed" in browser.find_element(By.ID, "notice").text
+    assert not browser.find_elements(By.CSS_SELECTOR, "#tasks-resulted tbody tr")
+    day7 = [
+        t
+        for t in _app_resources(smart_sandbox, "Task", patient)
+        if t["identifier"][0]["value"].endswith("/task/lab-draw/day7")
+    ]
+    assert day7[0]["status"] == "completed"
+    assert len(day7[0]["output"]) == len(day7[0]["input"])
+    _frame_screenshot(browser, "followup-day28-decided.png")
+    severe = [
+        e
+        for e in browser.get_log("browser")
+        if e.get("level") == "SEVERE" and "favicon" not in e["message"]
+    ]
+    assert severe == []
+
+
+def test_acute_liver_injury_is_an_urgent_banner(browser: WebDriver, smart_sandbox: Sandbox) -> None:
+    """The day-15 patient's ALT 22.7 x ULN with bilirubin up: the 5.1 banner on top."""
+    _launch_into_frame(browser, smart_sandbox, "zs-day-15-liver-injury", ready="#where-h")
+    banner = browser.find_element(By.ID, "alert-acute-liver-injury")
+    assert banner.get_attribute("role") == "alert"
+    assert "URGENT" in banner.text
+    assert "22.67 x ULN" in banner.text
+    assert "hepatologist" in banner.text
+    assert banner.location["y"] < browser.find_element(By.ID, "where").location["y"]
+    _frame_screenshot(browser, "followup-liver-injury.png")
+    charts = {
+        f.get_attribute("id"): f for f in browser.find_elements(By.CSS_SELECTOR, "#charts figure")
+    }
+    points = charts["chart-liver-enzymes"].find_elements(By.CSS_SELECTOR, "circle title")
+    assert any("22.67" in p.get_attribute("textContent") for p in points)
+    page = browser.execute_script("return location.href")
+    browser.switch_to.default_content()
+    browser.get(page)  # the same view in a tab of its own, whole page
+    _wait(browser, "#charts")
+    height = browser.execute_script("return document.body.scrollHeight")
+    browser.set_window_size(1280, height + 120)
+    browser.save_screenshot(str(ARTIFACTS / "followup-liver-injury-page.png"))
+    browser.set_window_size(1280, 1900)

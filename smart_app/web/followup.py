@@ -1,0 +1,217 @@
+"""The follow-up view after infusion and its two confirmed writes: Tasks done, day-30 decision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from smart_app import render, render_followup, service
+from smart_app.errors import WriteBackError, WriteBlocked
+from smart_app.fhir import summary
+from smart_app.fhir.followup_write import Confirmed
+from smart_app.fhir.gateway import PatientRecord
+from smart_app.rules.model import ActivityKind, TaskState
+from smart_app.web import charts, context
+from smart_app.web.connection import connect
+from smart_app.web.followup_charts import follow_up_charts
+from smart_app.web.security import check_csrf
+from smart_app.web.state import web_state
+
+bp = Blueprint("followup", __name__, url_prefix="/p/<context_id>/followup")
+
+MANUAL_KINDS = frozenset({ActivityKind.COUNSELING, ActivityKind.VIGILANCE})
+"""Tasks without a lab result that the clinician confirms by hand."""
+EXAM = {"normal": True, "abnormal": False}
+
+
+def follow(record: PatientRecord, *, exam_normal: bool | None = None) -> service.Following | None:
+    """The follow-up for a record read today, or None when there is no active plan."""
+    state = web_state()
+    return service.follow_record(
+        record, on=state.today(), policy=state.settings.policy, exam_normal=exam_normal
+    )
+
+
+def _decision_fingerprint(following: service.Following) -> str:
+    """What the clinician saw of the decision: the results, weight and proposal (not the exam)."""
+    data = render_followup.decision_data(following.followup.decision) or {}
+    shown = {k: v for k, v in data.items() if k not in ("exam_normal", "writable", "key")}
+    shown["branch"] = None
+    return render.fingerprint(shown)
+
+
+def _tasks_fingerprint(following: service.Following) -> str:
+    """The resulted Tasks and the results that complete them."""
+    return render.fingerprint(
+        [
+            (v.task.reference, [m.evidence.reference for m in v.matches])
+            for v in following.followup.tasks
+            if v.state is TaskState.RESULTED
+        ]
+    )
+
+
+def page(
+    context_id: str, launched: context.LaunchContext, following: service.Following
+) -> dict[str, Any]:
+    """Everything the follow-up template shows."""
+    found = following.followup
+    data = render_followup.followup_data(found)
+    drawn = [
+        (chart, charts.render_svg(chart), charts.table(chart))
+        for chart in follow_up_charts(found, following.facts, policy=web_state().settings.policy)
+    ]
+    manual = [
+        v
+        for v in found.tasks
+        if v.task.kind in MANUAL_KINDS and v.state in (TaskState.DUE, TaskState.OVERDUE)
+    ]
+    return {
+        "context_id": context_id,
+        "launched": launched,
+        "banner": summary.banner(following.record.resources, launched.patient),
+        "show_banner": launched.need_patient_banner,
+        "f": data,
+        "charts": drawn,
+        "manual": manual,
+        "resulted": [v for v in found.tasks if v.state is TaskState.RESULTED],
+        "decision_fingerprint": _decision_fingerprint(following),
+        "tasks_fingerprint": _tasks_fingerprint(following),
+        "truncated": following.record.truncated,
+        "label_version": "ZOLGENSMA USPI rev. 2/2025",
+        "policy_version": web_state().settings.policy.version,
+    }
+
+
+def _render(
+    context_id: str,
+    launched: context.LaunchContext,
+    following: service.Following,
+    *,
+    status: int = 200,
+    **extra: Any,
+) -> tuple[str, int]:
+    """The follow-up page with an optional notice, error or list of written resources."""
+    return render_template(
+        "followup.html", **page(context_id, launched, following), **extra
+    ), status
+
+
+def _load(context_id: str, *, exam_normal: bool | None = None):
+    """Read the chart once; the launch context, gateway and follow-up (None: no active plan)."""
+    launched, gateway = connect(context_id)
+    record = gateway.read_patient(launched.patient)
+    return launched, gateway, follow(record, exam_normal=exam_normal)
+
+
+@bp.get("/")
+def show(context_id: str) -> tuple[str, int] | Response:
+    """Where the patient stands: alerts, phase, steroid dose, decision, Tasks, charts, results."""
+    launched, _, following = _load(context_id)
+    if following is None:
+        return redirect(url_for("plan.show", context_id=context_id, view="plan"), code=303)
+    return _render(context_id, launched, following)
+
+
+@bp.post("/tasks")
+def confirm_tasks(context_id: str) -> tuple[str, int] | Response:
+    """Complete the resulted Tasks (and the ticked manual ones) in one transaction."""
+    check_csrf(web_state().settings)
+    launched, gateway, following = _load(context_id)
+    if following is None:
+        return redirect(url_for("plan.show", context_id=context_id, view="plan"), code=303)
+    if request.form.get("fingerprint") != _tasks_fingerprint(following):
+        return _render(
+            context_id,
+            launched,
+            following,
+            status=409,
+            error="The chart changed since this page was shown: nothing was written. Review the "
+            "Tasks below and confirm again.",
+        )
+    confirmed = Confirmed(
+        recorded=web_state().now(),
+        fhir_user=launched.fhir_user or None,
+        order_mode=web_state().settings.order_mode,
+    )
+    manual = frozenset(request.form.getlist("manual"))
+    try:
+        written = service.complete_tasks(gateway, following, confirmed, manual_items=manual)
+    except WriteBlocked as exc:
+        return _render(context_id, launched, following, status=422, error=str(exc))
+    except WriteBackError as exc:
+        return _render(context_id, launched, following, status=502, error=str(exc))
+    current_app.logger.info("follow-up: %d resources updated", len(written))
+    _, _, after = _load(context_id)
+    return _render(
+        context_id,
+        launched,
+        after or following,
+        notice=f"{len(written) - 1} Task(s) completed, with Provenance.",
+        written=[render.written_data(w) for w in written],
+    )
+
+
+@bp.post("/decision")
+def decide(context_id: str) -> tuple[str, int] | Response:
+    """Record the liver assessment decision in one idempotent transaction."""
+    check_csrf(web_state().settings)
+    exam = EXAM.get(request.form.get("exam", ""))
+    launched, gateway, following = _load(context_id, exam_normal=exam)
+    if following is None:
+        return redirect(url_for("plan.show", context_id=context_id, view="plan"), code=303)
+    decision = following.followup.decision
+    if decision is None:
+        recorded = {d.decided_on for d in following.state.decisions}
+        if web_state().today() in recorded:
+            return _render(
+                context_id,
+                launched,
+                following,
+                notice="This decision was already recorded today: nothing new was written.",
+            )
+        return _render(
+            context_id, launched, following, status=409, error="No liver assessment is due."
+        )
+    if request.form.get("fingerprint") != _decision_fingerprint(following):
+        return _render(
+            context_id,
+            launched,
+            following,
+            status=409,
+            error="New results or a new weight arrived since this decision was shown: nothing "
+            "was written. Review the updated proposal below and confirm again.",
+        )
+    if exam is None:
+        return _render(
+            context_id,
+            launched,
+            following,
+            status=422,
+            error="State whether the clinical exam is normal: the label's day-30 assessment is "
+            "clinical as well as by laboratory tests (2.1).",
+        )
+    confirmed = Confirmed(
+        recorded=web_state().now(),
+        fhir_user=launched.fhir_user or None,
+        order_mode=web_state().settings.order_mode,
+    )
+    try:
+        written = service.record_decision(gateway, following, confirmed)
+    except WriteBlocked as exc:
+        return _render(context_id, launched, following, status=422, error=str(exc))
+    except WriteBackError as exc:
+        return _render(context_id, launched, following, status=502, error=str(exc))
+    current_app.logger.info("follow-up decision: %d resources", len(written))
+    _, _, after = _load(context_id)
+    branch = decision.branch.value if decision.branch else ""
+    return _render(
+        context_id,
+        launched,
+        after or following,
+        notice=f"Liver assessment recorded ({branch}): {len(written)} resources in one "
+        "transaction.",
+        written=[render.written_data(w) for w in written],
+    )
