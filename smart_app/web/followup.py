@@ -21,7 +21,7 @@ from smart_app.web.state import web_state
 
 bp = Blueprint("followup", __name__, url_prefix="/p/<context_id>/followup")
 
-MANUAL_KINDS = frozenset({ActivityKind.COUNSELING, ActivityKind.VIGILANCE})
+MANUAL_KINDS = frozenset({ActivityKind.COUNSELING, ActivityKind.VIGILANCE, ActivityKind.CONSULT})
 """Tasks without a lab result that the clinician confirms by hand."""
 EXAM = {"normal": True, "abnormal": False}
 
