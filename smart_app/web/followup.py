@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
@@ -12,6 +13,7 @@ from smart_app.errors import WriteBackError, WriteBlocked
 from smart_app.fhir import summary
 from smart_app.fhir.followup_write import Confirmed
 from smart_app.fhir.gateway import PatientRecord
+from smart_app.fhir.write import Written
 from smart_app.rules.model import ActivityKind, TaskState
 from smart_app.web import charts, context
 from smart_app.web.connection import connect
@@ -99,6 +101,37 @@ def _render(
     ), status
 
 
+def _write(
+    context_id: str,
+    launched: context.LaunchContext,
+    following: service.Following,
+    action: Callable[[Confirmed], list[Written]],
+    *,
+    notice: Callable[[int], str],
+) -> tuple[str, int]:
+    """Run one confirmed write; show the page again with what was written, or why not."""
+    confirmed = Confirmed(
+        recorded=web_state().now(),
+        fhir_user=launched.fhir_user or None,
+        order_mode=web_state().settings.order_mode,
+    )
+    try:
+        written = action(confirmed)
+    except WriteBlocked as exc:
+        return _render(context_id, launched, following, status=422, error=str(exc))
+    except WriteBackError as exc:
+        return _render(context_id, launched, following, status=502, error=str(exc))
+    current_app.logger.info("follow-up: %d resources written", len(written))
+    _, _, after = _load(context_id)
+    return _render(
+        context_id,
+        launched,
+        after or following,
+        notice=notice(len(written)),
+        written=[render.written_data(w) for w in written],
+    )
+
+
 def _load(context_id: str, *, exam_normal: bool | None = None):
     """Read the chart once; the launch context, gateway and follow-up (None: no active plan)."""
     launched, gateway = connect(context_id)
@@ -131,26 +164,15 @@ def confirm_tasks(context_id: str) -> tuple[str, int] | Response:
             error="The chart changed since this page was shown: nothing was written. Review the "
             "Tasks below and confirm again.",
         )
-    confirmed = Confirmed(
-        recorded=web_state().now(),
-        fhir_user=launched.fhir_user or None,
-        order_mode=web_state().settings.order_mode,
-    )
     manual = frozenset(request.form.getlist("manual"))
-    try:
-        written = service.complete_tasks(gateway, following, confirmed, manual_items=manual)
-    except WriteBlocked as exc:
-        return _render(context_id, launched, following, status=422, error=str(exc))
-    except WriteBackError as exc:
-        return _render(context_id, launched, following, status=502, error=str(exc))
-    current_app.logger.info("follow-up: %d resources updated", len(written))
-    _, _, after = _load(context_id)
-    return _render(
+    return _write(
         context_id,
         launched,
-        after or following,
-        notice=f"{len(written) - 1} Task(s) completed, with Provenance.",
-        written=[render.written_data(w) for w in written],
+        following,
+        lambda confirmed: service.complete_tasks(
+            gateway, following, confirmed, manual_items=manual
+        ),
+        notice=lambda n: f"{n - 1} Task(s) completed, with Provenance.",
     )
 
 
@@ -193,25 +215,11 @@ def decide(context_id: str) -> tuple[str, int] | Response:
             error="State whether the clinical exam is normal: the label's day-30 assessment is "
             "clinical as well as by laboratory tests (2.1).",
         )
-    confirmed = Confirmed(
-        recorded=web_state().now(),
-        fhir_user=launched.fhir_user or None,
-        order_mode=web_state().settings.order_mode,
-    )
-    try:
-        written = service.record_decision(gateway, following, confirmed)
-    except WriteBlocked as exc:
-        return _render(context_id, launched, following, status=422, error=str(exc))
-    except WriteBackError as exc:
-        return _render(context_id, launched, following, status=502, error=str(exc))
-    current_app.logger.info("follow-up decision: %d resources", len(written))
-    _, _, after = _load(context_id)
     branch = decision.branch.value if decision.branch else ""
-    return _render(
+    return _write(
         context_id,
         launched,
-        after or following,
-        notice=f"Liver assessment recorded ({branch}): {len(written)} resources in one "
-        "transaction.",
-        written=[render.written_data(w) for w in written],
+        following,
+        lambda confirmed: service.record_decision(gateway, following, confirmed),
+        notice=lambda n: f"Liver assessment recorded ({branch}): {n} resources in one transaction.",
     )
