@@ -181,8 +181,16 @@ def _course_text(orders: tuple[SteroidOrder, ...], on: dt.date) -> str:
         if on > last:
             ended = "taper completed" if tapers and last == tapers[-1].end else "order ended"
             return f"Corticosteroid course: {ended} on {last}."
-        first = min(o.start for o in orders)
-        return f"Corticosteroid course starts on {first}."
+        later = [o.start for o in orders if o.start > on]
+        if not later:
+            return f"Corticosteroid course starts on {min(o.start for o in orders)}."
+        before = [o.end for o in orders if o.end < on]
+        if not before:
+            return f"Corticosteroid course starts on {min(later)}."
+        return (
+            f"No prednisolone order covers {on}: the last ended {max(before)}; the next starts "
+            f"{min(later)}."
+        )
     day_of = (on - now.start).days + 1
     length = (now.end - now.start).days + 1
     if now.role is SteroidRole.TAPER_STEP:
@@ -373,7 +381,11 @@ def decide(
     end_order: SteroidOrder | None = None
     day_of = (on - state.infusion_date).days
     if branch is DecisionBranch.TAPER and weight is not None:
-        first = max(full_end, on) + dt.timedelta(days=1)
+        full_dose_end = max(
+            (o.end for o in orders if o.role is SteroidRole.FULL_DOSE),
+            default=state.infusion_date + dt.timedelta(days=label.STEROID_FULL_DOSE_DAYS - 2),
+        )
+        first = max(full_dose_end, on) + dt.timedelta(days=1)
         steps = taper_steps(weight.value, first_day=first, policy=policy)
         liver = taper_liver_days(
             taper_first_day=(first - state.infusion_date).days,
@@ -476,6 +488,8 @@ def _late_limit(task: PlannedTask, test: LabTest, tasks: tuple[PlannedTask, ...]
         if test in t.tests and t.window_start > task.window_end and t.kind is task.kind
     ]
     limit = min(later, default=on + dt.timedelta(days=1)) - dt.timedelta(days=1)
+    if task.kind is ActivityKind.BASELINE:
+        limit = task.window_end + dt.timedelta(days=1)  # up to the infusion day, never after
     return min(limit, on)
 
 
@@ -548,9 +562,14 @@ def _state_findings(state: PlanState, orders: tuple[SteroidOrder, ...], on: dt.d
             )
         )
     if orders and on >= state.infusion_date and _covering(orders, on) is None:
-        last = max(o.end for o in orders)
+        last = (
+            max(o.end for o in orders if o.start <= on)
+            if any(o.start <= on for o in orders)
+            else min(o.start for o in orders)
+        )
         tapers = [o for o in orders if o.role is SteroidRole.TAPER_STEP]
-        if not tapers or last != tapers[-1].end:
+        finished = bool(tapers) and on > tapers[-1].end
+        if not finished:
             found.append(
                 _finding(
                     FindingCode.STEROID_START_PASSED,

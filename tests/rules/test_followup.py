@@ -1,0 +1,1022 @@
+"""Follow-up after infusion: phase, steroid course, Tasks against results, the day-30 decision.
+
+Label sections 2.1 and 2.3: 1 mg/kg/day for 30 days from the day before infusion; at the end,
+check liver status clinically and by ALT, AST, total bilirubin, PT and INR. Unremarkable
+(normal exam, bilirubin, PT and INR; ALT and AST below 2 x ULN): taper over 28 days, with
+weekly liver panels through the taper and every other week for another month. Otherwise
+continue 1 mg/kg/day; consult hepatology when abnormalities persist >= 2 x ULN.
+
+Every test builds PlanState and PatientFacts directly, around an infusion on 2026-10-24
+(day 28 = 2026-11-21, the day-30 check in the manufacturer's numbering).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from smart_app.rules.followup import (
+    ResultFlag,
+    TaskView,
+    decide,
+    decision_due,
+    follow_up,
+    task_view,
+)
+from smart_app.rules.model import (
+    ActivityKind,
+    AlertCode,
+    AlertLevel,
+    DecisionBranch,
+    Evidence,
+    FindingCode,
+    LabResult,
+    LabTest,
+    Measurement,
+    PatientFacts,
+    Phase,
+    PlannedTask,
+    PlanState,
+    RecordedDecision,
+    ScheduleItem,
+    Severity,
+    SteroidOrder,
+    SteroidRole,
+    SteroidStep,
+    TaskState,
+)
+from smart_app.rules.monitoring import LIVER_PANEL, schedule
+from smart_app.rules.policy import DEFAULT_POLICY
+from smart_app.rules.steroids import taper_steps
+
+INFUSION = dt.date(2026, 10, 24)
+BIRTH = dt.date(2026, 6, 20)
+POLICY = DEFAULT_POLICY
+
+ALT = LabTest.ALT
+AST = LabTest.AST
+BILI = LabTest.BILIRUBIN_TOTAL
+PT = LabTest.PT
+INR = LabTest.INR
+CREAT = LabTest.CREATININE
+HGB = LabTest.HEMOGLOBIN
+PLT = LabTest.PLATELETS
+TNI = LabTest.TROPONIN_I
+
+ULN: dict[LabTest, Decimal] = {
+    ALT: Decimal(45),
+    AST: Decimal(60),
+    BILI: Decimal("1.2"),
+    PT: Decimal("14.5"),
+    INR: Decimal("1.3"),
+    TNI: Decimal("0.04"),
+    CREAT: Decimal("0.5"),
+    LabTest.ALBUMIN: Decimal("5.0"),
+    LabTest.PTT: Decimal(45),
+}
+"""Reported upper limits of normal (platelets and hemoglobin report none)."""
+
+NORMAL: dict[LabTest, str] = {
+    ALT: "24",
+    AST: "38",
+    BILI: "0.4",
+    PT: "12.5",
+    INR: "1.0",
+    PLT: "318",
+    TNI: "0.01",
+    CREAT: "0.3",
+    HGB: "11.8",
+    LabTest.ALBUMIN: "4.0",
+    LabTest.PTT: "32",
+}
+
+TASK_KINDS = (
+    ActivityKind.BASELINE,
+    ActivityKind.COUNSELING,
+    ActivityKind.VIGILANCE,
+    ActivityKind.LAB_DRAW,
+    ActivityKind.LIVER_ASSESSMENT,
+)
+WEIGHT_DAYS = tuple(range(-8, 120, 7))
+"""Weighed weekly: days -8, -1, 6, 13, 20, 27, 34, ..."""
+
+
+def day(n: int) -> dt.date:
+    """The date `n` days after infusion (infusion = day 0; negative: before)."""
+    return INFUSION + dt.timedelta(days=n)
+
+
+def lab(
+    test: LabTest,
+    value: str,
+    n: int,
+    *,
+    uln: Decimal | None = None,
+    reported: bool = True,
+    final: bool = True,
+) -> LabResult:
+    """A result on day `n` with its reported ULN (ULN[test] unless given; none if not reported)."""
+    shown = (uln if uln is not None else ULN.get(test)) if reported else None
+    evidence = Evidence(f"Observation/{test.name.lower()}-d{n}", value, date=day(n))
+    return LabResult(test, Decimal(value), day(n), evidence, shown, final=final)
+
+
+def weight(n: int) -> Measurement:
+    """The weight on day `n`: 5.4 kg on the eve of infusion, growing 25 g a day."""
+    kg = Decimal("5.4") + Decimal("0.025") * (n + 1)
+    return Measurement(kg, "kg", day(n), Evidence(f"Observation/weight-d{n}", str(kg), "kg"))
+
+
+def items() -> tuple[ScheduleItem, ...]:
+    """The scheduled activities that become Tasks."""
+    return tuple(i for i in schedule(INFUSION, policy=POLICY) if i.kind in TASK_KINDS)
+
+
+def draw_items() -> tuple[ScheduleItem, ...]:
+    """The scheduled post-infusion lab draws."""
+    return tuple(i for i in items() if i.kind is ActivityKind.LAB_DRAW)
+
+
+def planned(item: ScheduleItem, n: int, status: str = "requested") -> PlannedTask:
+    """The Task the plan writer would have created for a scheduled item."""
+    return PlannedTask(
+        reference=f"Task/t{n}",
+        item=f"task/{item.kind.value}/day{item.day}",
+        kind=item.kind,
+        day=item.day,
+        window_start=item.window_start,
+        window_end=item.window_end,
+        tests=item.tests,
+        status=status,
+        description=item.activity,
+    )
+
+
+def all_tasks(statuses: dict[str, str] | None = None) -> tuple[PlannedTask, ...]:
+    """Every Task of the plan, 'requested' unless `statuses` gives one for its item."""
+    given = statuses or {}
+    found = []
+    for n, item in enumerate(items(), start=1):
+        task = planned(item, n)
+        found.append(dataclasses.replace(task, status=given.get(task.item, "requested")))
+    return tuple(found)
+
+
+def task(tasks: tuple[PlannedTask, ...], kind: ActivityKind, n: int) -> PlannedTask:
+    """The one Task of this kind on day `n`."""
+    (found,) = [t for t in tasks if t.kind is kind and t.day == n]
+    return found
+
+
+def view(views: tuple[TaskView, ...], kind: ActivityKind, n: int) -> TaskView:
+    """The one view of a Task of this kind on day `n`."""
+    (found,) = [v for v in views if v.task.kind is kind and v.task.day == n]
+    return found
+
+
+FULL_DOSE = SteroidOrder(
+    reference="MedicationRequest/m1",
+    item="medicationrequest/prednisolone",
+    role=SteroidRole.FULL_DOSE,
+    start=day(-1),
+    end=day(28),
+    mg_per_day=Decimal("5.4"),
+    mg_per_kg_per_day=Decimal(1),
+    volume_ml_per_day=Decimal("1.8"),
+    status="active",
+    weight_kg=Decimal("5.4"),
+)
+
+
+def orders_for(
+    steps: tuple[SteroidStep, ...], key: str, role: SteroidRole, *, first: int = 2
+) -> tuple[SteroidOrder, ...]:
+    """The orders the decision writer creates for `steps`."""
+    found = []
+    for number, step in enumerate(steps, start=1):
+        suffix = f"taper-{number}" if role is SteroidRole.TAPER_STEP else "continue"
+        found.append(
+            SteroidOrder(
+                reference=f"MedicationRequest/m{first + number - 1}",
+                item=f"medicationrequest/{key}/{suffix}",
+                role=role,
+                start=step.start,
+                end=step.end,
+                mg_per_day=step.dose_mg_per_day,
+                mg_per_kg_per_day=step.mg_per_kg_per_day,
+                volume_ml_per_day=step.volume_ml_per_day,
+                status="active",
+                step=number if role is SteroidRole.TAPER_STEP else 0,
+            )
+        )
+    return tuple(found)
+
+
+def plan(
+    *,
+    orders: tuple[SteroidOrder, ...] = (FULL_DOSE,),
+    tasks: tuple[PlannedTask, ...] | None = None,
+    decisions: tuple[RecordedDecision, ...] = (),
+    consult: str | None = None,
+    administered: bool = True,
+) -> PlanState:
+    """The plan as read back from the chart."""
+    evidence = Evidence("MedicationAdministration/a1", "ZOLGENSMA administered", date=INFUSION)
+    return PlanState(
+        plan_key="plan-1",
+        care_plan="CarePlan/cp1",
+        infusion_date=INFUSION,
+        infusion_evidence=evidence if administered else None,
+        steroid_orders=orders,
+        tasks=all_tasks() if tasks is None else tasks,
+        decisions=decisions,
+        consult=consult,
+    )
+
+
+def tapered(decided: int = 28, taper_first: int = 29) -> PlanState:
+    """A TAPER decision recorded on day `decided`, its taper steps ordered from `taper_first`."""
+    key = f"{day(decided)}-taper"
+    newest = max(d for d in WEIGHT_DAYS if d <= decided)
+    steps = taper_steps(weight(newest).value, first_day=day(taper_first), policy=POLICY)
+    return plan(
+        orders=(FULL_DOSE, *orders_for(steps, key, SteroidRole.TAPER_STEP)),
+        tasks=all_tasks({"task/liver-assessment/day28": "completed"}),
+        decisions=(
+            RecordedDecision(f"task/liver-assessment/{key}", DecisionBranch.TAPER, day(decided)),
+        ),
+    )
+
+
+CONTINUATION = SteroidOrder(
+    reference="MedicationRequest/m2",
+    item="medicationrequest/2026-11-21-continue/continue",
+    role=SteroidRole.CONTINUATION,
+    start=day(29),
+    end=day(56),
+    mg_per_day=Decimal("6.1"),
+    mg_per_kg_per_day=Decimal(1),
+    volume_ml_per_day=Decimal("2.0"),
+    status="active",
+)
+CONTINUED = RecordedDecision(
+    "task/liver-assessment/2026-11-21-continue", DecisionBranch.CONTINUE, day(28)
+)
+
+
+def continued() -> PlanState:
+    """A CONTINUE decision recorded on day 28 and 1 mg/kg/day ordered for days 29-56."""
+    return plan(
+        orders=(FULL_DOSE, CONTINUATION),
+        tasks=all_tasks({"task/liver-assessment/day28": "completed"}),
+        decisions=(CONTINUED,),
+    )
+
+
+def normal_labs(*, through: int = 200) -> list[LabResult]:
+    """Unremarkable baseline results on day -3 and every scheduled draw up to day `through`."""
+    found = [lab(t, NORMAL[t], -3) for t in POLICY.baseline_tests]
+    for item in draw_items():
+        if item.day <= through:
+            found.extend(lab(t, NORMAL[t], item.day) for t in item.tests)
+    return found
+
+
+def changed(labs: list[LabResult], *new: LabResult, drop: tuple[tuple[LabTest, int], ...] = ()):
+    """`labs` with `new` replacing any result of the same test and date, and `drop` removed."""
+    gone = {(t, day(n)) for t, n in drop} | {(r.test, r.effective) for r in new}
+    return [r for r in labs if (r.test, r.effective) not in gone] + list(new)
+
+
+def patient(
+    labs: list[LabResult] | None = None,
+    *,
+    weights: tuple[int, ...] = WEIGHT_DAYS,
+    birth_date: dt.date | None = BIRTH,
+) -> PatientFacts:
+    """The patient with these results and weights, newest first as the reader delivers them."""
+    ordered = sorted(normal_labs() if labs is None else labs, key=lambda r: r.effective)
+    return PatientFacts(
+        patient_id="p1",
+        birth_date=birth_date,
+        weights_kg=tuple(weight(n) for n in sorted(weights, reverse=True)),
+        labs=tuple(reversed(ordered)),
+    )
+
+
+def days_with(draws: tuple[ScheduleItem, ...], test: LabTest) -> list[int]:
+    """The draw days that include `test`."""
+    return [d.day for d in draws if test in d.tests]
+
+
+# Phase, day and the steroid course ------------------------------------------------------------
+
+
+def test_before_infusion_is_pre_infusion_on_hcp_day_1() -> None:
+    fu = follow_up(patient(), plan(), on=day(-1), policy=POLICY)
+    assert fu.phase is Phase.PRE_INFUSION
+    assert (fu.day, fu.hcp_day) == (-1, 1)
+    assert fu.decision is None
+    assert fu.dose_today is not None and fu.dose_today.order == FULL_DOSE
+    assert fu.results == ()
+    assert fu.findings == ()
+
+
+def test_full_dose_on_day_10() -> None:
+    fu = follow_up(patient(), plan(), on=day(10), policy=POLICY)
+    assert fu.phase is Phase.FULL_DOSE
+    assert (fu.day, fu.hcp_day) == (10, 12)
+    assert fu.infusion_date == INFUSION
+    assert fu.decision is None
+    assert fu.dose_today is not None
+    assert fu.dose_today.date == day(10)
+    assert fu.dose_today.order == FULL_DOSE
+    assert fu.dose_today.text == (
+        "5.4 mg (1.8 mL) daily = 1 mg/kg/day, full dose, 2026-10-23 to 2026-11-21"
+    )
+    assert fu.next_change is None
+    assert fu.course_text == (
+        "Full dose 1 mg/kg/day, day 12 of 30 of this order (ends 2026-11-21)."
+    )
+    assert fu.findings == ()
+
+
+def test_day_26_is_still_full_dose_the_check_opens_on_day_27() -> None:
+    state, facts = plan(), patient()
+    assert not decision_due(state, facts, on=day(26), policy=POLICY)
+    assert decision_due(state, facts, on=day(27), policy=POLICY)
+    assert follow_up(facts, state, on=day(26), policy=POLICY).phase is Phase.FULL_DOSE
+
+
+@pytest.mark.parametrize("n", [27, 28, 35])
+def test_liver_assessment_due_from_day_27_until_a_decision_is_recorded(n: int) -> None:
+    fu = follow_up(patient(), plan(), on=day(n), policy=POLICY)
+    assert fu.phase is Phase.LIVER_ASSESSMENT_DUE
+    assert fu.hcp_day == n + 2
+    assert fu.decision is not None
+
+
+def test_taper_phase_with_step_dose_and_course_text() -> None:
+    state = tapered()
+    fu = follow_up(patient(), state, on=day(45), policy=POLICY)
+    step_2 = state.steroid_orders[2]
+    assert fu.phase is Phase.TAPER
+    assert (fu.day, fu.hcp_day) == (45, 47)
+    assert fu.decision is None
+    assert fu.dose_today is not None and fu.dose_today.order == step_2
+    assert fu.dose_today.text == (
+        "1.5 mg (0.5 mL) daily = 0.25 mg/kg/day, taper step 2, 2026-12-06 to 2026-12-19"
+    )
+    assert fu.next_change is None
+    assert fu.course_text == (
+        "Taper step 2 of 2: 0.25 mg/kg/day, day 3 of 14 "
+        "(step ends 2026-12-19; taper ends 2026-12-19)."
+    )
+
+
+def test_first_taper_day_shows_step_1_and_the_next_change() -> None:
+    state = tapered()
+    fu = follow_up(patient(), state, on=day(29), policy=POLICY)
+    assert fu.phase is Phase.TAPER
+    assert fu.dose_today is not None and fu.dose_today.order.step == 1
+    assert fu.dose_today.text.startswith("3.1 mg (1.0 mL) daily = 0.5 mg/kg/day, taper step 1")
+    assert fu.next_change is not None
+    assert fu.next_change.date == dt.date(2026, 12, 6)
+    assert fu.next_change.order == state.steroid_orders[2]
+    assert fu.course_text.startswith("Taper step 1 of 2: 0.5 mg/kg/day, day 1 of 14 ")
+
+
+def test_after_taper_decision_before_the_taper_starts_is_full_dose() -> None:
+    state = tapered()
+    fu = follow_up(patient(), state, on=day(28), policy=POLICY)
+    assert fu.phase is Phase.FULL_DOSE
+    assert fu.decision is None
+    assert fu.dose_today is not None and fu.dose_today.order == FULL_DOSE
+    assert fu.next_change is not None and fu.next_change.date == day(29)
+    assert fu.course_text.startswith("Full dose 1 mg/kg/day, day 30 of 30 ")
+
+
+@pytest.mark.parametrize("n", [57, 60, 85, 90])
+def test_post_taper_monitoring_after_the_last_step(n: int) -> None:
+    fu = follow_up(patient(), tapered(), on=day(n), policy=POLICY)
+    assert fu.phase is Phase.POST_TAPER
+    assert fu.dose_today is None
+    assert fu.next_change is None
+    assert fu.course_text == "Corticosteroid course: taper completed on 2026-12-19."
+    assert fu.findings == ()
+
+
+@pytest.mark.parametrize("n", [91, 120])
+def test_complete_after_day_90_and_the_last_task_window(n: int) -> None:
+    fu = follow_up(patient(), tapered(), on=day(n), policy=POLICY)
+    assert fu.phase is Phase.COMPLETE
+
+
+def test_an_open_task_window_past_day_90_keeps_monitoring_going() -> None:
+    late = ScheduleItem(
+        date=day(91),
+        day=91,
+        kind=ActivityKind.LAB_DRAW,
+        activity="Lab draw, day 91",
+        tests=LIVER_PANEL,
+        section="2.3",
+        window_start=day(88),
+        window_end=day(94),
+    )
+    state = tapered()
+    state = dataclasses.replace(state, tasks=(*state.tasks, planned(late, 99)))
+    assert follow_up(patient(), state, on=day(91), policy=POLICY).phase is Phase.POST_TAPER
+    assert follow_up(patient(), state, on=day(94), policy=POLICY).phase is Phase.POST_TAPER
+    assert follow_up(patient(), state, on=day(95), policy=POLICY).phase is Phase.COMPLETE
+    cancelled = dataclasses.replace(state.tasks[-1], status="cancelled")
+    state = dataclasses.replace(state, tasks=(*state.tasks[:-1], cancelled))
+    assert follow_up(patient(), state, on=day(91), policy=POLICY).phase is Phase.COMPLETE
+
+
+def test_after_a_continue_decision_the_full_dose_continues() -> None:
+    fu = follow_up(patient(normal_labs(through=28)), continued(), on=day(32), policy=POLICY)
+    assert fu.phase is Phase.FULL_DOSE
+    assert fu.decision is None
+    assert fu.dose_today is not None and fu.dose_today.order == CONTINUATION
+    assert "full dose continued, 2026-11-22 to 2026-12-19" in fu.dose_today.text
+    assert fu.course_text == ("Full dose 1 mg/kg/day, day 4 of 28 of this order (ends 2026-12-19).")
+
+
+def test_a_complete_newer_liver_panel_after_continue_makes_the_assessment_due() -> None:
+    facts = patient(normal_labs(through=35))
+    state = continued()
+    assert follow_up(facts, state, on=day(34), policy=POLICY).phase is Phase.FULL_DOSE
+    fu = follow_up(facts, state, on=day(35), policy=POLICY)
+    assert fu.phase is Phase.LIVER_ASSESSMENT_DUE
+    assert fu.decision is not None
+    assert [p.result.effective for p in fu.decision.panel] == [day(35)] * 5
+
+
+def test_an_incomplete_newer_panel_after_continue_is_not_enough() -> None:
+    facts = patient(changed(normal_labs(through=35), drop=((INR, 35),)))
+    assert not decision_due(continued(), facts, on=day(35), policy=POLICY)
+    assert follow_up(facts, continued(), on=day(35), policy=POLICY).phase is Phase.FULL_DOSE
+
+
+def test_a_continuation_about_to_end_makes_the_assessment_due() -> None:
+    facts = patient(normal_labs(through=28))
+    assert follow_up(facts, continued(), on=day(54), policy=POLICY).phase is Phase.FULL_DOSE
+    fu = follow_up(facts, continued(), on=day(55), policy=POLICY)
+    assert fu.phase is Phase.LIVER_ASSESSMENT_DUE
+    assert fu.decision is not None
+    assert fu.decision.branch is None  # no liver panel since the last decision
+    assert {f.code for f in fu.decision.findings} == {FindingCode.BASELINE_LAB_MISSING}
+
+
+def test_no_decision_after_a_taper_decision() -> None:
+    assert not decision_due(tapered(), patient(), on=day(56), policy=POLICY)
+
+
+# State findings -------------------------------------------------------------------------------
+
+
+def test_no_recorded_administration_is_a_finding_after_the_infusion_date() -> None:
+    state = plan(administered=False)
+    assert follow_up(patient(), state, on=day(-1), policy=POLICY).findings == ()
+    (finding,) = follow_up(patient(), state, on=day(3), policy=POLICY).findings
+    assert finding.code is FindingCode.RESULT_UNREADABLE
+    assert finding.severity is Severity.NEEDS_REVIEW
+    assert "2026-10-24" in finding.message
+
+
+def test_no_order_covering_today_without_a_taper_is_a_finding() -> None:
+    fu = follow_up(patient(), plan(), on=day(30), policy=POLICY)
+    (finding,) = fu.findings
+    assert finding.code is FindingCode.STEROID_START_PASSED
+    assert "2026-11-23" in finding.message and "2026-11-21" in finding.message
+    assert fu.course_text == "Corticosteroid course: order ended on 2026-11-21."
+
+
+# Tasks against results ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("n", "state"),
+    [
+        (5, TaskState.UPCOMING),
+        (6, TaskState.DUE),
+        (7, TaskState.DUE),
+        (8, TaskState.DUE),
+        (9, TaskState.OVERDUE),
+    ],
+)
+def test_task_state_follows_its_window_without_results(n: int, state: TaskState) -> None:
+    tasks = all_tasks()
+    seen = task_view(
+        task(tasks, ActivityKind.LAB_DRAW, 7), facts=patient([]), tasks=tasks, on=day(n)
+    )
+    assert seen.state is state
+    assert seen.matches == ()
+    assert seen.late is False
+    if state is not TaskState.UPCOMING:
+        assert seen.missing == (AST, ALT, BILI, PT, INR, CREAT, HGB, PLT, TNI)
+
+
+def test_results_dated_after_the_follow_up_date_are_not_known_yet() -> None:
+    tasks = all_tasks()
+    seen = task_view(task(tasks, ActivityKind.LAB_DRAW, 7), facts=patient(), tasks=tasks, on=day(6))
+    assert seen.state is TaskState.DUE
+    assert seen.matches == ()
+
+
+def test_task_resulted_when_every_test_has_a_final_result_in_its_window() -> None:
+    tasks = all_tasks()
+    facts = patient(normal_labs(through=7))
+    seen = task_view(task(tasks, ActivityKind.LAB_DRAW, 7), facts=facts, tasks=tasks, on=day(7))
+    assert seen.state is TaskState.RESULTED
+    assert seen.missing == ()
+    assert seen.late is False
+    assert [r.test for r in seen.matches] == [AST, ALT, BILI, PT, INR, CREAT, HGB, PLT, TNI]
+    assert {r.effective for r in seen.matches} == {day(7)}
+
+
+def test_completed_task_is_done() -> None:
+    tasks = all_tasks({"task/lab-draw/day7": "completed"})
+    seen = task_view(
+        task(tasks, ActivityKind.LAB_DRAW, 7), facts=patient([]), tasks=tasks, on=day(20)
+    )
+    assert seen.state is TaskState.DONE
+
+
+def test_a_preliminary_result_does_not_complete_a_task() -> None:
+    labs = changed(normal_labs(through=7), lab(ALT, "24", 7, final=False))
+    tasks = all_tasks()
+    seen = task_view(
+        task(tasks, ActivityKind.LAB_DRAW, 7), facts=patient(labs), tasks=tasks, on=day(7)
+    )
+    assert seen.state is TaskState.DUE
+    assert seen.missing == (ALT,)
+    assert ALT not in {r.test for r in seen.matches}
+
+
+def test_a_partially_resulted_task_lists_what_is_missing() -> None:
+    labs = changed(normal_labs(through=7), drop=((INR, 7), (PLT, 7)))
+    tasks = all_tasks()
+    t7 = task(tasks, ActivityKind.LAB_DRAW, 7)
+    due = task_view(t7, facts=patient(labs), tasks=tasks, on=day(7))
+    assert due.state is TaskState.DUE
+    assert due.missing == (INR, PLT)
+    assert len(due.matches) == 7
+    overdue = task_view(t7, facts=patient(labs), tasks=tasks, on=day(9))
+    assert overdue.state is TaskState.OVERDUE
+    assert overdue.missing == (INR, PLT)
+
+
+def test_a_late_result_completes_an_overdue_task_as_late() -> None:
+    labs = [lab(t, NORMAL[t], 11) for t in task(all_tasks(), ActivityKind.LAB_DRAW, 7).tests]
+    fu = follow_up(patient(labs), plan(), on=day(12), policy=POLICY)
+    seven = view(fu.tasks, ActivityKind.LAB_DRAW, 7)
+    assert seven.state is TaskState.RESULTED
+    assert seven.late is True
+    assert {r.effective for r in seven.matches} == {day(11)}
+    assert view(fu.tasks, ActivityKind.LAB_DRAW, 14).state is TaskState.UPCOMING
+
+
+def test_a_result_in_the_next_draws_window_does_not_complete_the_earlier_task() -> None:
+    labs = [lab(t, NORMAL[t], 13) for t in task(all_tasks(), ActivityKind.LAB_DRAW, 7).tests]
+    fu = follow_up(patient(labs), plan(), on=day(13), policy=POLICY)
+    seven = view(fu.tasks, ActivityKind.LAB_DRAW, 7)
+    assert seven.state is TaskState.OVERDUE
+    assert seven.late is False
+    assert seven.matches == ()
+    assert len(seven.missing) == 9
+    fourteen = view(fu.tasks, ActivityKind.LAB_DRAW, 14)
+    assert fourteen.state is TaskState.RESULTED
+    assert fourteen.late is False
+
+
+def test_the_liver_assessment_task_is_never_resulted_by_labs() -> None:
+    fu = follow_up(patient(), plan(), on=day(29), policy=POLICY)
+    assert view(fu.tasks, ActivityKind.LAB_DRAW, 28).state is TaskState.RESULTED
+    check = view(fu.tasks, ActivityKind.LIVER_ASSESSMENT, 28)
+    assert check.state is TaskState.DUE
+    assert check.matches == ()
+    after = follow_up(patient(), plan(), on=day(30), policy=POLICY)
+    assert view(after.tasks, ActivityKind.LIVER_ASSESSMENT, 28).state is TaskState.OVERDUE
+
+
+def test_tasks_without_tests_follow_their_windows() -> None:
+    on_14 = follow_up(patient(), plan(), on=day(14), policy=POLICY)
+    assert view(on_14.tasks, ActivityKind.VIGILANCE, 0).state is TaskState.DUE
+    assert view(on_14.tasks, ActivityKind.COUNSELING, -1).state is TaskState.OVERDUE
+    on_15 = follow_up(patient(), plan(), on=day(15), policy=POLICY)
+    assert view(on_15.tasks, ActivityKind.VIGILANCE, 0).state is TaskState.OVERDUE
+
+
+def test_baseline_task_resulted_by_pre_infusion_labs() -> None:
+    fu = follow_up(patient(), plan(), on=day(-1), policy=POLICY)
+    baseline = view(fu.tasks, ActivityKind.BASELINE, -1)
+    assert baseline.state is TaskState.RESULTED
+    assert len(baseline.matches) == len(POLICY.baseline_tests)
+    assert view(fu.tasks, ActivityKind.COUNSELING, -1).state is TaskState.DUE
+    assert view(fu.tasks, ActivityKind.LAB_DRAW, 7).state is TaskState.UPCOMING
+
+
+def _baseline_without_troponin(*post: LabResult) -> PatientFacts:
+    """Baseline results on day -3 except troponin I, plus `post`."""
+    labs = [r for r in normal_labs(through=-1) if r.test is not TNI]
+    return patient([*labs, *post])
+
+
+def test_a_result_on_the_infusion_day_completes_the_baseline_late() -> None:
+    facts = _baseline_without_troponin(lab(TNI, "0.01", 0))
+    fu = follow_up(facts, plan(), on=day(3), policy=POLICY)
+    baseline = view(fu.tasks, ActivityKind.BASELINE, -1)
+    assert baseline.state is TaskState.RESULTED
+    assert baseline.late is True
+
+
+def test_a_missing_baseline_stays_overdue() -> None:
+    fu = follow_up(_baseline_without_troponin(), plan(), on=day(3), policy=POLICY)
+    baseline = view(fu.tasks, ActivityKind.BASELINE, -1)
+    assert baseline.state is TaskState.OVERDUE
+    assert baseline.missing == (TNI,)
+
+
+def test_a_post_infusion_result_is_not_a_late_baseline() -> None:
+    facts = _baseline_without_troponin(*(lab(t, NORMAL[t], 7) for t in (TNI, PLT)))
+    fu = follow_up(facts, plan(), on=day(10), policy=POLICY)
+    baseline = view(fu.tasks, ActivityKind.BASELINE, -1)
+    assert baseline.state is TaskState.OVERDUE
+    assert baseline.missing == (TNI,)
+    assert baseline.late is False
+    assert {r.effective for r in baseline.matches} == {day(-3)}
+
+
+def test_retired_tasks_are_left_out_and_views_are_in_window_order() -> None:
+    tasks = all_tasks(
+        {"task/lab-draw/day70": "cancelled", "task/lab-draw/day84": "entered-in-error"}
+    )
+    fu = follow_up(patient(), plan(tasks=tasks), on=day(20), policy=POLICY)
+    assert {v.task.day for v in fu.tasks if v.task.kind is ActivityKind.LAB_DRAW} == {
+        7,
+        14,
+        21,
+        28,
+        35,
+        42,
+        49,
+        56,
+    }
+    starts = [v.task.window_start for v in fu.tasks]
+    assert starts == sorted(starts)
+
+
+# The day-30 decision: unremarkable --------------------------------------------------------------
+
+
+def test_unremarkable_assessment_tapers_on_the_new_weight() -> None:
+    fu = follow_up(patient(), plan(), on=day(28), policy=POLICY, exam_normal=True)
+    decision = fu.decision
+    assert decision is not None
+    assert decision.branch is DecisionBranch.TAPER
+    assert decision.writable
+    assert decision.labs_unremarkable
+    assert decision.exam_normal is True
+    assert decision.reasons == ()
+    assert decision.findings == ()
+    assert decision.consult is False
+    assert decision.key == "2026-11-21-taper"
+    assert {p.result.test for p in decision.panel} == set(LIVER_PANEL)
+    # Weight re-read: 6.1 kg on day 27, not the 5.4 kg the full dose was ordered on.
+    assert decision.weight == weight(27)
+    assert decision.weight.value == Decimal("6.100")
+    assert decision.previous_mg_per_day == Decimal("5.4")
+    assert decision.full_dose_mg_per_day == Decimal("6.1")
+    assert decision.steps == (
+        SteroidStep(day(29), day(42), Decimal("0.5"), Decimal("3.1"), Decimal("1.0")),
+        SteroidStep(day(43), day(56), Decimal("0.25"), Decimal("1.5"), Decimal("0.5")),
+    )
+    assert decision.steps == taper_steps(Decimal("6.100"), first_day=day(29), policy=POLICY)
+    assert decision.end_order is None
+    assert decision.after_day == 28
+    assert [d.day for d in decision.draws] == [35, 42, 49, 56, 70, 84]
+    for test in LIVER_PANEL:
+        assert days_with(decision.draws, test) == [35, 42, 49, 56, 70, 84]
+    assert days_with(decision.draws, PLT) == [42, 56, 70, 84]
+    assert days_with(decision.draws, TNI) == [56, 84]
+    assert decision.concentration_mg_per_ml == Decimal(3)
+
+
+def test_a_decision_on_day_27_still_gives_the_full_30_days() -> None:
+    labs = [r for r in normal_labs() if r.effective != day(28)]
+    labs += [lab(t, NORMAL[t], 27) for t in LIVER_PANEL]
+    decision = decide(patient(labs), plan(), on=day(27), policy=POLICY, exam_normal=True)
+    assert decision.branch is DecisionBranch.TAPER
+    assert decision.weight == weight(27)
+    assert decision.steps[0].start == day(29)
+    assert decision.after_day == 28
+    assert [d.day for d in decision.draws] == [35, 42, 49, 56, 70, 84]
+
+
+def test_aminotransferases_above_uln_but_below_2x_are_unremarkable() -> None:
+    labs = changed(normal_labs(), lab(ALT, "89", 28), lab(AST, "119", 28))
+    decision = decide(patient(labs), plan(), on=day(28), policy=POLICY, exam_normal=True)
+    assert decision.branch is DecisionBranch.TAPER
+    assert decision.labs_unremarkable
+    assert decision.consult is False
+
+
+def test_an_unattested_exam_proposes_the_taper_but_cannot_be_written() -> None:
+    decision = decide(patient(), plan(), on=day(28), policy=POLICY, exam_normal=None)
+    assert decision.branch is DecisionBranch.TAPER
+    assert decision.exam_normal is None
+    assert not decision.writable
+    assert len(decision.steps) == 2
+
+
+def test_an_abnormal_exam_continues_the_full_dose() -> None:
+    decision = decide(patient(), plan(), on=day(28), policy=POLICY, exam_normal=False)
+    assert decision.branch is DecisionBranch.CONTINUE
+    assert decision.writable
+    assert decision.labs_unremarkable
+    assert decision.consult is False
+    assert any("clinical exam" in r for r in decision.reasons)
+    assert len(decision.steps) == 1
+    assert decision.steps[0].mg_per_kg_per_day == Decimal(1)
+
+
+# The day-30 decision: abnormal ------------------------------------------------------------------
+
+
+def test_alt_3x_uln_continues_1_mg_per_kg_with_a_consult() -> None:
+    labs = changed(normal_labs(), lab(ALT, "135", 28))
+    decision = decide(patient(labs), plan(), on=day(28), policy=POLICY, exam_normal=True)
+    assert decision.branch is DecisionBranch.CONTINUE
+    assert decision.writable
+    assert not decision.labs_unremarkable
+    assert decision.consult is True
+    (reason,) = decision.reasons
+    assert "ALT" in reason and "3.00 x ULN" in reason and "2026-11-21" in reason
+    assert decision.key == "2026-11-21-continue"
+    assert decision.full_dose_mg_per_day == Decimal("6.1")
+    (step,) = decision.steps
+    assert step == SteroidStep(day(29), day(56), Decimal(1), Decimal("6.1"), Decimal("2.0"))
+    assert step.days == POLICY.continuation_days
+    for test in LIVER_PANEL:
+        assert days_with(decision.draws, test) == [35, 42, 49, 56]
+    assert days_with(decision.draws, PLT) == [42, 56, 70, 84]
+    assert days_with(decision.draws, TNI) == [56, 84]
+    assert decision.end_order is None
+
+
+@pytest.mark.parametrize(("test", "value"), [(ALT, "90"), (AST, "120")])
+def test_exactly_2x_uln_is_not_below_2x(test: LabTest, value: str) -> None:
+    labs = changed(normal_labs(), lab(test, value, 28))
+    decision = decide(patient(labs), plan(), on=day(28), policy=POLICY, exam_normal=True)
+    assert decision.branch is DecisionBranch.CONTINUE
+    assert decision.consult is True
+    (reason,) = decision.reasons
+    assert str(test) in reason and "2.00 x ULN" in reason
+
+
+def test_no_second_consult_when_one_is_on_record() -> None:
+    labs = changed(normal_labs(), lab(ALT, "135", 28))
+    state = plan(consult="ServiceRequest/s1")
+    decision = decide(patient(labs), state, on=day(28), policy=POLICY, exam_normal=True)
+    assert decision.branch is DecisionBranch.CONTINUE
+    assert decision.consult is False
+
+
+@pytest.mark.parametrize(
+    ("test", "value"), [(BILI, "1.3"), (PT, "14.6"), (INR, "1.4")], ids=["bilirubin", "PT", "INR"]
+)
+def test_bilirubin_pt_or_inr_above_uln_continues_without_consult(test: LabTest, value: str) -> None:
+    labs = changed(normal_labs(), lab(test, value, 28))
+    decision = decide(patient(labs), plan(), on=day(28), policy=POLICY, exam_normal=True)
+    assert decision.branch is DecisionBranch.CONTINUE
+    assert decision.consult is False
+    (reason,) = decision.reasons
+    assert str(test) in reason and "above normal" in reason
+    assert len(decision.steps) == 1
+
+
+@pytest.mark.parametrize(
+    ("test", "value"), [(BILI, "1.2"), (PT, "14.5"), (INR, "1.3")], ids=["bilirubin", "PT", "INR"]
+)
+def test_bilirubin_pt_or_inr_at_uln_are_normal(test: LabTest, value: str) -> None:
+    labs = changed(normal_labs(), lab(test, value, 28))
+    decision = decide(patient(labs), plan(), on=day(28), policy=POLICY, exam_normal=True)
+    assert decision.branch is DecisionBranch.TAPER
+
+
+def test_repeat_continue_while_the_continuation_runs_adds_no_order() -> None:
+    labs = changed(normal_labs(), lab(ALT, "135", 35))
+    fu = follow_up(patient(labs), continued(), on=day(35), policy=POLICY, exam_normal=True)
+    decision = fu.decision
+    assert decision is not None
+    assert decision.branch is DecisionBranch.CONTINUE
+    assert decision.previous_mg_per_day == Decimal("6.1")
+    assert decision.steps == ()
+    assert decision.after_day == 35
+    assert days_with(decision.draws, ALT) == [42, 49, 56]
+    assert decision.findings == ()
+
+
+def test_repeat_continue_as_the_continuation_ends_orders_another() -> None:
+    labs = changed(normal_labs(), lab(ALT, "135", 49))
+    decision = decide(patient(labs), continued(), on=day(55), policy=POLICY, exam_normal=True)
+    assert decision.branch is DecisionBranch.CONTINUE
+    assert [p.result.effective for p in decision.panel if p.result.test is ALT] == [day(49)]
+    (step,) = decision.steps
+    assert (step.start, step.end) == (day(57), day(84))
+    assert decision.weight == weight(55)
+    assert step.dose_mg_per_day == Decimal("6.8")
+    assert days_with(decision.draws, ALT) == [63, 70, 77, 84]
+
+
+# Missing data ---------------------------------------------------------------------------------
+
+
+def test_a_missing_panel_test_leaves_the_decision_open() -> None:
+    labs = changed(normal_labs(), drop=((INR, 28),))
+    decision = decide(patient(labs), plan(), on=day(28), policy=POLICY, exam_normal=True)
+    assert decision.branch is None
+    assert not decision.writable
+    assert decision.key == "2026-11-21-undecided"
+    (finding,) = decision.findings
+    assert finding.code is FindingCode.BASELINE_LAB_MISSING
+    assert finding.severity is Severity.INCOMPLETE
+    assert "No INR result since 2026-11-20" in finding.message
+    assert decision.steps == ()
+    assert decision.draws == ()
+
+
+def test_a_panel_older_than_day_27_does_not_count() -> None:
+    labs = [r for r in normal_labs() if r.effective != day(28)]
+    decision = decide(patient(labs), plan(), on=day(28), policy=POLICY, exam_normal=True)
+    assert decision.branch is None
+    assert len(decision.findings) == 5
+
+
+def test_a_result_without_any_uln_leaves_the_decision_open() -> None:
+    labs = changed(normal_labs(), lab(ALT, "24", 28, reported=False))
+    facts = patient(labs, birth_date=None)
+    decision = decide(facts, plan(), on=day(28), policy=POLICY, exam_normal=True)
+    assert decision.branch is None
+    (finding,) = decision.findings
+    assert finding.code is FindingCode.ULN_FALLBACK_USED
+    assert "ALT" in finding.message
+
+
+def test_a_stale_weight_blocks_the_new_dose() -> None:
+    decision = decide(patient(weights=(-8,)), plan(), on=day(28), policy=POLICY, exam_normal=True)
+    assert decision.branch is DecisionBranch.TAPER
+    assert decision.weight is None
+    assert decision.full_dose_mg_per_day is None
+    assert not decision.writable
+    assert decision.steps == ()
+    (finding,) = decision.findings
+    assert finding.code is FindingCode.WEIGHT_STALE
+    assert "is 36 days old" in finding.message
+    assert f"over {POLICY.weight_max_age_days}" in finding.message
+
+
+def test_a_stale_weight_blocks_a_continue_too() -> None:
+    labs = changed(normal_labs(), lab(ALT, "135", 28))
+    decision = decide(patient(labs, weights=(-8,)), plan(), on=day(28), policy=POLICY)
+    assert decision.branch is DecisionBranch.CONTINUE
+    assert not decision.writable
+    assert decision.steps == ()
+
+
+def test_a_weight_exactly_at_the_age_limit_is_current() -> None:
+    decision = decide(patient(weights=(-2,)), plan(), on=day(28), policy=POLICY, exam_normal=True)
+    assert decision.weight == weight(-2)
+    assert decision.writable
+
+
+def test_no_weight_at_all_blocks_the_new_dose() -> None:
+    decision = decide(patient(weights=()), plan(), on=day(28), policy=POLICY, exam_normal=True)
+    assert not decision.writable
+    (finding,) = decision.findings
+    assert finding.code is FindingCode.WEIGHT_MISSING
+
+
+def test_a_decision_after_the_full_dose_ended_flags_the_gap() -> None:
+    fu = follow_up(patient(), plan(), on=day(35), policy=POLICY, exam_normal=True)
+    assert fu.phase is Phase.LIVER_ASSESSMENT_DUE
+    decision = fu.decision
+    assert decision is not None
+    assert decision.branch is DecisionBranch.TAPER
+    assert [p.result.effective for p in decision.panel] == [day(35)] * 5
+    (gap,) = decision.findings
+    assert gap.code is FindingCode.STEROID_START_PASSED
+    assert gap.severity is Severity.NEEDS_REVIEW
+    assert "ended on 2026-11-21, 7 day(s) before this decision" in gap.message
+    assert decision.steps[0].start == day(36)
+    assert decision.weight == weight(34)
+    assert decision.after_day == 35
+    assert days_with(decision.draws, ALT) == [42, 49, 56, 63, 77, 91]
+    assert FindingCode.STEROID_START_PASSED in {f.code for f in fu.findings}
+
+
+# Bugs -------------------------------------------------------------------------------------------
+
+
+def test_a_taper_after_continue_starts_the_next_day_and_ends_the_continuation() -> None:
+    fu = follow_up(patient(), continued(), on=day(35), policy=POLICY, exam_normal=True)
+    decision = fu.decision
+    assert decision is not None
+    assert decision.branch is DecisionBranch.TAPER
+    assert decision.steps[0].start == day(36)
+    assert decision.end_order == CONTINUATION
+
+
+def _late_taper() -> PlanState:
+    """A TAPER decided late on day 35, its taper ordered from day 36: nothing covers days 29-35."""
+    return tapered(decided=35, taper_first=36)
+
+
+def test_a_day_without_steroid_before_a_late_taper_is_a_finding() -> None:
+    fu = follow_up(patient(), _late_taper(), on=day(35), policy=POLICY)
+    assert fu.dose_today is None
+    assert FindingCode.STEROID_START_PASSED in {f.code for f in fu.findings}
+
+
+def test_course_text_on_a_day_between_orders_names_the_next_start() -> None:
+    fu = follow_up(patient(), _late_taper(), on=day(35), policy=POLICY)
+    assert fu.next_change is not None and fu.next_change.date == day(36)
+    assert "starts on 2026-10-23" not in fu.course_text
+    assert "2026-11-29" in fu.course_text
+
+
+# Alerts and results -----------------------------------------------------------------------------
+
+
+def test_alerts_pass_through() -> None:
+    labs = changed(normal_labs(), lab(ALT, "1125", 21))
+    fu = follow_up(patient(labs), plan(), on=day(22), policy=POLICY)
+    (alert,) = fu.alerts
+    assert alert.code is AlertCode.ACUTE_LIVER_INJURY
+    assert alert.level is AlertLevel.URGENT
+    assert "25.00 x ULN" in alert.message
+    assert follow_up(patient(), plan(), on=day(22), policy=POLICY).alerts == ()
+
+
+def test_results_are_post_infusion_and_known_on_the_date() -> None:
+    labs = [*normal_labs(), lab(ALT, "30", 0)]
+    fu = follow_up(patient(labs), plan(), on=day(14), policy=POLICY)
+    assert {r.day for r in fu.results} == {7, 14}
+    assert len(fu.results) == 18
+    assert all(day(1) <= r.result.effective <= day(14) for r in fu.results)
+    assert [r.day for r in fu.results] == sorted(r.day for r in fu.results)
+    (alt_7,) = [r for r in fu.results if r.result.test is ALT and r.day == 7]
+    assert alt_7.uln == Decimal(45)
+    assert alt_7.multiple_of_uln == Decimal("0.53")
+    assert alt_7.flag is ResultFlag.NORMAL
+
+
+FLAG_CASES = [
+    (lab(ALT, "24", 7), ResultFlag.NORMAL, Decimal("0.53")),
+    (lab(ALT, "60", 7), ResultFlag.ABOVE_ULN, Decimal("1.33")),
+    (lab(ALT, "90", 7), ResultFlag.AT_LEAST_2X, Decimal("2.00")),
+    (lab(AST, "1200", 7), ResultFlag.AT_LEAST_2X, Decimal("20.00")),
+    (lab(AST, "1260", 7), ResultFlag.ABOVE_20X, Decimal("21.00")),
+    (lab(ALT, "1125", 7), ResultFlag.ABOVE_20X, Decimal("25.00")),
+    (lab(BILI, "1.3", 7), ResultFlag.ABOVE_ULN, Decimal("1.08")),
+    (lab(BILI, "2.6", 7), ResultFlag.ABOVE_ULN, Decimal("2.17")),
+    (lab(TNI, "0.05", 7), ResultFlag.ABOVE_ULN, Decimal("1.25")),
+    (lab(PLT, "149", 7), ResultFlag.LOW, None),
+    (lab(PLT, "150", 7), ResultFlag.NORMAL, None),
+    (lab(HGB, "7.0", 7), ResultFlag.NORMAL, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("result", "flag", "multiple"),
+    FLAG_CASES,
+    ids=[f"{r.test.name}-{r.value}" for r, _, _ in FLAG_CASES],
+)
+def test_result_row_flags(result: LabResult, flag: ResultFlag, multiple: Decimal | None) -> None:
+    fu = follow_up(patient([result]), plan(), on=day(8), policy=POLICY)
+    (row,) = fu.results
+    assert row.result == result
+    assert row.day == 7
+    assert row.flag is flag
+    assert row.multiple_of_uln == multiple
+
+
+def test_a_result_without_uln_is_flagged() -> None:
+    facts = patient([lab(ALT, "24", 7, reported=False)], birth_date=None)
+    (row,) = follow_up(facts, plan(), on=day(8), policy=POLICY).results
+    assert row.flag is ResultFlag.NO_ULN
+    assert row.uln is None and row.multiple_of_uln is None
+
+
+# Determinism ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [10, 28, 45])
+def test_same_inputs_give_the_same_follow_up(n: int) -> None:
+    first = follow_up(patient(), tapered() if n == 45 else plan(), on=day(n), policy=POLICY)
+    again = follow_up(patient(), tapered() if n == 45 else plan(), on=day(n), policy=POLICY)
+    assert first == again
