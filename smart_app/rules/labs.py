@@ -49,8 +49,9 @@ class Interpreted:
     source: UlnSource
 
     def exceeds(self, multiple: Decimal) -> bool:
-        """True when the value is strictly above `multiple` x ULN, compared exactly."""
-        return self.uln is not None and self.result.value > multiple * self.uln
+        """True when the value is strictly above `multiple` x ULN, compared exactly; a ULN of
+        zero or below is no limit at all and never exceeded."""
+        return self.uln is not None and self.uln > 0 and self.result.value > multiple * self.uln
 
     @property
     def multiple_of_uln(self) -> Decimal | None:
