@@ -24,6 +24,7 @@ from smart_app.rules.model import (
     ActivityKind,
     DecisionBranch,
     LabResult,
+    LabTest,
     PlannedTask,
     PlanState,
     SteroidOrder,
@@ -363,7 +364,10 @@ class _DecisionBuilder(_FollowUpBuilder):
         evidence = [
             {"reference": ref}
             for seen in self.decision.panel
-            if (ref := _observation(seen.result)) and seen.result.test.value in ("ALT", "AST")
+            if (ref := _observation(seen.result))
+            and seen.result.test in (LabTest.ALT, LabTest.AST)
+            and seen.uln is not None
+            and seen.result.value >= label.LIVER_ULN_MULTIPLE * seen.uln
         ]
         request: Resource = {
             "resourceType": "ServiceRequest",
@@ -428,9 +432,15 @@ class _DecisionBuilder(_FollowUpBuilder):
                 f"{self.decision.full_dose_mg_per_day} mg (was {self.decision.previous_mg_per_day}"
                 " mg)."
             )
+        consult = (
+            f" Hepatology consult requested (urgent): {label.ADVICE_CONSULT}"
+            if self.decision.consult
+            else ""
+        )
         note = {
             "time": self.recorded,
-            "text": f"Liver assessment on {self.on.isoformat()}: {self.branch.value}.{change}",
+            "text": f"Liver assessment on {self.on.isoformat()}: {self.branch.value}."
+            f"{change}{consult}",
         }
         self.put(old, {"activity": activity, "note": [*(old.get("note") or []), note]})
 
