@@ -266,14 +266,7 @@ def _baseline(spec: _Spec, pid: str, birth: dt.date, on: dt.date) -> list[Resour
         )
     if spec.weight is not None:
         out.append(
-            observation(
-                pid,
-                "weight",
-                code=(codes.LOINC, "29463-7", "Body weight"),
-                when=_at(on - _days(spec.weight_days), "09:10"),
-                category="vital-signs",
-                valueQuantity=_quantity(spec.weight, spec.weight_unit),
-            )
+            _weight(pid, "weight", _at(on - _days(spec.weight_days), "09:10"), spec.weight, spec)
         )
     if spec.titer is not None:
         titer = observation(
@@ -331,6 +324,18 @@ GROWTH_G_PER_DAY = 25
 """How fast the synthetic infants gain weight after infusion (so the day-30 dose changes)."""
 
 
+def _weight(pid: str, suffix: str, when: str, value: float, spec: _Spec) -> Resource:
+    """A body weight in the spec's unit."""
+    return observation(
+        pid,
+        suffix,
+        code=(codes.LOINC, "29463-7", "Body weight"),
+        when=when,
+        category="vital-signs",
+        valueQuantity=_quantity(value, spec.weight_unit),
+    )
+
+
 def _kit_ndc(spec: _Spec) -> str:
     """The NDC of the kit the patient's baseline weight was dosed with."""
     dose = dose_for_weight(weight_to_kg(Decimal(str(spec.weight or 0)), spec.weight_unit))
@@ -357,15 +362,12 @@ def _followup(spec: _Spec, pid: str, infusion: dt.date, today: dt.date) -> list[
     ]
     if spec.weight is not None:
         out += [
-            observation(
+            _weight(
                 pid,
                 f"weight-d{day}",
-                code=(codes.LOINC, "29463-7", "Body weight"),
-                when=_at(infusion + _days(day), "07:50"),
-                category="vital-signs",
-                valueQuantity=_quantity(
-                    round(spec.weight + GROWTH_G_PER_DAY * day / 1000, 2), spec.weight_unit
-                ),
+                _at(infusion + _days(day), "07:50"),
+                round(spec.weight + GROWTH_G_PER_DAY * day / 1000, 2),
+                spec,
             )
             for day in range(7, (today - infusion).days + 1, 7)
         ]
