@@ -17,7 +17,7 @@ from smart_app.rules.model import (
     DecisionBranch,
     Evidence,
     Finding,
-    FindingCode,
+    FollowUpCode,
     LabResult,
     LabTest,
     Measurement,
@@ -236,7 +236,9 @@ def _newest(facts: PatientFacts, test: LabTest, *, after: dt.date, on: dt.date) 
     return next((r for r in facts.labs_for(test) if after < r.effective <= on), None)
 
 
-def _finding(code: FindingCode, severity: Severity, message: str, section: str, *ev: Evidence):
+def _finding(
+    code: FollowUpCode, severity: Severity, message: str, section: str, *ev: Evidence
+) -> Finding:
     """A finding of the follow-up."""
     return Finding(code, severity, message, section, tuple(ev))
 
@@ -255,7 +257,7 @@ def _judge_panel(
         if result is None:
             findings.append(
                 _finding(
-                    FindingCode.BASELINE_LAB_MISSING,
+                    FollowUpCode.LIVER_PANEL_MISSING,
                     Severity.INCOMPLETE,
                     f"No {test} result since {since}: the liver assessment needs ALT, AST, total "
                     "bilirubin, PT and INR.",
@@ -268,7 +270,7 @@ def _judge_panel(
         if seen.uln is None:
             findings.append(
                 _finding(
-                    FindingCode.ULN_FALLBACK_USED,
+                    FollowUpCode.ULN_MISSING,
                     Severity.INCOMPLETE,
                     f"{test} {result.value} {result.unit} on {result.effective} has no upper "
                     "limit of normal and none is configured: it cannot be judged.",
@@ -296,7 +298,7 @@ def _weight(
     if newest is None:
         return None, [
             _finding(
-                FindingCode.WEIGHT_MISSING,
+                FollowUpCode.WEIGHT_MISSING,
                 Severity.INCOMPLETE,
                 "No body weight: weigh the infant before the steroid dose is set.",
                 "2.1",
@@ -306,7 +308,7 @@ def _weight(
     if age > policy.weight_max_age_days:
         return None, [
             _finding(
-                FindingCode.WEIGHT_STALE,
+                FollowUpCode.WEIGHT_STALE,
                 Severity.INCOMPLETE,
                 f"The newest weight ({newest.value} kg on {newest.effective}) is {age} days old, "
                 f"over {policy.weight_max_age_days}: re-weigh before the steroid dose is set.",
@@ -368,7 +370,7 @@ def decide(
     if on > full_end:
         findings.append(
             _finding(
-                FindingCode.STEROID_START_PASSED,
+                FollowUpCode.DECISION_AFTER_FULL_DOSE,
                 Severity.NEEDS_REVIEW,
                 f"The last full-dose prednisolone order ended on {full_end}, {(on - full_end).days}"
                 " day(s) before this decision: confirm what was given since; never stop "
@@ -448,7 +450,9 @@ def decide(
     )
 
 
-def _result_row(result: LabResult, *, facts: PatientFacts, infusion: dt.date, policy: Policy):
+def _result_row(
+    result: LabResult, *, facts: PatientFacts, infusion: dt.date, policy: Policy
+) -> ResultRow:
     """A result with its day, ULN and flag."""
     seen = interpret(result, birth_date=facts.birth_date)
     flag = ResultFlag.NORMAL
@@ -480,7 +484,9 @@ def _matching(
     return next((r for r in facts.labs_for(test) if r.final and start <= r.effective <= end), None)
 
 
-def _late_limit(task: PlannedTask, test: LabTest, tasks: tuple[PlannedTask, ...], on: dt.date):
+def _late_limit(
+    task: PlannedTask, test: LabTest, tasks: tuple[PlannedTask, ...], on: dt.date
+) -> dt.date:
     """The last date a late result still belongs to this Task: before the next draw's window."""
     later = [
         t.window_start
@@ -548,13 +554,15 @@ def _phase(
     return Phase.POST_TAPER if on <= monitoring_end else Phase.COMPLETE
 
 
-def _state_findings(state: PlanState, orders: tuple[SteroidOrder, ...], on: dt.date):
+def _state_findings(
+    state: PlanState, orders: tuple[SteroidOrder, ...], on: dt.date
+) -> list[Finding]:
     """What the chart does not say that the follow-up needs."""
     found: list[Finding] = []
     if state.infusion_evidence is None and on >= state.infusion_date:
         found.append(
             _finding(
-                FindingCode.RESULT_UNREADABLE,
+                FollowUpCode.INFUSION_NOT_RECORDED,
                 Severity.NEEDS_REVIEW,
                 f"No ZOLGENSMA administration is recorded: days are counted from the planned "
                 f"infusion date {state.infusion_date}. Record the administration in the EHR.",
@@ -572,7 +580,7 @@ def _state_findings(state: PlanState, orders: tuple[SteroidOrder, ...], on: dt.d
         if not finished:
             found.append(
                 _finding(
-                    FindingCode.STEROID_START_PASSED,
+                    FollowUpCode.NO_STEROID_ORDER,
                     Severity.NEEDS_REVIEW,
                     f"No prednisolone order covers {on}: the last one ended on {last} and no "
                     "taper is ordered. Never stop corticosteroids abruptly.",

@@ -202,11 +202,23 @@ class PatientFacts:
         return tuple(lab for lab in self.labs if lab.test is test)
 
 
+class FollowUpCode(StrEnum):
+    """What the follow-up needs and the chart does not say (never written as DetectedIssues)."""
+
+    LIVER_PANEL_MISSING = "liver-panel-missing"
+    ULN_MISSING = "uln-missing"
+    WEIGHT_MISSING = "follow-up-weight-missing"
+    WEIGHT_STALE = "follow-up-weight-stale"
+    DECISION_AFTER_FULL_DOSE = "decision-after-full-dose-ended"
+    INFUSION_NOT_RECORDED = "infusion-not-recorded"
+    NO_STEROID_ORDER = "no-steroid-order-today"
+
+
 @dataclass(frozen=True)
 class Finding:
-    """One reason behind the eligibility status, with the label section and evidence."""
+    """One reason behind a status, with the label section and evidence."""
 
-    code: FindingCode
+    code: FindingCode | FollowUpCode
     severity: Severity
     message: str
     section: str

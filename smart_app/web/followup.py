@@ -12,7 +12,7 @@ from smart_app import render, render_followup, service
 from smart_app.errors import WriteBackError, WriteBlocked
 from smart_app.fhir import summary
 from smart_app.fhir.followup_write import Confirmed
-from smart_app.fhir.gateway import PatientRecord
+from smart_app.fhir.gateway import FhirGateway, PatientRecord
 from smart_app.fhir.write import Written
 from smart_app.rules.model import ActivityKind, TaskState
 from smart_app.web import charts, context
@@ -132,7 +132,9 @@ def _write(
     )
 
 
-def _load(context_id: str, *, exam_normal: bool | None = None):
+def _load(
+    context_id: str, *, exam_normal: bool | None = None
+) -> tuple[context.LaunchContext, FhirGateway, service.Following | None]:
     """Read the chart once; the launch context, gateway and follow-up (None: no active plan)."""
     launched, gateway = connect(context_id)
     record = gateway.read_patient(launched.patient)

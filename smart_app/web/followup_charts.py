@@ -16,7 +16,9 @@ from smart_app.web.charts import Chart, HLine, Point, Series, VLine
 CHECK_DAY = label.STEROID_FULL_DOSE_DAYS - 2
 
 
-def _results(facts: PatientFacts, test: LabTest, *, infusion: dt.date, on: dt.date):
+def _results(
+    facts: PatientFacts, test: LabTest, *, infusion: dt.date, on: dt.date
+) -> list[LabResult]:
     """The newest baseline result and every later one up to `on`, oldest first."""
     known = [r for r in facts.labs_for(test) if r.effective <= on]
     baseline = next((r for r in known if r.effective <= infusion), None)

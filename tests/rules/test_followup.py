@@ -32,7 +32,7 @@ from smart_app.rules.model import (
     AlertLevel,
     DecisionBranch,
     Evidence,
-    FindingCode,
+    FollowUpCode,
     LabResult,
     LabTest,
     Measurement,
@@ -468,7 +468,7 @@ def test_a_continuation_about_to_end_makes_the_assessment_due() -> None:
     assert fu.phase is Phase.LIVER_ASSESSMENT_DUE
     assert fu.decision is not None
     assert fu.decision.branch is None  # no liver panel since the last decision
-    assert {f.code for f in fu.decision.findings} == {FindingCode.BASELINE_LAB_MISSING}
+    assert {f.code for f in fu.decision.findings} == {FollowUpCode.LIVER_PANEL_MISSING}
 
 
 def test_no_decision_after_a_taper_decision() -> None:
@@ -482,7 +482,7 @@ def test_no_recorded_administration_is_a_finding_after_the_infusion_date() -> No
     state = plan(administered=False)
     assert follow_up(patient(), state, on=day(-1), policy=POLICY).findings == ()
     (finding,) = follow_up(patient(), state, on=day(3), policy=POLICY).findings
-    assert finding.code is FindingCode.RESULT_UNREADABLE
+    assert finding.code is FollowUpCode.INFUSION_NOT_RECORDED
     assert finding.severity is Severity.NEEDS_REVIEW
     assert "2026-10-24" in finding.message
 
@@ -490,7 +490,7 @@ def test_no_recorded_administration_is_a_finding_after_the_infusion_date() -> No
 def test_no_order_covering_today_without_a_taper_is_a_finding() -> None:
     fu = follow_up(patient(), plan(), on=day(30), policy=POLICY)
     (finding,) = fu.findings
-    assert finding.code is FindingCode.STEROID_START_PASSED
+    assert finding.code is FollowUpCode.NO_STEROID_ORDER
     assert "2026-11-23" in finding.message and "2026-11-21" in finding.message
     assert fu.course_text == "Corticosteroid course: order ended on 2026-11-21."
 
@@ -843,7 +843,7 @@ def test_a_missing_panel_test_leaves_the_decision_open() -> None:
     assert not decision.writable
     assert decision.key == "2026-11-21-undecided"
     (finding,) = decision.findings
-    assert finding.code is FindingCode.BASELINE_LAB_MISSING
+    assert finding.code is FollowUpCode.LIVER_PANEL_MISSING
     assert finding.severity is Severity.INCOMPLETE
     assert "No INR result since 2026-11-20" in finding.message
     assert decision.steps == ()
@@ -863,7 +863,7 @@ def test_a_result_without_any_uln_leaves_the_decision_open() -> None:
     decision = decide(facts, plan(), on=day(28), policy=POLICY, exam_normal=True)
     assert decision.branch is None
     (finding,) = decision.findings
-    assert finding.code is FindingCode.ULN_FALLBACK_USED
+    assert finding.code is FollowUpCode.ULN_MISSING
     assert "ALT" in finding.message
 
 
@@ -875,7 +875,7 @@ def test_a_stale_weight_blocks_the_new_dose() -> None:
     assert not decision.writable
     assert decision.steps == ()
     (finding,) = decision.findings
-    assert finding.code is FindingCode.WEIGHT_STALE
+    assert finding.code is FollowUpCode.WEIGHT_STALE
     assert "is 36 days old" in finding.message
     assert f"over {POLICY.weight_max_age_days}" in finding.message
 
@@ -898,7 +898,7 @@ def test_no_weight_at_all_blocks_the_new_dose() -> None:
     decision = decide(patient(weights=()), plan(), on=day(28), policy=POLICY, exam_normal=True)
     assert not decision.writable
     (finding,) = decision.findings
-    assert finding.code is FindingCode.WEIGHT_MISSING
+    assert finding.code is FollowUpCode.WEIGHT_MISSING
 
 
 def test_a_decision_after_the_full_dose_ended_flags_the_gap() -> None:
@@ -909,14 +909,14 @@ def test_a_decision_after_the_full_dose_ended_flags_the_gap() -> None:
     assert decision.branch is DecisionBranch.TAPER
     assert [p.result.effective for p in decision.panel] == [day(35)] * 5
     (gap,) = decision.findings
-    assert gap.code is FindingCode.STEROID_START_PASSED
+    assert gap.code is FollowUpCode.DECISION_AFTER_FULL_DOSE
     assert gap.severity is Severity.NEEDS_REVIEW
     assert "ended on 2026-11-21, 7 day(s) before this decision" in gap.message
     assert decision.steps[0].start == day(36)
     assert decision.weight == weight(34)
     assert decision.after_day == 35
     assert days_with(decision.draws, ALT) == [42, 49, 56, 63, 77, 91]
-    assert FindingCode.STEROID_START_PASSED in {f.code for f in fu.findings}
+    assert FollowUpCode.NO_STEROID_ORDER in {f.code for f in fu.findings}
 
 
 # Bugs -------------------------------------------------------------------------------------------
@@ -939,7 +939,7 @@ def _late_taper() -> PlanState:
 def test_a_day_without_steroid_before_a_late_taper_is_a_finding() -> None:
     fu = follow_up(patient(), _late_taper(), on=day(35), policy=POLICY)
     assert fu.dose_today is None
-    assert FindingCode.STEROID_START_PASSED in {f.code for f in fu.findings}
+    assert FollowUpCode.NO_STEROID_ORDER in {f.code for f in fu.findings}
 
 
 def test_course_text_on_a_day_between_orders_names_the_next_start() -> None:
