@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,6 @@ from smart_app.rules.model import (
     ActivityKind,
     DecisionBranch,
     LabResult,
-    LabTest,
     PlannedTask,
     PlanState,
     SteroidOrder,
@@ -98,11 +97,18 @@ class _FollowUpBuilder(EntryBuilder):
         return copy.deepcopy(dict(found))
 
     def complete(
-        self, task: PlannedTask, *, outputs: list[Resource], done_on: dt.date, note: str
+        self,
+        task: PlannedTask,
+        *,
+        outputs: list[Resource],
+        done_on: dt.date,
+        note: str,
+        extra: Resource | None = None,
     ) -> str:
-        """Mark one open Task completed, with its outputs and a note."""
+        """Mark one open Task completed, with its outputs, a note and any `extra` elements."""
         old = self.raw(task.reference)
         changes: Resource = {
+            **(extra or {}),
             "status": "completed",
             "executionPeriod": {"end": done_on.isoformat()},
             "lastModified": self.recorded,
@@ -200,9 +206,7 @@ class _DecisionBuilder(_FollowUpBuilder):
                 {"text": f"ZOLGENSMA liver assessment on {self.on.isoformat()} (section 2.1)"}
             ],
         }
-        if self.user and self.user["reference"].split("/", 1)[0] != "Patient":
-            common["requester"] = self.user
-        return common
+        return common | self.requester()
 
     def assessment(self) -> None:
         """The liver assessment Task, completed with the branch, the results and the reasons."""
@@ -227,8 +231,7 @@ class _DecisionBuilder(_FollowUpBuilder):
             None,
         )
         if open_check is not None:
-            self.complete(open_check, outputs=outputs, done_on=self.on, note=note)
-            self.entries[-1]["resource"].update(changes)
+            self.complete(open_check, outputs=outputs, done_on=self.on, note=note, extra=changes)
             return
         task: Resource = {
             "resourceType": "Task",
@@ -363,11 +366,8 @@ class _DecisionBuilder(_FollowUpBuilder):
         mode = self.confirmed.order_mode
         evidence = [
             {"reference": ref}
-            for seen in self.decision.panel
-            if (ref := _observation(seen.result))
-            and seen.result.test in (LabTest.ALT, LabTest.AST)
-            and seen.uln is not None
-            and seen.result.value >= label.LIVER_ULN_MULTIPLE * seen.uln
+            for result in self.decision.consult_results
+            if (ref := _observation(result))
         ]
         request: Resource = {
             "resourceType": "ServiceRequest",
@@ -387,8 +387,7 @@ class _DecisionBuilder(_FollowUpBuilder):
         }
         if evidence:
             request["reasonReference"] = evidence
-        if self.user and self.user["reference"].split("/", 1)[0] != "Patient":
-            request["requester"] = self.user
+        request |= self.requester()
         consult = self.add(
             request, "servicerequest/hepatology-consult", profile="zolgensma-consult"
         )
@@ -414,8 +413,7 @@ class _DecisionBuilder(_FollowUpBuilder):
                 }
             },
         }
-        if self.user and self.user["reference"].split("/", 1)[0] != "Patient":
-            task["requester"] = self.user
+        task |= self.requester()
         self.new.append(self.add(task, "task/consult/hepatology", profile="zolgensma-task"))
 
     def care_plan(self) -> None:
@@ -469,8 +467,3 @@ def decision_bundle(
     builder.care_plan()
     builder.provenance(activity="UPDATE")
     return builder.bundle()
-
-
-def references(bundle: Mapping[str, Any]) -> list[str]:
-    """The request URLs of a bundle's entries (for messages and tests)."""
-    return [e["request"]["url"] for e in bundle.get("entry") or []]

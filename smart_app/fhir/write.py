@@ -288,6 +288,12 @@ class EntryBuilder:
             profile="zolgensma-provenance",
         )
 
+    def requester(self) -> Resource:
+        """{'requester': user} for a user who can request (not a Patient), else {}."""
+        if self.user and self.user["reference"].split("/", 1)[0] != "Patient":
+            return {"requester": self.user}
+        return {}
+
     def is_practitioner(self) -> bool:
         """True when the user is a Practitioner or PractitionerRole."""
         return bool(self.user) and self.user["reference"].startswith("Practitioner")
@@ -428,9 +434,8 @@ class _Builder(EntryBuilder):
             "intent": mode.value,
             "subject": self.patient,
             "authoredOn": self.recorded,
+            **self.requester(),
         }
-        if self.user and self.user["reference"].split("/", 1)[0] != "Patient":
-            common["requester"] = self.user
         sma = self._sma_refs()
         if sma:
             common["reasonReference"] = sma
@@ -452,8 +457,7 @@ class _Builder(EntryBuilder):
     def task(self, item: ScheduleItem, care_plan: str) -> str:
         """One Task for a scheduled monitoring activity or decision point."""
         task = task_resource(item, care_plan, patient=self.patient, recorded=self.recorded)
-        if self.user and self.user["reference"].split("/", 1)[0] != "Patient":
-            task["requester"] = self.user
+        task |= self.requester()
         return self.add(task, task_item(item), profile="zolgensma-task")
 
     def care_plan(self) -> str:

@@ -98,6 +98,8 @@ class Decision:
     reasons: tuple[str, ...]
     findings: tuple[Finding, ...]
     consult: bool
+    consult_results: tuple[LabResult, ...]
+    """The ALT/AST results at or above 2 x ULN behind the consult."""
     panel: tuple[Interpreted, ...]
     weight: Measurement | None
     previous_mg_per_day: Decimal
@@ -245,12 +247,13 @@ def _finding(
 
 def _judge_panel(
     facts: PatientFacts, *, since: dt.date, on: dt.date
-) -> tuple[list[Interpreted], list[str], list[Finding], bool, bool]:
-    """Interpret the newest liver panel since `since`: (panel, reasons, findings, ok, consult)."""
+) -> tuple[list[Interpreted], list[str], list[Finding], bool, list[LabResult]]:
+    """Interpret the newest liver panel since `since`: (panel, reasons, findings, ok, and the
+    aminotransferases at or above 2 x ULN that call for a consult)."""
     panel: list[Interpreted] = []
     reasons: list[str] = []
     findings: list[Finding] = []
-    consult = False
+    consult: list[LabResult] = []
     before = since - dt.timedelta(days=1)
     for test in LIVER_PANEL:
         result = _newest(facts, test, after=before, on=on)
@@ -283,7 +286,7 @@ def _judge_panel(
         if test in AMINOTRANSFERASES:
             if result.value >= label.LIVER_ULN_MULTIPLE * seen.uln:
                 reasons.append(f"{shown} on {result.effective} (not below 2 x ULN)")
-                consult = True
+                consult.append(result)
         elif result.value > seen.uln:
             reasons.append(f"{shown} on {result.effective} (above normal)")
     ok = not reasons and not findings
@@ -437,7 +440,8 @@ def decide(
         exam_normal=exam_normal,
         reasons=tuple(reasons),
         findings=tuple(findings),
-        consult=consult and state.consult is None,
+        consult=bool(consult) and state.consult is None,
+        consult_results=tuple(consult),
         panel=tuple(panel),
         weight=weight,
         previous_mg_per_day=previous,

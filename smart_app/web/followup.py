@@ -14,6 +14,7 @@ from smart_app.fhir import summary
 from smart_app.fhir.followup_write import Confirmed
 from smart_app.fhir.gateway import FhirGateway, PatientRecord
 from smart_app.fhir.write import Written
+from smart_app.rules import label
 from smart_app.rules.model import ActivityKind, TaskState
 from smart_app.web import charts, context
 from smart_app.web.connection import connect
@@ -82,7 +83,7 @@ def page(
         "decision_fingerprint": _decision_fingerprint(following),
         "tasks_fingerprint": _tasks_fingerprint(following),
         "truncated": following.record.truncated,
-        "label_version": "ZOLGENSMA USPI rev. 2/2025",
+        "label_version": label.LABEL_VERSION,
         "policy_version": web_state().settings.policy.version,
     }
 

@@ -27,9 +27,8 @@ def _results(
     return sorted(chosen, key=lambda r: r.effective)
 
 
-def _markers(found: FollowUp) -> tuple[VLine, ...]:
-    """Infusion and the day-30 liver assessment."""
-    return (VLine(0, "infusion"), VLine(CHECK_DAY, "day-30 check"))
+MARKERS = (VLine(0, "infusion"), VLine(CHECK_DAY, "day-30 check"))
+"""Infusion and the day-30 liver assessment, on every chart."""
 
 
 def _range(found: FollowUp) -> tuple[int, int]:
@@ -89,7 +88,7 @@ def follow_up_charts(found: FollowUp, facts: PatientFacts, *, policy: Policy) ->
     """Every chart of the follow-up view, in reading order."""
     infusion = found.infusion_date
     x_range = _range(found)
-    markers = _markers(found)
+    markers = MARKERS
     platelets = _results(facts, LabTest.PLATELETS, infusion=infusion, on=found.on)
     baseline = next((r for r in platelets if r.effective <= infusion), None)
     troponin = _results(facts, LabTest.TROPONIN_I, infusion=infusion, on=found.on)

@@ -754,6 +754,7 @@ def test_alt_3x_uln_continues_1_mg_per_kg_with_a_consult() -> None:
     assert decision.writable
     assert not decision.labs_unremarkable
     assert decision.consult is True
+    assert [r.test for r in decision.consult_results] == [ALT]  # AST 38 U/L is not behind it
     (reason,) = decision.reasons
     assert "ALT" in reason and "3.00 x ULN" in reason and "2026-11-21" in reason
     assert decision.key == "2026-11-21-continue"
@@ -774,6 +775,7 @@ def test_exactly_2x_uln_is_not_below_2x(test: LabTest, value: str) -> None:
     decision = decide(patient(labs), plan(), on=day(28), policy=POLICY, exam_normal=True)
     assert decision.branch is DecisionBranch.CONTINUE
     assert decision.consult is True
+    assert [r.test for r in decision.consult_results] == [test]
     (reason,) = decision.reasons
     assert str(test) in reason and "2.00 x ULN" in reason
 
