@@ -87,6 +87,8 @@ class FindingCode(StrEnum):
     SMN1_BIALLELIC_NOT_CONFIRMED = "smn1-biallelic-not-confirmed"
     # needs-review
     LIVER_FUNCTION_ELEVATED = "liver-function-elevated"
+    HEPATIC_IMPAIRMENT = "hepatic-impairment"
+    WEIGHT_DISCREPANCY = "weight-discrepancy"
     ADVANCED_SMA = "advanced-sma"
     ULN_FALLBACK_USED = "uln-fallback-used"
     RESULT_UNREADABLE = "result-unreadable"
@@ -138,6 +140,8 @@ class Measurement:
     unit: str
     effective: dt.date
     evidence: Evidence
+    taken_at: dt.datetime | None = None
+    """The moment it was taken, in UTC, when the source recorded a time (else only the date)."""
 
 
 @dataclass(frozen=True)
@@ -195,6 +199,8 @@ class PatientFacts:
     active_infections: tuple[Evidence, ...] = ()
     advanced_sma: tuple[Evidence, ...] = ()
     prior_gene_therapy: tuple[Evidence, ...] = ()
+    liver_conditions: tuple[Evidence, ...] = ()
+    """Active Conditions in the app's liver-disease value set (section 8.6)."""
     unreadable: tuple[Unreadable, ...] = ()
 
     def labs_for(self, test: LabTest) -> tuple[LabResult, ...]:
@@ -212,6 +218,7 @@ class FollowUpCode(StrEnum):
     DECISION_AFTER_FULL_DOSE = "decision-after-full-dose-ended"
     INFUSION_NOT_RECORDED = "infusion-not-recorded"
     NO_STEROID_ORDER = "no-steroid-order-today"
+    STEROID_ORDER_ENDING = "steroid-order-ending"
 
 
 @dataclass(frozen=True)
@@ -382,6 +389,7 @@ class AlertCode(StrEnum):
     """Post-infusion safety signals (label sections 5.1, 5.3, 5.4, 5.5)."""
 
     ACUTE_LIVER_INJURY = "acute-liver-injury"
+    LIVER_TESTS_WORSENING = "liver-tests-worsening"
     THROMBOCYTOPENIA = "thrombocytopenia"
     TMA_PATTERN = "tma-pattern"
     TROPONIN_I_ELEVATED = "troponin-i-elevated"

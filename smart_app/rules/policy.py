@@ -26,6 +26,13 @@ ALL_BASELINE_TESTS: tuple[LabTest, ...] = (
     LabTest.PLATELETS,
     LabTest.TROPONIN_I,
 )
+"""Every test the app can ask for at baseline."""
+
+LABEL_BASELINE_TESTS: tuple[LabTest, ...] = tuple(
+    test for test in ALL_BASELINE_TESTS if test is not LabTest.TROPONIN_I
+)
+"""Sections 2.1 and 2.3 (rev. 2/2025): liver function, creatinine and a blood count. Troponin I
+left the baseline list in 2/2025; a policy may still require it (section 5.5)."""
 
 
 @dataclass(frozen=True)
@@ -39,8 +46,8 @@ class Policy:
     """A baseline result older than this before the infusion date counts as missing."""
     titer_max_age_days: int = 30
     """An anti-AAV9 titer older than this before the infusion date counts as missing."""
-    baseline_tests: tuple[LabTest, ...] = ALL_BASELINE_TESTS
-    """Sections 2.1 and 2.3 list all but troponin I; troponin I is added for section 5.5."""
+    baseline_tests: tuple[LabTest, ...] = LABEL_BASELINE_TESTS
+    """Sections 2.1 and 2.3; add troponin I to require it before infusion (section 5.5)."""
     fever_threshold_c: Decimal = Decimal("38.0")
     fever_lookback_days: int = 3
     """Body temperature at or above the threshold within this many days before evaluation."""
@@ -80,6 +87,19 @@ class Policy:
     """Hemoglobin 'falling': at least this far below its pre-infusion baseline."""
     continuation_days: int = 28
     """An abnormal day-30 assessment continues 1 mg/kg/day for this long, reassessed weekly."""
+    worsening_urgent_aminotransferase_uln_multiple: Decimal = Decimal(5)
+    worsening_urgent_bilirubin_uln_multiple: Decimal = Decimal(2)
+    worsening_urgent_coagulation_uln_multiple: Decimal = Decimal(1)
+    """Worsening liver tests (5.1: 'promptly assess and closely monitor') are urgent at or above
+    these multiples of ULN (ALT/AST, total bilirubin, and above it for PT/INR); a warning below."""
+    steroid_end_warning_days: int = 2
+    """Warn this many days before the last ordered full-dose day while no decision is recorded."""
+    weight_discrepancy_fraction: Decimal = Decimal("0.05")
+    weight_pair_hours: int = 24
+    """Two weights taken within this many hours (or on one date) that differ by more than this
+    fraction, or fall in different kit bands, are a discrepancy (section 2.1)."""
+    bundle_max_bytes: int = 20 * 1024 * 1024
+    """The largest Bundle file or server answer the app reads."""
 
     def __post_init__(self) -> None:
         """Refuse a policy with values out of range, or a taper that would stop abruptly."""
@@ -120,6 +140,14 @@ class Policy:
             "inr_rise_min": self.inr_rise_min,
             "tma_creatinine_rise_fraction": self.tma_creatinine_rise_fraction,
             "tma_hemoglobin_drop_g_per_dl": self.tma_hemoglobin_drop_g_per_dl,
+            "worsening_urgent_aminotransferase_uln_multiple": (
+                self.worsening_urgent_aminotransferase_uln_multiple
+            ),
+            "worsening_urgent_bilirubin_uln_multiple": self.worsening_urgent_bilirubin_uln_multiple,
+            "worsening_urgent_coagulation_uln_multiple": (
+                self.worsening_urgent_coagulation_uln_multiple
+            ),
+            "weight_discrepancy_fraction": self.weight_discrepancy_fraction,
         }
         for name, value in alert_decimals.items():
             if not value.is_finite() or value <= 0:
@@ -128,6 +156,12 @@ class Policy:
             raise PolicyError("policy: tma_alert_days must lie in 7-90 days")
         if not 7 <= self.continuation_days <= 56:
             raise PolicyError("policy: continuation_days must lie in 7-56 days")
+        if not 0 <= self.steroid_end_warning_days <= 14:
+            raise PolicyError("policy: steroid_end_warning_days must lie in 0-14 days")
+        if not 1 <= self.weight_pair_hours <= 72:
+            raise PolicyError("policy: weight_pair_hours must lie in 1-72 hours")
+        if not 1024 <= self.bundle_max_bytes <= 1024**3:
+            raise PolicyError("policy: bundle_max_bytes must lie in 1 KiB-1 GiB")
         if self.weekly_window_days < 0 or self.biweekly_window_days < 0:
             raise PolicyError("policy: window days cannot be negative")
         for name, days in (
@@ -162,10 +196,22 @@ class Policy:
         if any(later >= earlier for earlier, later in pairwise(doses)):
             raise PolicyError("policy: taper doses must fall at every step")
 
+    def cite(self, *names: str) -> str:
+        """'institution default: name = value, ...' for the policy fields a message relies on."""
+        values = ", ".join(f"{name} = {_shown(getattr(self, name))}" for name in names)
+        return f"institution default: {values}"
+
     @property
     def concentration_mg_per_ml(self) -> Decimal:
         """Oral solution concentration in mg/mL."""
         return self.prednisolone_mg / self.prednisolone_per_ml
+
+
+def _shown(value: object) -> str:
+    """A policy value as a clinician reads it: numbers plain, lists comma-separated."""
+    if isinstance(value, tuple):
+        return ", ".join(_shown(v) for v in value)
+    return str(value)
 
 
 DEFAULT_POLICY = Policy()
