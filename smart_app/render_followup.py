@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from smart_app.render import evidence_data, finding_data, iso_day, wrap
+from smart_app.rules import label
 from smart_app.rules.arith import json_number
 from smart_app.rules.followup import Decision, DoseToday, FollowUp, ResultRow, TaskView
 from smart_app.rules.labs import Interpreted
@@ -136,6 +137,8 @@ def decision_data(decision: Decision | None) -> dict[str, Any] | None:
         "exam_normal": decision.exam_normal,
         "reasons": list(decision.reasons),
         "consult": decision.consult,
+        "consult_rule": label.CONSULT_RULE,
+        "manufacturer_advice": decision.manufacturer_advice,
         "panel": [_panel(p) for p in decision.panel],
         "weight": None
         if weight is None
@@ -170,6 +173,7 @@ def followup_data(found: FollowUp) -> dict[str, Any]:
             "today": _dose(found.dose_today),
             "next_change": _dose(found.next_change),
             "course": found.course_text,
+            "if_oral_not_tolerated": label.STEROID_IV_ALTERNATIVE,
             "orders": [_order(o) for o in found.orders],
         },
         "alerts": [_alert(a) for a in found.alerts],
@@ -199,6 +203,7 @@ def followup_text(found: FollowUp) -> str:
     if found.next_change:
         out.append(wrap(f"Next: from {found.next_change.date}: {found.next_change.text}", 2))
     out.append(wrap(found.course_text, 2))
+    out.append(wrap(label.STEROID_IV_ALTERNATIVE, 2))
     decision = data["decision"]
     if decision:
         out.append("Liver assessment decision (USPI 2.1)")
@@ -213,7 +218,15 @@ def followup_text(found: FollowUp) -> str:
                 f"{decision['full_dose_mg_per_day']} mg (was {decision['previous_mg_per_day']} mg)"
             )
         if decision["consult"]:
-            out.append("  CONSULT pediatric gastroenterology or hepatology promptly (2.1; 5.1)")
+            out.append(
+                wrap(
+                    "CONSULT pediatric gastroenterology or hepatology promptly: "
+                    f"{decision['consult_rule']} (2.1; 5.1)",
+                    2,
+                )
+            )
+        if decision["manufacturer_advice"]:
+            out.append(wrap(decision["manufacturer_advice"], 2))
         for step in decision["steps"]:
             out.append(
                 f"  {step['start']} to {step['end']}: {step['mg_per_kg_per_day']} mg/kg/day = "

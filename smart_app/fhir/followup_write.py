@@ -279,7 +279,9 @@ class _DecisionBuilder(_FollowUpBuilder):
                 what = (
                     "Continue 1 mg/kg/day: liver function abnormal at the assessment on "
                     f"{self.on.isoformat()}; reassess weekly and taper over 28 days or longer once "
-                    "ALT and AST are < 2 x ULN and the rest is normal (section 2.1)."
+                    "ALT and AST are < 2 x ULN and the rest is normal (section 2.1); with "
+                    f"{label.CONSULT_RULE}, promptly consult pediatric gastroenterology or "
+                    "hepatology. Do not stop abruptly."
                 )
                 item = f"medicationrequest/{decision.key}/continue"
             text = _order_text(

@@ -402,7 +402,8 @@ class _Builder(EntryBuilder):
             f"by mouth once daily = {_num(label.STEROID_MG_PER_KG_PER_DAY)} mg/kg/day "
             f"for {_num(course.weight_kg)} kg, "
             f"{course.start_date.isoformat()} to {course.full_dose_through.isoformat()} "
-            f"({days} days). {self._activity(ActivityKind.STEROID_START)}."
+            f"({days} days). {self._activity(ActivityKind.STEROID_START)}. "
+            f"{label.FULL_DOSE_UNTIL_DECISION}"
         )
         return self.add(
             {

@@ -1,5 +1,8 @@
 """Post-infusion safety alerts in the newest results (label sections 5.1, 5.3, 5.4, 5.5).
 
+An alert stays while the newest result still meets it: worsening liver tests are judged by the
+newest result against the patient's own pre-infusion value, not only against the result before.
+
 Censored values count only where their direction makes the call certain: a result reported
 as '< x' or '<= x' never triggers an 'above' or 'rising' rule, and one reported as '> x' or
 '>= x' never triggers a 'below' or 'falling' rule. Reference values (baselines, the previous
@@ -39,6 +42,19 @@ DISPLAY_UNIT: dict[LabTest, str] = {LabTest.INR: "", LabTest.PLATELETS: "x 10^3/
 """How units read in messages where the UCUM code would not ({INR}, 10*3/uL)."""
 
 AMINOTRANSFERASES = (LabTest.ALT, LabTest.AST)
+COAGULATION = (LabTest.INR, LabTest.PT)
+RISE_FIELD: dict[LabTest, str] = {LabTest.INR: "inr_rise_min", LabTest.PT: "pt_rise_min_s"}
+"""The policy field holding each coagulation test's 'rising' minimum."""
+LIVER_TESTS = (LabTest.ALT, LabTest.AST, LabTest.BILIRUBIN_TOTAL, LabTest.PT, LabTest.INR)
+"""Section 5.1: the liver function tests monitored after infusion."""
+URGENT_FIELD: dict[LabTest, str] = {
+    LabTest.ALT: "worsening_urgent_aminotransferase_uln_multiple",
+    LabTest.AST: "worsening_urgent_aminotransferase_uln_multiple",
+    LabTest.BILIRUBIN_TOTAL: "worsening_urgent_bilirubin_uln_multiple",
+    LabTest.PT: "worsening_urgent_coagulation_uln_multiple",
+    LabTest.INR: "worsening_urgent_coagulation_uln_multiple",
+}
+"""The policy field of each liver test's urgent tier (at or above it; PT and INR above it)."""
 
 
 @dataclass(frozen=True)
@@ -151,8 +167,10 @@ def _aminotransferases_20x(ctx: _Context) -> _Criterion | None:
     if not hits:
         return None
     return _Criterion(
-        f"{' and '.join(_describe(s) for s in hits)}, above {multiple} x ULN",
-        f"label section 5.1: ALT/AST > {multiple} x ULN",
+        f"{' and '.join(_describe(s) for s in hits)}, above {multiple} x ULN, as in the reported "
+        "cases of acute serious liver injury the label describes",
+        f"label section 5.1 describes reported cases with ALT and AST > {multiple} x ULN "
+        "(a description, not a label threshold)",
         tuple(s.result.evidence for s in hits),
     )
 
@@ -176,28 +194,43 @@ def _bilirubin_with_aminotransferase(ctx: _Context) -> _Criterion | None:
     )
 
 
-def _inr_rising(ctx: _Context) -> _Criterion | None:
-    """Section 5.1 'INR rising': above its ULN and up by `inr_rise_min` on the result before."""
-    known = ctx.known(LabTest.INR)
+def _coagulation_rising(ctx: _Context) -> _Criterion | None:
+    """Section 5.1 'prolonged prothrombin time': INR or PT above its ULN and up on the result
+    before by at least `inr_rise_min` / `pt_rise_min_s` (PT is checked wherever INR is)."""
+    found = [c for c in (_rising(ctx, test) for test in COAGULATION) if c is not None]
+    if not found:
+        return None
+    return _Criterion(
+        "; ".join(c.text for c in found),
+        "; ".join(c.source for c in found),
+        _unique(e for c in found for e in c.evidence),
+    )
+
+
+def _rising(ctx: _Context, test: LabTest) -> _Criterion | None:
+    """One coagulation test above its ULN and up by its policy minimum on the result before."""
+    known = ctx.known(test)
     if len(known) < 2 or known[0].effective <= ctx.infusion_date:
         return None
     newest, previous = known[0], known[1]
-    rise_min = ctx.policy.inr_rise_min
+    field = RISE_FIELD[test]
+    rise_min = getattr(ctx.policy, field)
     seen = ctx.seen(newest)
     if not _above(seen, ONE) or newest.value < previous.value + rise_min:
         return None
     which = "baseline " if previous.effective <= ctx.infusion_date else ""
+    unit = _unit(test)
     return _Criterion(
-        f"{_describe(seen)}, up {newest.value - previous.value} from {which}"
-        f"{_value(previous)} on {previous.effective} (rise >= {rise_min})",
-        f"institution default: inr_rise_min = {rise_min}",
+        f"{_describe(seen)}, up {newest.value - previous.value}{' ' + unit if unit else ''} "
+        f"from {which}{_value(previous)} on {previous.effective} (rise >= {rise_min})",
+        ctx.policy.cite(field),
         (newest.evidence, previous.evidence),
     )
 
 
 def _liver_alert(ctx: _Context) -> Alert | None:
     """Section 5.1: one urgent alert naming every acute liver injury criterion met."""
-    checks = (_aminotransferases_20x, _bilirubin_with_aminotransferase, _inr_rising)
+    checks = (_aminotransferases_20x, _bilirubin_with_aminotransferase, _coagulation_rising)
     met = [c for c in (check(ctx) for check in checks) if c is not None]
     if not met:
         return None
@@ -209,6 +242,62 @@ def _liver_alert(ctx: _Context) -> Alert | None:
         "5.1",
         "; ".join(dict.fromkeys(c.source for c in met)),
         _unique(e for c in met for e in c.evidence),
+    )
+
+
+def _worsening(ctx: _Context, test: LabTest) -> tuple[_Criterion, bool] | None:
+    """One liver test above its ULN and above the pre-infusion value: (criterion, urgent)."""
+    newest = ctx.newest_post(test)
+    if newest is None or not _above(seen := ctx.seen(newest), ONE):
+        return None
+    baseline = ctx.baseline(test)
+    if baseline is not None and newest.value <= baseline.value:
+        return None
+    field = URGENT_FIELD[test]
+    multiple = getattr(ctx.policy, field)
+    coagulation = test in COAGULATION
+    urgent = seen.exceeds(multiple) if coagulation else seen.reaches(multiple)
+    against = (
+        f"above its pre-infusion {_value(baseline)} on {baseline.effective}"
+        if baseline is not None
+        else "with no pre-infusion result to compare"
+    )
+    text = f"{_describe(seen)} (day {ctx.day(newest)}), above ULN and {against}"
+    previous = next((r for r in ctx.known(test) if r.effective < newest.effective), None)
+    evidence = [newest.evidence, *([baseline.evidence] if baseline else [])]
+    if previous is not None and previous is not baseline:
+        trend = "up" if newest.value > previous.value else "not up"
+        text += f"; {trend} from {_value(previous)} on day {ctx.day(previous)}"
+        evidence.append(previous.evidence)
+    if urgent:
+        tier = "above" if coagulation else "at or above"
+        text += f" ({tier} the urgent tier of {multiple} x ULN)"
+    return _Criterion(text, field if urgent else "", tuple(evidence)), urgent
+
+
+def _worsening_alert(ctx: _Context) -> Alert | None:
+    """Section 5.1: 'promptly assess and closely monitor patients with worsening liver function
+    test results': any liver test above ULN and above the patient's own pre-infusion value."""
+    found = [w for w in (_worsening(ctx, test) for test in LIVER_TESTS) if w is not None]
+    if not found:
+        return None
+    urgent = any(is_urgent for _, is_urgent in found)
+    tiers = dict.fromkeys(c.source for c, _ in found if c.source) or dict.fromkeys(
+        URGENT_FIELD.values()
+    )
+    level = "urgent at" if urgent else "a warning below the urgent tiers,"
+    source = (
+        "label section 5.1 ('promptly assess and closely monitor patients with worsening liver "
+        f"function test results'); {level} {ctx.policy.cite(*tiers)}"
+    )
+    return Alert(
+        AlertCode.LIVER_TESTS_WORSENING,
+        AlertLevel.URGENT if urgent else AlertLevel.WARNING,
+        f"Worsening liver function tests: {'; '.join(c.text for c, _ in found)}.",
+        label.ADVICE_LIVER_WORSENING,
+        "5.1",
+        source,
+        _unique(e for c, _ in found for e in c.evidence),
     )
 
 
@@ -338,5 +427,10 @@ def post_infusion_alerts(
 ) -> tuple[Alert, ...]:
     """Safety alerts in the newest post-infusion results known on `on`, most urgent first."""
     ctx = _Context(facts, infusion_date, on, policy)
-    found = [_liver_alert(ctx), *_platelet_alerts(ctx), _troponin_alert(ctx)]
+    found = [
+        _liver_alert(ctx),
+        _worsening_alert(ctx),
+        *_platelet_alerts(ctx),
+        _troponin_alert(ctx),
+    ]
     return tuple(sorted((a for a in found if a is not None), key=_order))

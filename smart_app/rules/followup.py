@@ -99,7 +99,8 @@ class Decision:
     findings: tuple[Finding, ...]
     consult: bool
     consult_results: tuple[LabResult, ...]
-    """The ALT/AST results at or above 2 x ULN behind the consult."""
+    """The liver panel results (ALT, AST, total bilirubin, PT, INR) at or above 2 x ULN behind
+    the consult."""
     panel: tuple[Interpreted, ...]
     weight: Measurement | None
     previous_mg_per_day: Decimal
@@ -113,6 +114,8 @@ class Decision:
     """A continuation order that the taper ends early (its end is moved to the taper's eve)."""
     concentration_mg_per_ml: Decimal = Decimal(3)
     """The oral solution strength the volumes were calculated with."""
+    manufacturer_advice: str = ""
+    """The manufacturer's advice where it goes further than the label (a consult below 2 x ULN)."""
 
     @property
     def writable(self) -> bool:
@@ -249,7 +252,8 @@ def _judge_panel(
     facts: PatientFacts, *, since: dt.date, on: dt.date
 ) -> tuple[list[Interpreted], list[str], list[Finding], bool, list[LabResult]]:
     """Interpret the newest liver panel since `since`: (panel, reasons, findings, ok, and the
-    aminotransferases at or above 2 x ULN that call for a consult)."""
+    results at or above 2 x ULN, any of ALT, AST, total bilirubin, PT, INR, that call for the
+    consult of section 2.1)."""
     panel: list[Interpreted] = []
     reasons: list[str] = []
     findings: list[Finding] = []
@@ -283,11 +287,11 @@ def _judge_panel(
             )
             continue
         shown = f"{test} {result.value} {result.unit} = {seen.multiple_of_uln} x ULN"
-        if test in AMINOTRANSFERASES:
-            if result.value >= label.LIVER_ULN_MULTIPLE * seen.uln:
-                reasons.append(f"{shown} on {result.effective} (not below 2 x ULN)")
-                consult.append(result)
-        elif result.value > seen.uln:
+        at_least_2x = seen.reaches(label.LIVER_ULN_MULTIPLE)
+        if at_least_2x:
+            reasons.append(f"{shown} on {result.effective} (not below 2 x ULN)")
+            consult.append(result)
+        elif test not in AMINOTRANSFERASES and seen.exceeds(Decimal(1)):
             reasons.append(f"{shown} on {result.effective} (above normal)")
     ok = not reasons and not findings
     return panel, reasons, findings, ok, consult
@@ -376,8 +380,9 @@ def decide(
                 FollowUpCode.DECISION_AFTER_FULL_DOSE,
                 Severity.NEEDS_REVIEW,
                 f"The last full-dose prednisolone order ended on {full_end}, {(on - full_end).days}"
-                " day(s) before this decision: confirm what was given since; never stop "
-                "corticosteroids abruptly.",
+                " day(s) before this decision: confirm what was given since; the orders of this "
+                f"decision start on {full_end + dt.timedelta(days=1)}, the first uncovered day, so "
+                "that no day goes uncovered. Never stop corticosteroids abruptly.",
                 "2.1",
             )
         )
@@ -390,7 +395,7 @@ def decide(
             (o.end for o in orders if o.role is SteroidRole.FULL_DOSE),
             default=state.infusion_date + dt.timedelta(days=label.STEROID_FULL_DOSE_DAYS - 2),
         )
-        first = max(full_dose_end, on) + dt.timedelta(days=1)
+        first = min(max(full_dose_end, on), full_end) + dt.timedelta(days=1)
         steps = taper_steps(weight.value, first_day=first, policy=policy)
         liver = taper_liver_days(
             taper_first_day=(first - state.infusion_date).days,
@@ -409,7 +414,7 @@ def decide(
             steps = (
                 _step(
                     weight.value,
-                    start=max(first, on),
+                    start=first,
                     days=policy.continuation_days,
                     mg_per_kg=label.STEROID_MG_PER_KG_PER_DAY,
                     policy=policy,
@@ -451,6 +456,9 @@ def decide(
         after_day=after_day,
         end_order=end_order,
         concentration_mg_per_ml=policy.concentration_mg_per_ml,
+        manufacturer_advice=label.MANUFACTURER_CONSULT_ADVICE
+        if branch is DecisionBranch.CONTINUE and not consult
+        else "",
     )
 
 
@@ -594,6 +602,34 @@ def _state_findings(
     return found
 
 
+def _ending_order(
+    orders: tuple[SteroidOrder, ...], *, on: dt.date, policy: Policy
+) -> list[Finding]:
+    """Warn before the last ordered full-dose day while nothing is ordered after it (2.1)."""
+    now = _covering(orders, on)
+    if now is None or now.role is SteroidRole.TAPER_STEP:
+        return []
+    left = (now.end - on).days
+    if left > policy.steroid_end_warning_days:
+        return []
+    if _covering(orders, now.end + dt.timedelta(days=1)) is not None:
+        return []
+    when = "today" if left == 0 else f"in {left} day(s)"
+    return [
+        _finding(
+            FollowUpCode.STEROID_ORDER_ENDING,
+            Severity.NEEDS_REVIEW,
+            f"The prednisolone order at 1 mg/kg/day ends on {now.end} ({when}) and no decision "
+            "orders what follows: the liver assessment is due. Record the day-30 decision "
+            "(taper, or continue at full dose) before then; do not stop systemic "
+            f"corticosteroids abruptly. Warned {policy.steroid_end_warning_days} days ahead "
+            f"({policy.cite('steroid_end_warning_days')}).",
+            "2.1",
+            Evidence(now.reference, str(now.end), display="last ordered full-dose day"),
+        )
+    ]
+
+
 def follow_up(
     facts: PatientFacts,
     state: PlanState,
@@ -636,6 +672,9 @@ def follow_up(
         decision=decide(facts, state, on=on, policy=policy, exam_normal=exam_normal)
         if due
         else None,
-        findings=tuple(_state_findings(state, orders, on)),
+        findings=(
+            *_state_findings(state, orders, on),
+            *_ending_order(orders, on=on, policy=policy),
+        ),
         orders=orders,
     )

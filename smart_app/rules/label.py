@@ -50,6 +50,15 @@ ADVICE_LIVER_INJURY = (
     "albumin, PTT and INR; the corticosteroid may need a longer duration or a higher dose."
 )
 """Section 5.1 (with 2.1), as shown on the urgent banner."""
+ADVICE_LIVER_WORSENING = (
+    "Label 5.1: 'Promptly assess and closely monitor patients with worsening liver function test "
+    "results and/or signs or symptoms of acute illness (e.g., vomiting, deterioration in "
+    "health). In case hepatic injury is suspected, further testing of albumin, PTT, and INR is "
+    "recommended.' Immune-mediated hepatotoxicity 'may require adjustment of the corticosteroid "
+    "treatment regimen, including longer duration, increased dose, or prolongation of the "
+    "corticosteroid taper'."
+)
+"""Section 5.1, quoted, for the worsening liver tests alert."""
 ADVICE_THROMBOCYTOPENIA = (
     "Monitor platelet counts closely; evaluate promptly for hemolytic anemia and renal "
     "dysfunction (TMA, 5.4), and consult a pediatric hematologist and/or pediatric nephrologist "
@@ -66,11 +75,33 @@ ADVICE_TROPONIN = (
     "Consider cardiac evaluation after ZOLGENSMA infusion and consult a cardiologist as needed."
 )
 """Section 5.5."""
+CONSULT_RULE = (
+    "any of ALT, AST, total bilirubin, PT or INR at or above 2 x ULN after the 30-day "
+    "corticosteroid period"
+)
+"""Section 2.1: when the pediatric gastroenterology or hepatology consult is asked for."""
 ADVICE_CONSULT = (
-    "Liver function abnormalities persist >= 2 x ULN after the 30-day corticosteroid period: "
-    "promptly consult a pediatric gastroenterologist or hepatologist."
+    f"Liver function abnormalities persist ({CONSULT_RULE}): promptly consult a pediatric "
+    "gastroenterologist or hepatologist."
 )
 """Section 2.1 (and 5.1)."""
+MANUFACTURER_CONSULT_ADVICE = (
+    "The manufacturer's dosing page goes further than the label: 'If liver function "
+    "abnormalities are present: Consult a pediatric gastroenterologist or hepatologist' (HCP "
+    "dosing page, Day 30). The label (2.1) asks for the consult when abnormalities persist at "
+    "or above 2 x ULN after the 30-day period."
+)
+"""Seed 000, shown where the day-30 assessment is abnormal but nothing reaches 2 x ULN."""
+FULL_DOSE_UNTIL_DECISION = (
+    "Continue 1 mg/kg/day until the day-30 liver assessment decides the next step (taper, or "
+    "continue at full dose); do not stop systemic corticosteroids abruptly (2.1)."
+)
+"""Section 2.1, on every full-dose prednisolone order."""
+STEROID_IV_ALTERNATIVE = (
+    "If oral corticosteroid therapy is not tolerated, consider intravenous corticosteroids as "
+    "clinically indicated (2.1)."
+)
+"""Section 2.1, quoted; the label gives no conversion and the app invents none."""
 
 TITER_MAX_DENOMINATOR = Decimal(50)
 """Section 6.2: trials required anti-AAV9 titers of <= 1:50; > 1:50 not evaluated."""
@@ -117,7 +148,8 @@ COUNSELING: tuple[CounselingPoint, ...] = (
         "ZOLGENSMA can raise liver enzymes and cause acute serious liver injury, liver failure "
         "and death. Your child takes an oral steroid before and after the infusion and has "
         "regular blood tests. Call at once for yellow skin or eyes, a missed or vomited steroid "
-        "dose, or less alertness.",
+        "dose, or less alertness. If your child cannot take or keep down the oral steroid, the "
+        "care team may give it intravenously.",
         "17; 5.1",
     ),
     CounselingPoint(

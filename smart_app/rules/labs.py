@@ -53,6 +53,10 @@ class Interpreted:
         zero or below is no limit at all and never exceeded."""
         return self.uln is not None and self.uln > 0 and self.result.value > multiple * self.uln
 
+    def reaches(self, multiple: Decimal) -> bool:
+        """True when the value is at or above `multiple` x a positive ULN, compared exactly."""
+        return self.uln is not None and self.uln > 0 and self.result.value >= multiple * self.uln
+
     @property
     def multiple_of_uln(self) -> Decimal | None:
         """value / ULN to two decimals for display (decide with `exceeds`), or None."""

@@ -78,6 +78,9 @@ class Policy:
     above that x ULN. The label names the pattern, not the numbers."""
     inr_rise_min: Decimal = Decimal("0.2")
     """'INR rising': above its ULN and up by at least this much on the previous result."""
+    pt_rise_min_s: Decimal = Decimal(2)
+    """'PT rising' (5.1 'prolonged prothrombin time'): above its ULN and up by at least this many
+    seconds on the previous result (about the INR's 0.2 at an ISI near 1)."""
     tma_alert_days: int = 28
     """The TMA pattern is looked for in results this many days after infusion (5.4: 'generally
     within the first two weeks'; kept to four to be safe)."""
@@ -138,6 +141,7 @@ class Policy:
                 self.liver_injury_aminotransferase_uln_multiple
             ),
             "inr_rise_min": self.inr_rise_min,
+            "pt_rise_min_s": self.pt_rise_min_s,
             "tma_creatinine_rise_fraction": self.tma_creatinine_rise_fraction,
             "tma_hemoglobin_drop_g_per_dl": self.tma_hemoglobin_drop_g_per_dl,
             "worsening_urgent_aminotransferase_uln_multiple": (

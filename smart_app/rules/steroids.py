@@ -57,8 +57,9 @@ def steroid_course(weight_kg: Decimal, *, infusion_date: dt.date, policy: Policy
         f"taper is an institution default ({policy.version}): {described}, then stop. It starts "
         f"only if the liver assessment on {through} is unremarkable (normal exam, total "
         f"bilirubin, PT and INR; ALT and AST < 2 x ULN). Otherwise continue 1 mg/kg/day until "
-        f"they are, then taper over 28 days or longer; if ALT or AST stay >= 2 x ULN, promptly "
-        f"consult pediatric gastroenterology or hepatology. Never stop abruptly."
+        f"they are, then taper over 28 days or longer; with {label.CONSULT_RULE}, promptly "
+        f"consult pediatric gastroenterology or hepatology. Never stop abruptly. "
+        f"{label.STEROID_IV_ALTERNATIVE}"
     )
     return SteroidCourse(
         weight_kg=weight_kg,

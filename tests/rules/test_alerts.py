@@ -30,6 +30,7 @@ ULN: dict[LabTest, Decimal] = {
     LabTest.AST: Decimal(60),
     LabTest.BILIRUBIN_TOTAL: Decimal("1.2"),
     LabTest.INR: Decimal("1.1"),
+    LabTest.PT: Decimal("14.0"),
     LabTest.CREATININE: Decimal("0.5"),
     LabTest.TROPONIN_I: Decimal("0.04"),
 }
@@ -38,15 +39,23 @@ ALT = LabTest.ALT
 AST = LabTest.AST
 BILI = LabTest.BILIRUBIN_TOTAL
 INR = LabTest.INR
+PT = LabTest.PT
 CREAT = LabTest.CREATININE
 HGB = LabTest.HEMOGLOBIN
 PLT = LabTest.PLATELETS
 TNI = LabTest.TROPONIN_I
 
 LIVER = AlertCode.ACUTE_LIVER_INJURY
+WORSE = AlertCode.LIVER_TESTS_WORSENING
 THROMBO = AlertCode.THROMBOCYTOPENIA
 TMA = AlertCode.TMA_PATTERN
 TROPONIN = AlertCode.TROPONIN_I_ELEVATED
+
+
+TWENTY_X_SOURCE = (
+    "label section 5.1 describes reported cases with ALT and AST > 20 x ULN "
+    "(a description, not a label threshold)"
+)
 
 
 def day(n: int) -> dt.date:
@@ -171,7 +180,8 @@ def test_aminotransferase_alert_names_value_multiple_date_and_label_source() -> 
     assert alert.level is AlertLevel.URGENT
     assert alert.section == "5.1"
     assert alert.advice == label.ADVICE_LIVER_INJURY
-    assert alert.source == "label section 5.1: ALT/AST > 20 x ULN"
+    assert alert.source == TWENTY_X_SOURCE
+    assert "as in the reported cases of acute serious liver injury" in alert.message
     assert [e.reference for e in alert.evidence] == [ref(ALT, 19)]
 
 
@@ -213,8 +223,8 @@ def test_bilirubin_pattern_message_and_institution_source() -> None:
     assert {e.reference for e in alert.evidence} == {ref(BILI, 7), ref(AST, 7)}
 
 
-def test_raised_bilirubin_alone_does_not_fire() -> None:
-    assert codes(_lab(BILI, "5.0", 7), _lab(ALT, "40", 7)) == ()
+def test_raised_bilirubin_alone_is_not_the_acute_pattern_but_is_worsening() -> None:
+    assert codes(_lab(BILI, "5.0", 7), _lab(ALT, "40", 7)) == (WORSE,)
 
 
 # 5.1 (c): INR rising -------------------------------------------------------------------------
@@ -238,16 +248,21 @@ def test_inr_rise_at_or_below_uln_does_not_fire() -> None:
 
 
 def test_inr_rise_is_measured_from_the_previous_result_not_the_baseline() -> None:
-    # 1.4 is 0.4 above the baseline 1.0 but only 0.1 above the day-7 result.
-    assert codes(_lab(INR, "1.3", 7), _lab(INR, "1.4", 14)) == ()
-    assert codes(_lab(INR, "1.3", 7), _lab(INR, "1.4", 14), on=day(13)) == (LIVER,)
+    # 1.4 is 0.4 above the baseline 1.0 but only 0.1 above the day-7 result: not 'rising' for
+    # the acute pattern, but still worsening against the patient's own baseline.
+    assert codes(_lab(INR, "1.3", 7), _lab(INR, "1.4", 14)) == (WORSE,)
+    assert codes(_lab(INR, "1.3", 7), _lab(INR, "1.4", 14), on=day(13)) == (LIVER, WORSE)
 
 
-def test_inr_without_an_earlier_result_cannot_be_rising() -> None:
+def test_inr_without_an_earlier_result_cannot_be_rising_but_is_worsening_without_a_baseline() -> (
+    None
+):
     found = post_infusion_alerts(
         facts(_lab(INR, "2.0", 7)), infusion_date=INFUSION, on=ON, policy=DEFAULT_POLICY
     )
-    assert found == ()
+    alert = only(WORSE, found)
+    assert [a.code for a in found] == [WORSE]
+    assert "with no pre-infusion result to compare" in alert.message
 
 
 def test_inr_message_and_evidence_name_both_results() -> None:
@@ -263,7 +278,7 @@ def test_every_liver_criterion_in_one_alert_without_duplicate_evidence() -> None
     found = alerts(_lab(ALT, "1020", 7), _lab(BILI, "1.8", 7), _lab(INR, "1.6", 7))
     alert = only(LIVER, found)
     assert alert.source == (
-        "label section 5.1: ALT/AST > 20 x ULN; "
+        f"{TWENTY_X_SOURCE}; "
         "institution default: liver_injury_bilirubin_uln_multiple = 1, "
         "liver_injury_aminotransferase_uln_multiple = 2; "
         "institution default: inr_rise_min = 0.2"
@@ -421,7 +436,7 @@ def test_troponin_alert_is_a_warning_with_label_source() -> None:
 def test_results_after_the_evaluation_date_are_ignored() -> None:
     late = (_lab(ALT, "1020", 19), _lab(PLT, "90", 19), _lab(TNI, "0.5", 19))
     assert codes(*late, on=day(18)) == ()
-    assert codes(*late, on=day(19)) == (LIVER, THROMBO, TROPONIN)
+    assert codes(*late, on=day(19)) == (LIVER, WORSE, THROMBO, TROPONIN)
 
 
 def test_baseline_results_are_not_post_infusion() -> None:
@@ -442,8 +457,10 @@ def test_nothing_is_post_infusion_before_the_infusion() -> None:
 def test_older_abnormal_result_superseded_by_newer_normal_one() -> None:
     older = (_lab(ALT, "1020", 7), _lab(PLT, "90", 7), _lab(TNI, "0.5", 7), _lab(INR, "1.6", 7))
     newer = (_lab(ALT, "40", 14), _lab(PLT, "200", 14), _lab(TNI, "0.02", 14))
-    assert codes(*older, *newer, _lab(INR, "1.6", 14)) == ()
-    assert codes(*older, *newer, on=day(13)) == (LIVER, THROMBO, TROPONIN)
+    # The day-14 INR equals day 7's: no longer 'rising', but still above ULN and baseline.
+    assert codes(*older, *newer, _lab(INR, "1.6", 14)) == (WORSE,)
+    assert codes(*older, *newer, _lab(INR, "1.0", 14)) == ()
+    assert codes(*older, *newer, on=day(13)) == (LIVER, WORSE, THROMBO, TROPONIN)
 
 
 def test_unknown_uln_cannot_trigger() -> None:
@@ -455,7 +472,7 @@ def test_fallback_uln_applies_when_age_is_known() -> None:
     # Age 151 days on 2026-11-08: fallback ALT ULN 50 U/L, troponin I 0.04 ng/mL.
     unknown = (_lab(ALT, "1020", 7, reported=False), _lab(TNI, "0.5", 7, reported=False))
     found = alerts(*unknown)
-    assert [a.code for a in found] == [LIVER, TROPONIN]
+    assert [a.code for a in found] == [LIVER, WORSE, TROPONIN]
     assert "ALT 1020 U/L = 20.40 x ULN on 2026-11-08 (fallback ULN 50 U/L)" in found[0].message
 
 
@@ -472,7 +489,12 @@ def test_censored_below_never_triggers_an_above_rule(comparator: Comparator) -> 
         _lab(BILI, "3.0", 7, comparator=comparator),
         _lab(AST, "200", 7),
     )
-    assert codes(*censored) == ()
+    # Only the uncensored AST can be worsening; the censored values count for nothing.
+    assert codes(*censored) == (WORSE,)
+    assert [e.reference for e in only(WORSE, alerts(*censored)).evidence] == [
+        ref(AST, 7),
+        ref(AST, -4),
+    ]
     assert codes(_lab(PLT, "90", 7), _lab(CREAT, "0.9", 7, comparator=comparator)) == (THROMBO,)
 
 
@@ -510,16 +532,16 @@ def test_platelets_censored_below_still_count_as_low() -> None:
         (
             {"liver_injury_bilirubin_uln_multiple": Decimal(2)},
             (_lab(BILI, "1.8", 7), _lab(ALT, "200", 7)),
-            (LIVER,),
-            (),
+            (LIVER, WORSE),
+            (WORSE,),
         ),
         (
             {"liver_injury_aminotransferase_uln_multiple": Decimal(5)},
             (_lab(BILI, "1.8", 7), _lab(ALT, "200", 7)),
-            (LIVER,),
-            (),
+            (LIVER, WORSE),
+            (WORSE,),
         ),
-        ({"inr_rise_min": Decimal("0.1")}, (_lab(INR, "1.15", 7),), (), (LIVER,)),
+        ({"inr_rise_min": Decimal("0.1")}, (_lab(INR, "1.15", 7),), (WORSE,), (LIVER, WORSE)),
         (
             {"tma_alert_days": 7},
             (_lab(PLT, "90", 10), _lab(CREAT, "0.9", 7)),
@@ -572,8 +594,8 @@ def test_urgent_before_warning_then_code_order() -> None:
         _lab(ALT, "1020", 7),
     )
     found = alerts(*everything)
-    assert [a.code for a in found] == [LIVER, THROMBO, TMA, TROPONIN]
-    assert [a.level for a in found] == [AlertLevel.URGENT] * 3 + [AlertLevel.WARNING]
+    assert [a.code for a in found] == [LIVER, WORSE, THROMBO, TMA, TROPONIN]
+    assert [a.level for a in found] == [AlertLevel.URGENT] * 4 + [AlertLevel.WARNING]
 
 
 def test_same_facts_give_the_same_alerts_whatever_order_the_labs_come_in() -> None:
@@ -591,3 +613,144 @@ def test_same_facts_give_the_same_alerts_whatever_order_the_labs_come_in() -> No
     again = post_infusion_alerts(shuffled, infusion_date=INFUSION, on=ON, policy=DEFAULT_POLICY)
     assert first == again
     assert [a.code for a in first] == [THROMBO, TROPONIN]
+
+
+# 5.1 worsening liver tests ---------------------------------------------------------------------
+
+
+def test_issue_example_alt_and_ast_ten_times_uln_on_day_14_is_urgent() -> None:
+    # Day 7 was 0.67 x ULN: nothing rose 'against the previous result' by a set amount, but
+    # the newest values are far above ULN and above the pre-infusion values.
+    found = alerts(
+        _lab(ALT, "30", 7), _lab(AST, "40", 7), _lab(ALT, "450", 14), _lab(AST, "600", 14)
+    )
+    alert = only(WORSE, found)
+    assert alert.level is AlertLevel.URGENT
+    assert "ALT 450 U/L = 10.00 x ULN on 2026-11-15 (day 14)" in alert.message
+    assert "above its pre-infusion 30 U/L on 2026-10-28" in alert.message
+    assert "up from 30 U/L on day 7" in alert.message
+    assert "AST 600 U/L = 10.00 x ULN" in alert.message
+    assert "worsening_urgent_aminotransferase_uln_multiple = 5" in alert.source
+    assert alert.source.startswith("label section 5.1 ('promptly assess and closely monitor")
+    assert LIVER not in [a.code for a in found]  # below 20 x ULN, no bilirubin
+
+
+def test_issue_example_bilirubin_two_and_a_half_times_uln_alone_is_urgent() -> None:
+    alert = only(WORSE, alerts(_lab(BILI, "3.0", 14), _lab(ALT, "30", 14), _lab(AST, "40", 14)))
+    assert alert.level is AlertLevel.URGENT
+    assert "total bilirubin 3.0 mg/dL = 2.50 x ULN" in alert.message
+    assert "worsening_urgent_bilirubin_uln_multiple = 2" in alert.source
+    assert [e.reference for e in alert.evidence] == [ref(BILI, 14), ref(BILI, -4)]
+
+
+def test_issue_example_inr_that_stays_high_keeps_its_urgent_alert() -> None:
+    day_7 = alerts(_lab(INR, "1.8", 7), on=day(7))
+    assert [a.code for a in day_7] == [LIVER, WORSE]
+    day_14 = alerts(_lab(INR, "1.8", 7), _lab(INR, "1.9", 14), on=day(14))
+    assert [a.code for a in day_14] == [WORSE]  # rise from day 7 is only 0.1
+    alert = only(WORSE, day_14)
+    assert alert.level is AlertLevel.URGENT
+    assert "INR 1.9 = 1.73 x ULN on 2026-11-15 (day 14)" in alert.message
+    assert "above its pre-infusion 1.0" in alert.message
+    assert "up from 1.8 on day 7" in alert.message
+
+
+@pytest.mark.parametrize(
+    ("test", "value", "fires"),
+    [
+        (ALT, "45", False),  # exactly ULN
+        (ALT, "45.1", True),  # just above ULN, above baseline 30
+        (BILI, "1.2", False),
+        (BILI, "1.21", True),
+        (INR, "1.1", False),
+        (INR, "1.11", True),
+        (PT, "14.0", False),
+        (PT, "14.1", True),
+    ],
+)
+def test_worsening_starts_just_above_uln(test: LabTest, value: str, fires: bool) -> None:
+    baseline = (_lab(PT, "12.0", -4),)
+    assert (WORSE in codes(*baseline, _lab(test, value, 7))) is fires
+
+
+@pytest.mark.parametrize(("value", "fires"), [("50", False), ("49.9", False), ("50.1", True)])
+def test_worsening_needs_the_value_above_the_pre_infusion_value(value: str, fires: bool) -> None:
+    # The baseline itself was above ULN (50 U/L against 45): flat is not worsening.
+    assert (WORSE in codes(_lab(ALT, "50", -2), _lab(ALT, value, 7))) is fires
+
+
+@pytest.mark.parametrize(
+    ("test", "value", "level"),
+    [
+        (ALT, "224", AlertLevel.WARNING),  # 4.98 x ULN
+        (ALT, "225", AlertLevel.URGENT),  # exactly 5 x ULN
+        (AST, "299", AlertLevel.WARNING),
+        (AST, "300", AlertLevel.URGENT),
+        (BILI, "2.39", AlertLevel.WARNING),
+        (BILI, "2.4", AlertLevel.URGENT),  # exactly 2 x ULN
+        (INR, "1.11", AlertLevel.URGENT),  # INR/PT above ULN: urgent
+        (PT, "14.1", AlertLevel.URGENT),
+    ],
+)
+def test_worsening_severity_tiers(test: LabTest, value: str, level: AlertLevel) -> None:
+    alert = only(WORSE, alerts(_lab(PT, "12.0", -4), _lab(test, value, 7)))
+    assert alert.level is level
+
+
+def test_a_warning_cites_every_tier_it_stayed_below() -> None:
+    alert = only(WORSE, alerts(_lab(ALT, "100", 7)))
+    assert alert.level is AlertLevel.WARNING
+    assert alert.source.endswith(
+        "a warning below the urgent tiers, institution default: "
+        "worsening_urgent_aminotransferase_uln_multiple = 5, "
+        "worsening_urgent_bilirubin_uln_multiple = 2, "
+        "worsening_urgent_coagulation_uln_multiple = 1"
+    )
+
+
+def test_falling_but_still_above_baseline_and_uln_keeps_the_alert_and_says_so() -> None:
+    alert = only(WORSE, alerts(_lab(ALT, "400", 7), _lab(ALT, "150", 14)))
+    assert alert.level is AlertLevel.WARNING
+    assert "not up from 400 U/L on day 7" in alert.message
+    assert codes(_lab(ALT, "400", 7), _lab(ALT, "40", 14)) == ()
+
+
+def test_worsening_advice_quotes_section_5_1() -> None:
+    alert = only(WORSE, alerts(_lab(ALT, "100", 7)))
+    assert alert.advice == label.ADVICE_LIVER_WORSENING
+    for words in (
+        "Promptly assess and closely monitor patients with worsening liver function test results",
+        "further testing of albumin, PTT, and INR is recommended",
+        "increased dose",
+    ):
+        assert words in alert.advice
+    assert alert.section == "5.1"
+
+
+def test_policy_tiers_change_the_level() -> None:
+    policy = dataclasses.replace(
+        DEFAULT_POLICY, worsening_urgent_aminotransferase_uln_multiple=Decimal(2)
+    )
+    assert only(WORSE, alerts(_lab(ALT, "100", 7))).level is AlertLevel.WARNING
+    alert = only(WORSE, alerts(_lab(ALT, "100", 7), policy=policy))
+    assert alert.level is AlertLevel.URGENT
+    assert "worsening_urgent_aminotransferase_uln_multiple = 2" in alert.source
+
+
+@pytest.mark.parametrize(("value", "fires"), [("16.0", True), ("15.9", False)])
+def test_pt_rising_is_checked_like_inr_in_the_acute_pattern(value: str, fires: bool) -> None:
+    # PT baseline 14.0 = ULN; up by pt_rise_min_s = 2 s to above ULN.
+    found = alerts(_lab(PT, "14.0", -1), _lab(test=PT, value=value, n=7))
+    assert (LIVER in [a.code for a in found]) is fires
+    if fires:
+        alert = only(LIVER, found)
+        assert "PT 16.0 s = 1.14 x ULN on 2026-11-08, up 2.0 s from baseline 14.0 s" in (
+            alert.message
+        )
+        assert alert.source == "institution default: pt_rise_min_s = 2"
+
+
+def test_twenty_times_uln_is_described_as_reported_cases_not_a_label_threshold() -> None:
+    alert = only(LIVER, alerts(_lab(AST, "1500", 7)))
+    assert "not a label threshold" in alert.source
+    assert "reported cases" in alert.message

@@ -914,10 +914,13 @@ def test_a_decision_after_the_full_dose_ended_flags_the_gap() -> None:
     assert gap.code is FollowUpCode.DECISION_AFTER_FULL_DOSE
     assert gap.severity is Severity.NEEDS_REVIEW
     assert "ended on 2026-11-21, 7 day(s) before this decision" in gap.message
-    assert decision.steps[0].start == day(36)
+    assert "start on 2026-11-22, the first uncovered day" in gap.message
+    # A late decision starts its orders on the first uncovered day (day 29), never leaving
+    # days 29-35 without an order.
+    assert decision.steps[0].start == day(29)
     assert decision.weight == weight(34)
     assert decision.after_day == 35
-    assert days_with(decision.draws, ALT) == [42, 49, 56, 63, 77, 91]
+    assert days_with(decision.draws, ALT) == [42, 49, 56, 70, 84, 92]
     assert FollowUpCode.NO_STEROID_ORDER in {f.code for f in fu.findings}
 
 
@@ -957,8 +960,11 @@ def test_course_text_on_a_day_between_orders_names_the_next_start() -> None:
 def test_alerts_pass_through() -> None:
     labs = changed(normal_labs(), lab(ALT, "1125", 21))
     fu = follow_up(patient(labs), plan(), on=day(22), policy=POLICY)
-    (alert,) = fu.alerts
-    assert alert.code is AlertCode.ACUTE_LIVER_INJURY
+    assert [a.code for a in fu.alerts] == [
+        AlertCode.ACUTE_LIVER_INJURY,
+        AlertCode.LIVER_TESTS_WORSENING,
+    ]
+    alert = fu.alerts[0]
     assert alert.level is AlertLevel.URGENT
     assert "25.00 x ULN" in alert.message
     assert follow_up(patient(), plan(), on=day(22), policy=POLICY).alerts == ()
