@@ -8,6 +8,7 @@ import json
 import textwrap
 from typing import TYPE_CHECKING, Any
 
+from smart_app.rules import label
 from smart_app.rules.arith import json_number
 from smart_app.rules.dosing import between_bands, no_kit_reason, sci
 from smart_app.rules.model import Dose, Evidence, Finding, Plan, ScheduleItem, SteroidCourse
@@ -111,6 +112,17 @@ def _item(i: ScheduleItem) -> dict[str, Any]:
     }
 
 
+def boxed_warning_data(warning: label.BoxedWarning = label.BOXED_WARNING) -> dict[str, Any]:
+    """The label's boxed warning in short, as shown on every plan."""
+    return {
+        "title": warning.title,
+        "says": list(warning.says),
+        "before_infusion": list(warning.before_infusion),
+        "after_infusion": list(warning.after_infusion),
+        "section": warning.section,
+    }
+
+
 def plan_data(plan: Plan) -> dict[str, Any]:
     """The plan as JSON-ready data, keys in a fixed order."""
     return {
@@ -122,6 +134,7 @@ def plan_data(plan: Plan) -> dict[str, Any]:
             "age_days_on_infusion": plan.age_days_on_infusion,
             "last_labeled_infusion_date": iso_day(plan.last_labeled_infusion_date),
         },
+        "boxed_warning": boxed_warning_data(),
         "eligibility": {
             "status": plan.eligibility.status.value,
             "findings": [finding_data(f) for f in plan.eligibility.findings],
@@ -166,6 +179,8 @@ def plan_text(plan: Plan) -> str:
     out.append(f"  evaluated {plan.evaluated_on} for infusion on {plan.infusion_date}")
     out.append(f"  {plan.label_version}; {plan.policy_version}")
     out.append("")
+    out.extend(_boxed_warning_text(label.BOXED_WARNING))
+    out.append("")
     out.append(f"ELIGIBILITY: {plan.eligibility.status.value.upper()}")
     for f in plan.eligibility.findings:
         out.append(f"  [{f.severity.value}] {f.code.value} (section {f.section})")
@@ -188,6 +203,15 @@ def plan_text(plan: Plan) -> str:
     for c in plan.counseling:
         out.append(wrap(f"- {c.topic}: {c.text}", 2))
     return "\n".join(out) + "\n"
+
+
+def _boxed_warning_text(warning: label.BoxedWarning) -> list[str]:
+    """The boxed warning in short, as lines."""
+    out = [f"BOXED {warning.title} ({warning.section})"]
+    out.extend(wrap(f"- {text}", 2) for text in warning.says)
+    out.extend(wrap(f"- before infusion: {text}", 2) for text in warning.before_infusion)
+    out.extend(wrap(f"- after infusion: {text}", 2) for text in warning.after_infusion)
+    return out
 
 
 def _dose_text(dose: Dose | None) -> list[str]:

@@ -51,6 +51,8 @@ EXPECTED_SEVERITY: dict[FindingCode, Severity] = {
     FindingCode.BASELINE_LAB_MISSING: Severity.INCOMPLETE,
     FindingCode.SMN1_BIALLELIC_NOT_CONFIRMED: Severity.INCOMPLETE,
     FindingCode.LIVER_FUNCTION_ELEVATED: Severity.NEEDS_REVIEW,
+    FindingCode.HEPATIC_IMPAIRMENT: Severity.NEEDS_REVIEW,
+    FindingCode.WEIGHT_DISCREPANCY: Severity.NEEDS_REVIEW,
     FindingCode.ADVANCED_SMA: Severity.NEEDS_REVIEW,
     FindingCode.ULN_FALLBACK_USED: Severity.NEEDS_REVIEW,
     FindingCode.RESULT_UNREADABLE: Severity.NEEDS_REVIEW,
@@ -71,6 +73,10 @@ EXTRAS: dict[str, frozenset[FindingCode]] = {
     "age-boundary-day-before": BASE_CODES,
     # The same deferral as active-infection, raised by a 38.4 Cel temperature instead.
     "active-infection-fever": BASE_CODES | {FindingCode.ACTIVE_INFECTION},
+    # hepatic-impairment raised by an active liver-disease Condition (ICD-10-CM K75.9), labs normal.
+    "hepatic-impairment-condition": BASE_CODES | {FindingCode.HEPATIC_IMPAIRMENT},
+    # weight-discrepancy with the two weights' resource ids exchanged: the same plan.
+    "weight-discrepancy-swapped-ids": BASE_CODES | {FindingCode.WEIGHT_DISCREPANCY},
 }
 """Fixture files beyond one per code, with the exact codes each must raise."""
 
@@ -538,6 +544,92 @@ def test_sma_diagnosis_not_recorded_and_smn2_and_counseling() -> None:
         plan_for(FindingCode.CAREGIVER_COUNSELING.value), FindingCode.CAREGIVER_COUNSELING
     )
     assert counseling.section == "17"
+
+
+def test_hepatic_impairment_names_the_inr_above_its_uln_and_quotes_the_label() -> None:
+    plan = plan_for(FindingCode.HEPATIC_IMPAIRMENT.value)
+    finding = only(plan, FindingCode.HEPATIC_IMPAIRMENT)
+    assert "baseline INR 1.5 {INR} is above its ULN (1.3 {INR}, reported)" in finding.message
+    assert "preexisting liver impairment" in finding.message
+    assert "may be at higher risk" in finding.message
+    assert "should be carefully considered in patients with liver impairment" in finding.message
+    assert finding.section == "5.1; 8.6"
+    (evidence,) = finding.evidence
+    assert evidence.reference == "Observation/inr"
+    assert evidence.value == "1.5"
+    assert plan.dose is not None  # a needs-review finding: the plan is still computed
+
+
+def test_hepatic_impairment_from_a_liver_condition_cites_the_condition() -> None:
+    plan = plan_for("hepatic-impairment-condition")
+    finding = only(plan, FindingCode.HEPATIC_IMPAIRMENT)
+    assert "liver disease on record (Inflammatory liver disease)" in finding.message
+    assert "INR" not in finding.message
+    (evidence,) = finding.evidence
+    assert evidence.reference == "Condition/liver-dx"
+    assert evidence.date == dt.date(2026, 10, 5)
+
+
+WEIGHT_TWIN = "weight-discrepancy-swapped-ids"
+
+
+def test_weight_discrepancy_doses_on_the_heavier_weight_and_names_both() -> None:
+    plan = plan_for(FindingCode.WEIGHT_DISCREPANCY.value)
+    finding = only(plan, FindingCode.WEIGHT_DISCREPANCY)
+    assert finding.section == "2.1"
+    assert "6.6 kg (Observation/weight, 2026-11-18)" in finding.message
+    assert "6.1 kg (Observation/weight-recheck, 2026-11-18)" in finding.message
+    assert "fall in different kit bands (6.6-7.0 kg and 6.1-6.5 kg)" in finding.message
+    assert "differ by 8.2% of the lighter" in finding.message
+    assert "institution default: weight_discrepancy_fraction = 0.05" in finding.message
+    assert "weight_pair_hours = 24" in finding.message
+    assert "doses on the heavier weight, 6.6 kg" in finding.message
+    assert [e.reference for e in finding.evidence] == [
+        "Observation/weight",
+        "Observation/weight-recheck",
+    ]
+    assert plan.dose is not None
+    assert plan.dose.weight_kg == Decimal("6.6")
+    assert plan.dose.kit.ndc == "71894-128-05"
+    assert plan.dose.kit.dose_volume_ml == Decimal("38.5")
+    assert plan.steroids is not None
+    assert plan.steroids.dose_mg_per_day == Decimal("6.6")
+
+
+def test_weight_twin_is_the_same_chart_with_the_two_ids_exchanged() -> None:
+    original = _bundle(FindingCode.WEIGHT_DISCREPANCY.value)
+    twin = _bundle(WEIGHT_TWIN)
+    for bundle in (original, twin):
+        for entry in bundle["entry"]:
+            if entry["resource"]["id"] in ("weight", "weight-recheck"):
+                entry["resource"] = {**entry["resource"], "id": "?"}
+                entry["fullUrl"] = "?"
+    text = json.dumps(original).replace("fx-weight-discrepancy", "fx-twin")
+    twin_text = json.dumps(twin).replace(f"fx-{WEIGHT_TWIN}", "fx-twin")
+    original_weights = [e for e in json.loads(text)["entry"] if e["resource"]["id"] == "?"]
+    twin_weights = [e for e in json.loads(twin_text)["entry"] if e["resource"]["id"] == "?"]
+    assert original_weights == twin_weights[::-1]
+    assert [e for e in json.loads(text)["entry"] if e["resource"]["id"] != "?"] == [
+        e for e in json.loads(twin_text)["entry"] if e["resource"]["id"] != "?"
+    ]
+
+
+def test_exchanged_ids_give_the_same_plan() -> None:
+    plan = plan_for(FindingCode.WEIGHT_DISCREPANCY.value)
+    twin = plan_for(WEIGHT_TWIN)
+    assert twin.dose == plan.dose
+    assert twin.steroids == plan.steroids
+    assert twin.schedule == plan.schedule
+    assert twin.eligibility.status is plan.eligibility.status is Status.NEEDS_REVIEW
+    assert twin.eligibility.codes() == plan.eligibility.codes()
+    mine = only(plan, FindingCode.WEIGHT_DISCREPANCY).message
+    theirs = only(twin, FindingCode.WEIGHT_DISCREPANCY).message
+    swapped = (
+        theirs.replace("Observation/weight-recheck", "<b>")
+        .replace("Observation/weight", "Observation/weight-recheck")
+        .replace("<b>", "Observation/weight")
+    )
+    assert swapped == mine
 
 
 # Ordering --------------------------------------------------------------------------------

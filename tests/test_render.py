@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from smart_app import render
 from smart_app.fhir.read import facts_from_bundle, parse_bundle_json
+from smart_app.rules import label
 from smart_app.rules.dosing import dose_for_weight
 from smart_app.rules.model import Evidence, Measurement, PatientFacts, Plan, Status
 from smart_app.rules.plan import build_plan
@@ -53,10 +55,11 @@ def walk(value: Any) -> list[Any]:
 
 def test_plan_data_top_level_keys(eligible_plan: Plan) -> None:
     data = render.plan_data(eligible_plan)
-    assert list(data)[:7] == [
+    assert list(data)[:8] == [
         "evaluated_on",
         "infusion_date",
         "patient",
+        "boxed_warning",
         "eligibility",
         "dose",
         "prednisolone",
@@ -168,3 +171,63 @@ def test_not_eligible_plan_data_has_no_dose(not_eligible_plan: Plan) -> None:
     assert [f["code"] for f in data["eligibility"]["findings"]] == [
         f.code.value for f in not_eligible_plan.eligibility.findings
     ]
+
+
+# The boxed warning on every plan ----------------------------------------------------------
+
+SEEDS = Path(
+    os.environ.get("ZOLGENSMA_SEEDS_DIR")
+    or Path(__file__).resolve().parents[2] / "shared" / "seeds"
+)
+SEED_LABEL = SEEDS / "001_4a21bb1626926527.txt"
+
+
+def _quoted() -> list[str]:
+    """Every sentence of the short boxed warning."""
+    w = label.BOXED_WARNING
+    return [*w.says, *w.before_infusion, *w.after_infusion]
+
+
+def test_the_boxed_warning_quotes_the_label_word_for_word() -> None:
+    if not SEED_LABEL.exists():
+        pytest.fail(f"the prescribing information is not at {SEED_LABEL}")
+    source = " ".join(SEED_LABEL.read_text(encoding="utf-8").split())
+    warning = label.BOXED_WARNING
+    assert warning.title == "WARNING: SERIOUS LIVER INJURY and ACUTE LIVER FAILURE"
+    assert warning.title in source
+    for sentence in _quoted():
+        # The label's own sentence may go on with a cross-reference before its full stop.
+        assert sentence.removesuffix(".") in source, sentence
+    assert warning.section == "Boxed Warning; 5.1"
+    assert warning.before_infusion and warning.after_infusion
+
+
+@pytest.mark.parametrize("which", ["eligible_plan", "not_eligible_plan"])
+def test_plan_data_carries_the_boxed_warning(which: str, request: pytest.FixtureRequest) -> None:
+    data = render.plan_data(request.getfixturevalue(which))
+    warning = label.BOXED_WARNING
+    assert data["boxed_warning"] == {
+        "title": warning.title,
+        "says": list(warning.says),
+        "before_infusion": list(warning.before_infusion),
+        "after_infusion": list(warning.after_infusion),
+        "section": "Boxed Warning; 5.1",
+    }
+    assert "acute liver failure with fatal outcomes" in data["boxed_warning"]["says"][0]
+    assert json.loads(render.to_json(data))["boxed_warning"] == data["boxed_warning"]
+
+
+@pytest.mark.parametrize("which", ["eligible_plan", "not_eligible_plan"])
+def test_plan_text_shows_the_boxed_warning_before_the_eligibility(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    text = render.plan_text(request.getfixturevalue(which))
+    heading = "BOXED WARNING: SERIOUS LIVER INJURY and ACUTE LIVER FAILURE (Boxed Warning; 5.1)\n"
+    assert heading in text
+    assert text.index(heading) < text.index("ELIGIBILITY:")
+    flat = " ".join(text.split())
+    for sentence in label.BOXED_WARNING.before_infusion:
+        assert f"- before infusion: {sentence}" in flat
+    for sentence in label.BOXED_WARNING.after_infusion:
+        assert f"- after infusion: {sentence}" in flat
+    assert max(len(line) for line in text.splitlines()) <= 110

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from smart_app.rules import label
-from smart_app.rules.arith import anniversary, weeks_days
-from smart_app.rules.dosing import band_weight_kg, between_bands, in_label_range
-from smart_app.rules.labs import interpret
+from smart_app.rules.arith import anniversary, round_half_up, weeks_days
+from smart_app.rules.dosing import band_weight_kg, between_bands, in_label_range, kit_for_weight
+from smart_app.rules.labs import Interpreted, interpret
 from smart_app.rules.model import (
     Comparator,
     Eligibility,
@@ -45,6 +45,12 @@ LAB_SECTION: dict[LabTest, str] = {
 LIVER_ENTRY_TESTS = (LabTest.ALT, LabTest.AST, LabTest.BILIRUBIN_TOTAL)
 """Section 5.1: ALT, AST or total bilirubin > 2 x ULN were not studied."""
 
+COAGULATION_TESTS = (LabTest.INR, LabTest.PT)
+"""Sections 5.1, 8.6: a baseline INR or PT above its ULN suggests preexisting liver impairment."""
+
+ULN_JUDGED_TESTS = LIVER_ENTRY_TESTS + COAGULATION_TESTS
+"""Baseline tests judged against a ULN before infusion: each needs a reported or fallback ULN."""
+
 
 @dataclass(frozen=True)
 class Context:
@@ -73,6 +79,46 @@ def _ev(m: Measurement) -> tuple[Evidence, ...]:
 def current(items: tuple[Measurement, ...], *, on: dt.date) -> Measurement | None:
     """The newest measurement on or before `on`; results dated later are not yet known."""
     return next((m for m in items if m.effective <= on), None)
+
+
+def taken_together(a: Measurement, b: Measurement, *, hours: int) -> bool:
+    """Within `hours` of each other when both record a time; else on the same date."""
+    if a.taken_at is not None and b.taken_at is not None:
+        return abs(a.taken_at - b.taken_at) <= dt.timedelta(hours=hours)
+    return a.effective == b.effective
+
+
+def weights_together(
+    facts: PatientFacts, *, on: dt.date, policy: Policy
+) -> tuple[Measurement, ...]:
+    """The newest weight known on `on` first, then every other one taken together with it."""
+    newest = current(facts.weights_kg, on=on)
+    if newest is None:
+        return ()
+    others = tuple(
+        m
+        for m in facts.weights_kg
+        if m is not newest
+        and m.effective <= on
+        and taken_together(m, newest, hours=policy.weight_pair_hours)
+    )
+    return (newest, *others)
+
+
+def weights_disagree(weights: tuple[Measurement, ...], *, policy: Policy) -> bool:
+    """Section 2.1: weights taken together fall in different kit bands (Table 1), or the heaviest
+    exceeds the lightest by more than the institution's fraction of the lightest."""
+    if len(weights) < 2:
+        return False
+    light = min(m.value for m in weights)
+    heavy = max(m.value for m in weights)
+    different_kits = kit_for_weight(light) != kit_for_weight(heavy)
+    return different_kits or heavy - light > policy.weight_discrepancy_fraction * light
+
+
+def heaviest(weights: tuple[Measurement, ...]) -> Measurement:
+    """The heaviest weight; equal values keep the order given (newest first)."""
+    return max(weights, key=lambda m: m.value)
 
 
 def check_age(ctx: Context) -> list[Finding]:
@@ -131,8 +177,8 @@ def check_weight(ctx: Context) -> list[Finding]:
                 FindingCode.WEIGHT_STALE,
                 Severity.INCOMPLETE,
                 f"Newest weight {newest.value} kg is from {newest.effective}, {age} days before "
-                f"the infusion date (limit {ctx.policy.weight_max_age_days} days): infants grow; "
-                "re-weigh before ordering the kit.",
+                f"the infusion date ({ctx.policy.cite('weight_max_age_days')} days): infants "
+                "grow; re-weigh before ordering the kit.",
                 "2.1",
                 _ev(newest),
             )
@@ -161,6 +207,68 @@ def check_weight(ctx: Context) -> list[Finding]:
             "patient receives at least 1.1e14 vg/kg.",
             "2.1",
             _ev(ctx.weight),
+        )
+    ]
+
+
+def _weight_shown(m: Measurement) -> str:
+    """'6.6 kg (Observation/b, 2026-11-18)': a weight with its source and when it was taken."""
+    return f"{m.value} kg ({m.evidence.reference}, {m.evidence.recorded or m.effective})"
+
+
+def _band_shown(weight_kg: Decimal) -> str:
+    """'6.6-7.0 kg': the kit band a weight falls in, or 'no labeled band'."""
+    kit = kit_for_weight(weight_kg)
+    return f"{kit.band_low_kg}-{kit.band_high_kg} kg" if kit else "no labeled band"
+
+
+def _listed(items: list[str]) -> str:
+    """'a and b', 'a, b and c'."""
+    return " and ".join([", ".join(items[:-1]), items[-1]]) if len(items) > 1 else items[0]
+
+
+def check_weight_discrepancy(ctx: Context) -> list[Finding]:
+    """Section 2.1: one child, one weight; weights taken together must agree on the kit."""
+    if ctx.weight is None:
+        return []
+    together = weights_together(ctx.facts, on=ctx.on, policy=ctx.policy)
+    if not weights_disagree(together, policy=ctx.policy):
+        return []
+    shown = sorted(
+        together,
+        key=lambda m: (
+            -m.value,
+            m.evidence.recorded or m.effective.isoformat(),
+            m.evidence.reference,
+        ),
+    )
+    light, heavy = shown[-1].value, shown[0].value
+    differ = (
+        f"differ by {round_half_up((heavy - light) * 100 / light)}% of the lighter"
+        if light > 0
+        else "differ"
+    )
+    bands = (
+        f"fall in different kit bands ({_band_shown(heavy)} and {_band_shown(light)}) and "
+        if kit_for_weight(light) != kit_for_weight(heavy)
+        else ""
+    )
+    dosed = ctx.weight.value
+    return [
+        Finding(
+            FindingCode.WEIGHT_DISCREPANCY,
+            Severity.NEEDS_REVIEW,
+            f"Weights taken together disagree: {_listed([_weight_shown(m) for m in shown])} "
+            f"{bands}{differ} "
+            f"({ctx.policy.cite('weight_discrepancy_fraction', 'weight_pair_hours')}; weights on "
+            "one date, or within that many hours when both are timed, are compared). The plan "
+            f"does not pick one by record order: it doses on the heavier weight, {dosed} kg, "
+            "because Table 1 computes each volume at the band's upper limit so that every "
+            "patient receives at least 1.1e14 vg/kg, and the lighter weight would underdose if "
+            f"the heavier is right. Confirm {dosed} kg, or re-weigh the patient or mark the wrong "
+            "weight entered-in-error and relaunch.",
+            "2.1",
+            tuple(m.evidence for m in shown),
         )
     ]
 
@@ -201,7 +309,10 @@ def check_prematurity(ctx: Context) -> list[Finding]:
                 Severity.INCOMPLETE,
                 f"No gestational age at birth (LOINC 76516-4); at {age_days} days old on the "
                 f"infusion date the infant may not have reached {weeks_days(term)} postmenstrual "
-                "age. Record the gestational age at birth.",
+                "age, unless born at or after "
+                f"{weeks_days(ctx.policy.min_gestational_age_days)} "
+                f"({ctx.policy.cite('min_gestational_age_days', 'term_gestational_age_days')}). "
+                "Record the gestational age at birth.",
                 "8.4",
             )
         ]
@@ -215,7 +326,8 @@ def check_prematurity(ctx: Context) -> list[Finding]:
             FindingCode.PRETERM_BEFORE_TERM_AGE,
             Severity.DEFERRED,
             f"Born at {weeks_days(ga_days)}; postmenstrual age on the infusion date is "
-            f"{weeks_days(pma)}, before full term ({weeks_days(term)}). Corticosteroids may harm "
+            f"{weeks_days(pma)}, before full term ({weeks_days(term)}; "
+            f"{ctx.policy.cite('term_gestational_age_days')}). Corticosteroids may harm "
             f"neurological development: delay infusion until {term_date} or later.",
             "8.4",
             _ev(ga),
@@ -244,7 +356,9 @@ def check_titer(ctx: Context) -> list[Finding]:
             Finding(
                 FindingCode.ANTI_AAV9_TITER_MISSING,
                 Severity.INCOMPLETE,
-                "No current anti-AAV9 antibody titer: baseline testing is required before "
+                "No current anti-AAV9 antibody titer within "
+                f"{ctx.policy.titer_max_age_days} days before the infusion date "
+                f"({ctx.policy.cite('titer_max_age_days')}): baseline testing is required before "
                 f"infusion.{detail}",
                 "2.3; 6.2",
                 (newest.evidence,) if newest else (),
@@ -315,8 +429,9 @@ def check_infection(ctx: Context) -> list[Finding]:
                 FindingCode.ACTIVE_INFECTION,
                 Severity.DEFERRED,
                 f"Body temperature >= {ctx.policy.fever_threshold_c} C in the "
-                f"{ctx.policy.fever_lookback_days * 24} hours before evaluation: clinical signs "
-                "of infection must not be evident at infusion.",
+                f"{ctx.policy.fever_lookback_days * 24} hours before evaluation "
+                f"({ctx.policy.cite('fever_threshold_c', 'fever_lookback_days')} days): clinical "
+                "signs of infection must not be evident at infusion.",
                 "2.1; 5.2",
                 fevers,
             )
@@ -342,7 +457,8 @@ def check_baseline_labs(ctx: Context) -> list[Finding]:
             continue
         detail = f" The newest, from {newest.effective}, is too old." if newest else ""
         default = (
-            " (institution default: the 2/2025 label asks to consider cardiac evaluation)"
+            " Troponin I is not in the label's baseline tests (2.1, 2.3); it is required here by "
+            f"the {ctx.policy.cite('baseline_tests')} (5.5: consider cardiac evaluation)."
             if test is LabTest.TROPONIN_I
             else ""
         )
@@ -351,7 +467,7 @@ def check_baseline_labs(ctx: Context) -> list[Finding]:
                 FindingCode.BASELINE_LAB_MISSING,
                 Severity.INCOMPLETE,
                 f"Baseline {test} missing: no result within {days} days before the infusion "
-                f"date{default}.{detail}",
+                f"date ({ctx.policy.cite('baseline_lab_max_age_days')} days).{detail}{default}",
                 LAB_SECTION[test],
                 (newest.evidence,) if newest else (),
             )
@@ -359,44 +475,35 @@ def check_baseline_labs(ctx: Context) -> list[Finding]:
     return findings
 
 
-def check_liver(ctx: Context) -> list[Finding]:
-    """Section 5.1: ALT, AST or total bilirubin > 2 x ULN at baseline were not studied."""
+def _judged(ctx: Context, tests: tuple[LabTest, ...]) -> list[Interpreted]:
+    """The usable baseline result of each test, with the ULN it is judged against."""
+    found = []
+    for test in tests:
+        usable, _ = _baseline(ctx, test)
+        if usable is not None:
+            found.append(interpret(usable, birth_date=ctx.facts.birth_date))
+    return found
+
+
+def check_uln_sources(ctx: Context) -> list[Finding]:
+    """Sections 2.3, 5.1: name every ULN the app supplied, and every result without one."""
     findings = []
     fallbacks = []
-    for test in LIVER_ENTRY_TESTS:
-        usable, _ = _baseline(ctx, test)
-        if usable is None:
-            continue
-        seen = interpret(usable, birth_date=ctx.facts.birth_date)
+    for seen in _judged(ctx, ULN_JUDGED_TESTS):
+        usable = seen.result
         if seen.source is UlnSource.FALLBACK:
             fallbacks.append(seen)
-        if seen.source is UlnSource.NONE:
-            findings.append(
-                Finding(
-                    FindingCode.RESULT_UNREADABLE,
-                    Severity.NEEDS_REVIEW,
-                    f"Baseline {test} {usable.value} {usable.unit} has no reference range and no "
-                    "fallback applies (age on the result date unknown): whether it exceeds "
-                    "2 x ULN cannot be judged.",
-                    "5.1",
-                    (usable.evidence,),
-                )
-            )
-        if not seen.exceeds(label.LIVER_ULN_MULTIPLE):
+        if seen.source is not UlnSource.NONE:
             continue
-        jaundice = (
-            " Neonatal jaundice is the label's exception for bilirubin."
-            if test is LabTest.BILIRUBIN_TOTAL
-            else ""
-        )
+        entry = usable.test in LIVER_ENTRY_TESTS
         findings.append(
             Finding(
-                FindingCode.LIVER_FUNCTION_ELEVATED,
+                FindingCode.RESULT_UNREADABLE,
                 Severity.NEEDS_REVIEW,
-                f"Baseline {test} {usable.value} {usable.unit} is {seen.multiple_of_uln} x ULN "
-                f"({seen.uln} {usable.unit}, {seen.source}): patients above 2 x ULN were not "
-                f"studied; weigh risks and benefits.{jaundice}",
-                "5.1; 8.6",
+                f"Baseline {usable.test} {usable.value} {usable.unit} has no reference range and "
+                "no fallback applies (age on the result date unknown): whether it "
+                f"{'exceeds 2 x ULN' if entry else 'is above ULN'} cannot be judged.",
+                "5.1" if entry else "5.1; 8.6",
                 (usable.evidence,),
             )
         )
@@ -406,11 +513,108 @@ def check_liver(ctx: Context) -> list[Finding]:
             Finding(
                 FindingCode.ULN_FALLBACK_USED,
                 Severity.NEEDS_REVIEW,
-                f"No reference range reported; the institution's pediatric fallback "
-                f"({ctx.policy.uln_fallback_version}) was used: {used}. Confirm against the "
-                "performing laboratory's range.",
+                f"No reference range reported; the pediatric fallback "
+                f"({ctx.policy.cite('uln_fallback_version')}) was used: {used}. Confirm against "
+                "the performing laboratory's range.",
                 "2.3; 5.1",
                 tuple(s.result.evidence for s in fallbacks),
+            )
+        )
+    return findings
+
+
+def check_liver(ctx: Context) -> list[Finding]:
+    """Section 5.1: ALT, AST or total bilirubin > 2 x ULN at baseline were not studied."""
+    findings = []
+    for seen in _judged(ctx, LIVER_ENTRY_TESTS):
+        if not seen.exceeds(label.LIVER_ULN_MULTIPLE):
+            continue
+        usable = seen.result
+        jaundice = (
+            " Neonatal jaundice is the label's exception for bilirubin."
+            if usable.test is LabTest.BILIRUBIN_TOTAL
+            else ""
+        )
+        findings.append(
+            Finding(
+                FindingCode.LIVER_FUNCTION_ELEVATED,
+                Severity.NEEDS_REVIEW,
+                f"Baseline {usable.test} {usable.value} {usable.unit} is {seen.multiple_of_uln} x "
+                f"ULN ({seen.uln} {usable.unit}, {seen.source}): patients above 2 x ULN were not "
+                f"studied; weigh risks and benefits.{jaundice}",
+                "5.1; 8.6",
+                (usable.evidence,),
+            )
+        )
+    return findings
+
+
+def above_uln(seen: Interpreted) -> bool | None:
+    """Whether a result is above its ULN, a censored value ('<1.1', '>2') included; None when
+    the reported bound leaves it open, or there is no ULN. A ULN of zero or below is no limit."""
+    uln, value = seen.uln, seen.result.value
+    if uln is None:
+        return None
+    if uln <= 0:
+        return False
+    comparator = seen.result.comparator
+    if comparator is Comparator.EQ:
+        return seen.exceeds(Decimal(1))
+    if comparator in (Comparator.LT, Comparator.LE):
+        return False if value <= uln else None
+    if comparator is Comparator.GT:
+        return True if value >= uln else None
+    return True if value > uln else None
+
+
+def _censored(result: LabResult) -> str:
+    """A value with its comparator when censored: '1.5', '>3'."""
+    prefix = "" if result.comparator is Comparator.EQ else result.comparator.value
+    return f"{prefix}{result.value}"
+
+
+def check_hepatic_impairment(ctx: Context) -> list[Finding]:
+    """Sections 5.1, 8.6: a baseline INR or PT above ULN, or a liver disease on record."""
+    findings = []
+    reasons = []
+    evidence: list[Evidence] = []
+    for seen in _judged(ctx, COAGULATION_TESTS):
+        usable = seen.result
+        verdict = above_uln(seen)
+        if verdict:
+            reasons.append(
+                f"baseline {usable.test} {_censored(usable)} {usable.unit} is above its ULN "
+                f"({seen.uln} {usable.unit}, {seen.source})"
+            )
+            evidence.append(usable.evidence)
+        elif verdict is None and seen.source is not UlnSource.NONE:
+            findings.append(
+                Finding(
+                    FindingCode.RESULT_UNREADABLE,
+                    Severity.NEEDS_REVIEW,
+                    f"Baseline {usable.test} reported as '{usable.evidence.value}' cannot be "
+                    f"placed above or at/below its ULN ({seen.uln} {usable.unit}): ask the "
+                    "laboratory for a numeric result.",
+                    "5.1; 8.6",
+                    (usable.evidence,),
+                )
+            )
+    if ctx.facts.liver_conditions:
+        names = ", ".join(e.display or e.value for e in ctx.facts.liver_conditions)
+        reasons.append(f"liver disease on record ({names})")
+        evidence.extend(ctx.facts.liver_conditions)
+    if reasons:
+        findings.append(
+            Finding(
+                FindingCode.HEPATIC_IMPAIRMENT,
+                Severity.NEEDS_REVIEW,
+                f"Possible preexisting liver impairment: {'; '.join(reasons)}. Label 5.1: "
+                "'Patients with preexisting liver impairment or acute hepatic viral infection may "
+                "be at higher risk of acute serious liver injury/acute liver failure'; 8.6: "
+                "'ZOLGENSMA therapy should be carefully considered in patients with liver "
+                "impairment.' Weigh risks and benefits before infusion.",
+                "5.1; 8.6",
+                tuple(evidence),
             )
         )
     return findings
@@ -551,12 +755,15 @@ def check_counseling(ctx: Context) -> list[Finding]:
 CHECKS: tuple[Check, ...] = (
     check_age,
     check_weight,
+    check_weight_discrepancy,
     check_prior_gene_therapy,
     check_prematurity,
     check_titer,
     check_infection,
     check_baseline_labs,
+    check_uln_sources,
     check_liver,
+    check_hepatic_impairment,
     check_genetics,
     check_advanced_sma,
     check_unreadable,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 from importlib import resources
@@ -11,6 +12,43 @@ from importlib import resources
 from smart_app.rules.model import CounselingPoint, Kit
 
 LABEL_VERSION = "ZOLGENSMA USPI rev. 2/2025"
+
+
+@dataclass(frozen=True)
+class BoxedWarning:
+    """The label's boxed warning in short, in its own words: what it says, what it asks."""
+
+    title: str
+    says: tuple[str, ...]
+    before_infusion: tuple[str, ...]
+    after_infusion: tuple[str, ...]
+    section: str
+
+
+BOXED_WARNING = BoxedWarning(
+    title="WARNING: SERIOUS LIVER INJURY and ACUTE LIVER FAILURE",
+    says=(
+        "Cases of acute liver failure with fatal outcomes have been reported. Acute serious liver "
+        "injury and elevated aminotransferases can also occur with ZOLGENSMA.",
+        "Patients with preexisting liver impairment or acute hepatic viral infection may be at "
+        "higher risk of acute serious liver injury/acute liver failure.",
+    ),
+    before_infusion=(
+        "Prior to ZOLGENSMA infusion, assess liver function by clinical examination and "
+        "laboratory testing (hepatic aminotransferases [AST and ALT], total bilirubin level, "
+        "albumin, prothrombin time, PTT, and INR).",
+        "In order to mitigate potential aminotransferase elevations, administer systemic "
+        "corticosteroid to all patients before and after ZOLGENSMA infusion.",
+    ),
+    after_infusion=(
+        "Continue to monitor liver function (AST, ALT, total bilirubin, prothrombin time, INR) "
+        "for at least 3 months after ZOLGENSMA infusion, and at other times as clinically "
+        "indicated.",
+    ),
+    section="Boxed Warning; 5.1",
+)
+"""Shown on every plan. The boxed warning's first bullet and section 5.1, quoted (the seed's
+copy of the full boxed warning stops after its first bullet)."""
 
 DOSE_VG_PER_KG = Decimal("1.1e14")
 """Section 2.1: 1.1 x 10^14 vector genomes per kg."""

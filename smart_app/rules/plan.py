@@ -8,7 +8,13 @@ from smart_app.errors import InputError
 from smart_app.rules import label
 from smart_app.rules.arith import anniversary
 from smart_app.rules.dosing import dose_for_weight
-from smart_app.rules.eligibility import Context, current, evaluate
+from smart_app.rules.eligibility import (
+    Context,
+    evaluate,
+    heaviest,
+    weights_disagree,
+    weights_together,
+)
 from smart_app.rules.model import Measurement, PatientFacts, Plan
 from smart_app.rules.monitoring import schedule
 from smart_app.rules.policy import DEFAULT_POLICY, Policy
@@ -18,13 +24,45 @@ from smart_app.rules.steroids import steroid_course
 def dosing_weight(
     facts: PatientFacts, *, on: dt.date, infusion_date: dt.date, policy: Policy
 ) -> Measurement | None:
-    """The newest weight known on `on`, if recent enough for the infusion date; else None."""
-    newest = current(facts.weights_kg, on=on)
-    if newest is None:
+    """The weight the kit and prednisolone are dosed on, if recent enough; else None.
+
+    The newest weight known on `on`, unless weights taken together with it (same date, or within
+    `policy.weight_pair_hours` when both are timed) disagree (section 2.1: a weight discrepancy)
+    or cannot be told apart in time: then the heaviest of them. Table 1 computes each volume at
+    the band's upper limit so that every patient receives at least 1.1e14 vg/kg; the lighter
+    weight would underdose if the heavier is right. Never a resource-id tie-break.
+    """
+    together = weights_together(facts, on=on, policy=policy)
+    if not together:
         return None
+    newest = together[0]
     if (infusion_date - newest.effective).days > policy.weight_max_age_days:
         return None
-    return newest
+    if weights_disagree(together, policy=policy):
+        return heaviest(together)
+    return heaviest(tuple(m for m in together if not _timed_apart(m, newest)))
+
+
+def _timed_apart(a: Measurement, b: Measurement) -> bool:
+    """True when both weights record a time and the times differ (so one is the newer)."""
+    return a.taken_at is not None and b.taken_at is not None and a.taken_at != b.taken_at
+
+
+CALENDAR_MARGIN = dt.timedelta(days=3660)
+"""Ten years: every date a plan computes (baseline look-backs, the taper, a year of follow-up,
+the second birthday) lies well within this of the evaluation or infusion date."""
+EARLIEST_DATE = dt.date.min + CALENDAR_MARGIN
+LATEST_DATE = dt.date.max - CALENDAR_MARGIN
+"""Dates outside [EARLIEST_DATE, LATEST_DATE] cannot carry a schedule: refused as input."""
+
+
+def check_calendar(name: str, day: dt.date) -> None:
+    """InputError when `day` lies too near the calendar's ends for the plan's dates to exist."""
+    if not EARLIEST_DATE <= day <= LATEST_DATE:
+        raise InputError(
+            f"{name} {day} is outside the dates a schedule can be computed for "
+            f"({EARLIEST_DATE} to {LATEST_DATE})"
+        )
 
 
 def build_plan(
@@ -35,6 +73,8 @@ def build_plan(
     policy: Policy = DEFAULT_POLICY,
 ) -> Plan:
     """Evaluate a patient for an infusion on `infusion_date`, as known on `on`."""
+    check_calendar("evaluation date", on)
+    check_calendar("infusion date", infusion_date)
     if infusion_date < on:
         raise InputError(f"infusion date {infusion_date} is before the evaluation date {on}")
     birth = facts.birth_date

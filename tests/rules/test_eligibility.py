@@ -10,19 +10,22 @@ import pytest
 
 from smart_app.errors import InputError
 from smart_app.rules.model import (
+    CANONICAL_UNIT,
     Comparator,
     Evidence,
+    Finding,
     FindingCode,
     LabResult,
     LabTest,
     Measurement,
     PatientFacts,
+    Plan,
     Severity,
     Status,
     Titer,
 )
 from smart_app.rules.plan import build_plan
-from smart_app.rules.policy import DEFAULT_POLICY
+from smart_app.rules.policy import DEFAULT_POLICY, Policy
 
 ON = dt.date(2026, 11, 20)
 INFUSION = dt.date(2026, 11, 24)
@@ -252,3 +255,365 @@ def test_dates_that_cannot_be_planned_are_input_errors() -> None:
         build_plan(
             eligible(birth_date=ON), on=dt.date(2026, 1, 1), infusion_date=dt.date(2026, 1, 2)
         )
+
+
+# Hepatic impairment (5.1, 8.6) -------------------------------------------------------------
+
+
+def _with_lab(result: LabResult) -> tuple[LabResult, ...]:
+    """The eligible labs with one test's result replaced."""
+    return tuple(result if t is result.test else _lab(t, "1") for t in LabTest)
+
+
+def _finding(plan: Plan, code: FindingCode) -> Finding:
+    (found,) = [f for f in plan.eligibility.findings if f.code is code]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("test", "value", "uln", "flagged"),
+    [
+        (LabTest.INR, "1.3", "1.3", False),  # exactly at ULN is not above it
+        (LabTest.INR, "1.31", "1.3", True),
+        (LabTest.PT, "14.5", "14.5", False),
+        (LabTest.PT, "14.6", "14.5", True),
+    ],
+)
+def test_hepatic_impairment_when_baseline_inr_or_pt_is_strictly_above_uln(
+    test: LabTest, value: str, uln: str, flagged: bool
+) -> None:
+    labs = _with_lab(_lab(test, value, uln=Decimal(uln)))
+    plan = build_plan(eligible(labs=labs), on=ON, infusion_date=INFUSION)
+    assert (FindingCode.HEPATIC_IMPAIRMENT in plan.eligibility.codes()) is flagged
+    assert plan.eligibility.status is (Status.NEEDS_REVIEW if flagged else Status.ELIGIBLE)
+    if flagged:
+        finding = _finding(plan, FindingCode.HEPATIC_IMPAIRMENT)
+        assert finding.severity is Severity.NEEDS_REVIEW
+        assert finding.section == "5.1; 8.6"
+        assert f"baseline {test} {value} {CANONICAL_UNIT[test]} is above its ULN" in finding.message
+        assert [e.reference for e in finding.evidence] == [f"Observation/{test.name}"]
+
+
+def test_an_inr_above_uln_outside_the_look_back_is_not_the_baseline() -> None:
+    old = INFUSION - dt.timedelta(days=31)
+    found = codes(eligible(labs=_with_lab(_lab(LabTest.INR, "2.0", old, Decimal("1.3")))))
+    assert FindingCode.HEPATIC_IMPAIRMENT not in found
+    assert FindingCode.BASELINE_LAB_MISSING in found
+
+
+def test_a_liver_condition_is_hepatic_impairment_without_any_lab() -> None:
+    cirrhosis = Evidence("Condition/liver", "K74.60", display="Cirrhosis of liver")
+    plan = build_plan(eligible(liver_conditions=(cirrhosis,)), on=ON, infusion_date=INFUSION)
+    finding = _finding(plan, FindingCode.HEPATIC_IMPAIRMENT)
+    assert "liver disease on record (Cirrhosis of liver)" in finding.message
+    assert "may be at higher risk" in finding.message
+    assert finding.evidence == (cirrhosis,)
+    assert plan.eligibility.status is Status.NEEDS_REVIEW
+
+
+def test_inr_pt_and_a_condition_make_one_finding_naming_each_reason() -> None:
+    condition = Evidence("Condition/hep", "K75.4", display="Autoimmune hepatitis")
+    labs = tuple(
+        _lab(t, "1.6", uln=Decimal("1.3"))
+        if t is LabTest.INR
+        else _lab(t, "15.2", uln=Decimal("14.5"))
+        if t is LabTest.PT
+        else _lab(t, "1")
+        for t in LabTest
+    )
+    plan = build_plan(
+        eligible(labs=labs, liver_conditions=(condition,)), on=ON, infusion_date=INFUSION
+    )
+    finding = _finding(plan, FindingCode.HEPATIC_IMPAIRMENT)
+    assert "baseline INR 1.6" in finding.message
+    assert "baseline PT 15.2 s" in finding.message
+    assert "Autoimmune hepatitis" in finding.message
+    assert [e.reference for e in finding.evidence] == [
+        "Observation/INR",
+        "Observation/PT",
+        "Condition/hep",
+    ]
+
+
+def test_an_inr_without_a_range_is_judged_on_the_fallback_and_says_so() -> None:
+    inr = LabResult(LabTest.INR, Decimal("1.4"), LAB_DAY, _ev("inr", "1.4", LAB_DAY), None)
+    plan = build_plan(eligible(labs=_with_lab(inr)), on=ON, infusion_date=INFUSION)
+    hepatic = _finding(plan, FindingCode.HEPATIC_IMPAIRMENT)
+    assert "above its ULN (1.3 {INR}, fallback)" in hepatic.message
+    fallback = _finding(plan, FindingCode.ULN_FALLBACK_USED)
+    assert "INR 1.3 {INR}" in fallback.message
+    assert f"institution default: uln_fallback_version = {DEFAULT_POLICY.uln_fallback_version}" in (
+        fallback.message
+    )
+
+
+def test_an_inr_without_any_uln_is_never_guessed() -> None:
+    inr = LabResult(LabTest.INR, Decimal("1.4"), LAB_DAY, _ev("inr", "1.4", LAB_DAY), None)
+    facts = eligible(labs=_with_lab(inr), birth_date=None)
+    plan = build_plan(facts, on=ON, infusion_date=INFUSION)
+    assert FindingCode.HEPATIC_IMPAIRMENT not in plan.eligibility.codes()
+    unreadable = _finding(plan, FindingCode.RESULT_UNREADABLE)
+    assert "Baseline INR 1.4" in unreadable.message
+    assert "is above ULN cannot be judged" in unreadable.message
+
+
+@pytest.mark.parametrize(
+    ("comparator", "value", "expected"),
+    [
+        (Comparator.LT, "1.1", None),  # '<1.1' with ULN 1.3: not above
+        (Comparator.LE, "1.3", None),
+        (Comparator.LT, "1.5", FindingCode.RESULT_UNREADABLE),  # could be either
+        (Comparator.GT, "1.3", FindingCode.HEPATIC_IMPAIRMENT),  # '>1.3': above
+        (Comparator.GT, "1.2", FindingCode.RESULT_UNREADABLE),
+        (Comparator.GE, "1.3", FindingCode.RESULT_UNREADABLE),  # could be exactly 1.3
+        (Comparator.GE, "1.4", FindingCode.HEPATIC_IMPAIRMENT),
+    ],
+)
+def test_a_censored_inr_is_placed_against_its_uln_or_named(
+    comparator: Comparator, value: str, expected: FindingCode | None
+) -> None:
+    shown = f"{comparator.value}{value}"
+    inr = LabResult(
+        LabTest.INR, Decimal(value), LAB_DAY, _ev("inr", shown, LAB_DAY), Decimal("1.3"), comparator
+    )
+    plan = build_plan(eligible(labs=_with_lab(inr)), on=ON, infusion_date=INFUSION)
+    found = plan.eligibility.codes() & {
+        FindingCode.HEPATIC_IMPAIRMENT,
+        FindingCode.RESULT_UNREADABLE,
+    }
+    assert found == ({expected} if expected else set())
+    if expected is not None:
+        assert shown in _finding(plan, expected).message
+
+
+# One child, one weight (2.1) ---------------------------------------------------------------
+
+WEIGHT_DAY = dt.date(2026, 11, 18)
+
+
+def _timed(name: str, value: str, taken_at: dt.datetime) -> Measurement:
+    """A weight with the moment it was taken (UTC)."""
+    recorded = taken_at.isoformat().replace("+00:00", "Z")
+    evidence = Evidence(f"Observation/{name}", value, "kg", taken_at.date(), recorded=recorded)
+    return Measurement(Decimal(value), "kg", taken_at.date(), evidence, taken_at)
+
+
+def _utc(day: int, hour: int) -> dt.datetime:
+    return dt.datetime(2026, 11, day, hour, tzinfo=dt.UTC)
+
+
+def _weights_plan(*weights: Measurement, policy: Policy = DEFAULT_POLICY) -> Plan:
+    return build_plan(eligible(weights_kg=weights), on=ON, infusion_date=INFUSION, policy=policy)
+
+
+def test_two_weights_on_one_date_in_different_bands_are_a_discrepancy_dosed_on_the_heavier() -> (
+    None
+):
+    light = _m("a", "6.1", "kg", WEIGHT_DAY)
+    heavy = _m("b", "6.6", "kg", WEIGHT_DAY)
+    plans = [_weights_plan(light, heavy), _weights_plan(heavy, light)]
+    for plan in plans:
+        finding = _finding(plan, FindingCode.WEIGHT_DISCREPANCY)
+        assert finding.severity is Severity.NEEDS_REVIEW
+        assert finding.section == "2.1"
+        assert "6.6 kg (Observation/b, 2026-11-18)" in finding.message
+        assert "6.1 kg (Observation/a, 2026-11-18)" in finding.message
+        assert "institution default: weight_discrepancy_fraction = 0.05" in finding.message
+        assert plan.dose is not None and plan.dose.weight_kg == Decimal("6.6")
+        assert plan.dose.kit.dose_volume_ml == Decimal("38.5")
+        assert plan.eligibility.status is Status.NEEDS_REVIEW
+    # Whichever of the two the chart lists first, the plan is the same.
+    assert plans[0].dose == plans[1].dose
+    assert plans[0].steroids == plans[1].steroids
+    assert plans[0].eligibility == plans[1].eligibility
+
+
+@pytest.mark.parametrize(
+    ("heavier", "discrepancy"),
+    [("5.46", False), ("5.47", True)],  # 5.2 kg + 5 % = 5.46 kg; one band (5.1-5.5 kg)
+)
+def test_within_one_band_only_more_than_5_percent_is_a_discrepancy(
+    heavier: str, discrepancy: bool
+) -> None:
+    plan = _weights_plan(_m("a", "5.2", "kg", WEIGHT_DAY), _m("b", heavier, "kg", WEIGHT_DAY))
+    assert (FindingCode.WEIGHT_DISCREPANCY in plan.eligibility.codes()) is discrepancy
+    assert plan.dose is not None
+    assert plan.dose.kit.band_low_kg == Decimal("5.1")
+    # Same date, no time: which is newer is unknown, so the heavier doses either way.
+    assert plan.dose.weight_kg == Decimal(heavier)
+    if discrepancy:
+        message = _finding(plan, FindingCode.WEIGHT_DISCREPANCY).message
+        assert "differ by 5.2% of the lighter" in message
+        assert "different kit bands" not in message
+
+
+def test_three_weights_on_one_date_are_all_named_heaviest_first() -> None:
+    weights = (
+        _m("a", "6.3", "kg", WEIGHT_DAY),
+        _m("b", "6.1", "kg", WEIGHT_DAY),
+        _m("c", "6.6", "kg", WEIGHT_DAY),
+    )
+    plan = _weights_plan(*weights)
+    finding = _finding(plan, FindingCode.WEIGHT_DISCREPANCY)
+    assert (
+        "6.6 kg (Observation/c, 2026-11-18), 6.3 kg (Observation/a, 2026-11-18) and "
+        "6.1 kg (Observation/b, 2026-11-18) fall in different kit bands (6.6-7.0 kg and "
+        "6.1-6.5 kg)"
+    ) in finding.message
+    assert [e.reference for e in finding.evidence] == [
+        "Observation/c",
+        "Observation/a",
+        "Observation/b",
+    ]
+    assert plan.dose is not None and plan.dose.weight_kg == Decimal("6.6")
+
+
+def test_the_fraction_is_the_policys() -> None:
+    policy = dataclasses.replace(DEFAULT_POLICY, weight_discrepancy_fraction=Decimal("0.10"))
+    weights = (_m("a", "5.2", "kg", WEIGHT_DAY), _m("b", "5.47", "kg", WEIGHT_DAY))
+    plan = _weights_plan(*weights, policy=policy)
+    assert FindingCode.WEIGHT_DISCREPANCY not in plan.eligibility.codes()
+
+
+@pytest.mark.parametrize(("days_apart", "discrepancy"), [(0, True), (1, False)])
+def test_date_only_weights_are_compared_on_the_same_date_only(
+    days_apart: int, discrepancy: bool
+) -> None:
+    newer = _m("new", "6.1", "kg", WEIGHT_DAY)
+    older = _m("old", "6.6", "kg", WEIGHT_DAY - dt.timedelta(days=days_apart))
+    plan = _weights_plan(newer, older)
+    assert (FindingCode.WEIGHT_DISCREPANCY in plan.eligibility.codes()) is discrepancy
+    assert plan.dose is not None
+    # The day before: the newest weight doses. Same date: the heavier.
+    assert plan.dose.weight_kg == Decimal("6.6" if discrepancy else "6.1")
+
+
+@pytest.mark.parametrize(
+    ("older_at", "discrepancy"),
+    [
+        (_utc(17, 23), True),  # 9 h before, across midnight: compared
+        (_utc(17, 8), True),  # exactly 24 h before
+        (_utc(17, 7), False),  # 25 h before
+    ],
+)
+def test_timed_weights_are_compared_within_24_hours(
+    older_at: dt.datetime, discrepancy: bool
+) -> None:
+    newer = _timed("new", "6.1", _utc(18, 8))
+    plan = _weights_plan(newer, _timed("old", "6.6", older_at))
+    assert (FindingCode.WEIGHT_DISCREPANCY in plan.eligibility.codes()) is discrepancy
+    assert plan.dose is not None
+    assert plan.dose.weight_kg == Decimal("6.6" if discrepancy else "6.1")
+
+
+def test_the_pair_window_is_the_policys() -> None:
+    policy = dataclasses.replace(DEFAULT_POLICY, weight_pair_hours=12)
+    weights = (_timed("new", "6.1", _utc(18, 8)), _timed("old", "6.6", _utc(17, 19)))
+    plan = _weights_plan(*weights, policy=policy)
+    assert FindingCode.WEIGHT_DISCREPANCY not in plan.eligibility.codes()
+    strict = _weights_plan(*weights)
+    message = _finding(strict, FindingCode.WEIGHT_DISCREPANCY).message
+    assert "weight_pair_hours = 24" in message
+    assert "2026-11-17T19:00:00Z" in message
+
+
+def test_agreeing_timed_weights_dose_on_the_newest() -> None:
+    newer, older = _timed("new", "6.12", _utc(18, 20)), _timed("old", "6.15", _utc(18, 8))
+    plan = _weights_plan(newer, older)
+    assert FindingCode.WEIGHT_DISCREPANCY not in plan.eligibility.codes()
+    assert plan.dose is not None and plan.dose.weight_kg == Decimal("6.12")
+
+
+def test_equal_weights_on_one_date_change_nothing() -> None:
+    one = _weights_plan(_m("a", "6.12", "kg", WEIGHT_DAY), _m("b", "6.12", "kg", WEIGHT_DAY))
+    single = _weights_plan(_m("a", "6.12", "kg", WEIGHT_DAY))
+    assert one.eligibility.codes() == single.eligibility.codes()
+    assert one.dose == single.dose
+    assert one.steroids == single.steroids
+
+
+def test_stale_weights_are_only_stale() -> None:
+    day = INFUSION - dt.timedelta(days=31)
+    plan = _weights_plan(_m("a", "6.1", "kg", day), _m("b", "6.6", "kg", day))
+    found = plan.eligibility.codes()
+    assert FindingCode.WEIGHT_STALE in found
+    assert FindingCode.WEIGHT_DISCREPANCY not in found
+    assert plan.dose is None
+
+
+# Troponin I and the institution's defaults ---------------------------------------------------
+
+
+def test_troponin_i_is_not_a_default_baseline_test() -> None:
+    labs = tuple(_lab(t, "1") for t in LabTest if t is not LabTest.TROPONIN_I)
+    plan = build_plan(eligible(labs=labs), on=ON, infusion_date=INFUSION)
+    assert LabTest.TROPONIN_I not in DEFAULT_POLICY.baseline_tests
+    assert FindingCode.BASELINE_LAB_MISSING not in plan.eligibility.codes()
+    assert plan.eligibility.status is Status.ELIGIBLE
+
+
+def test_a_policy_can_require_troponin_i_and_the_finding_says_so() -> None:
+    labs = tuple(_lab(t, "1") for t in LabTest if t is not LabTest.TROPONIN_I)
+    policy = dataclasses.replace(
+        DEFAULT_POLICY, baseline_tests=(*DEFAULT_POLICY.baseline_tests, LabTest.TROPONIN_I)
+    )
+    plan = build_plan(eligible(labs=labs), on=ON, infusion_date=INFUSION, policy=policy)
+    finding = _finding(plan, FindingCode.BASELINE_LAB_MISSING)
+    assert finding.message.startswith("Baseline troponin I missing")
+    assert "institution default: baseline_tests = " in finding.message
+    assert "not in the label's baseline tests" in finding.message
+    assert finding.section == "5.5"
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "cited"),
+    [
+        (
+            {"weights_kg": (_m("w", "6.12", "kg", INFUSION - dt.timedelta(days=31)),)},
+            FindingCode.WEIGHT_STALE,
+            "weight_max_age_days = 30",
+        ),
+        (
+            {"labs": tuple(_lab(t, "1") for t in LabTest if t is not LabTest.ALBUMIN)},
+            FindingCode.BASELINE_LAB_MISSING,
+            "baseline_lab_max_age_days = 30",
+        ),
+        ({"titers": ()}, FindingCode.ANTI_AAV9_TITER_MISSING, "titer_max_age_days = 30"),
+        (
+            {"temperatures_c": (_m("t", "38.2", "Cel", ON),)},
+            FindingCode.ACTIVE_INFECTION,
+            "fever_threshold_c = 38.0, fever_lookback_days = 3",
+        ),
+        (
+            {"birth_date": INFUSION - dt.timedelta(days=60), "gestational_age_days": ()},
+            FindingCode.GESTATIONAL_AGE_MISSING,
+            "min_gestational_age_days = 154, term_gestational_age_days = 259",
+        ),
+        (
+            {
+                "birth_date": INFUSION - dt.timedelta(days=20),
+                "gestational_age_days": (_m("ga", "224", "d", INFUSION - dt.timedelta(days=20)),),
+                "weights_kg": (_m("w", "2.9", "kg", ON),),
+            },
+            FindingCode.PRETERM_BEFORE_TERM_AGE,
+            "term_gestational_age_days = 259",
+        ),
+        (
+            {
+                "weights_kg": (
+                    _m("a", "6.1", "kg", dt.date(2026, 11, 18)),
+                    _m("b", "6.6", "kg", dt.date(2026, 11, 18)),
+                )
+            },
+            FindingCode.WEIGHT_DISCREPANCY,
+            "weight_discrepancy_fraction = 0.05, weight_pair_hours = 24",
+        ),
+    ],
+    ids=lambda v: v.value if isinstance(v, FindingCode) else "",
+)
+def test_a_limit_from_the_policy_is_named_as_an_institution_default(
+    changes: dict[str, object], code: FindingCode, cited: str
+) -> None:
+    plan = build_plan(eligible(**changes), on=ON, infusion_date=INFUSION)
+    finding = _finding(plan, code)
+    assert f"institution default: {cited}" in finding.message

@@ -1,19 +1,29 @@
-"""View models: the SMART style filter, the banner, the rows of a transaction, the timeline."""
+"""View models: the SMART style filter, the banner, the rows of a transaction, the timeline;
+the boxed warning on the plan page."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+from flask import render_template
+from markupsafe import escape
 
-from smart_app import render
+from smart_app import create_app, render
+from smart_app.config import web_settings
 from smart_app.fhir import summary
 from smart_app.fhir.read import facts_from_bundle
+from smart_app.rules import label
+from smart_app.rules.eligibility import UNBLOCK_ADVICE
+from smart_app.rules.model import Status
 from smart_app.rules.plan import build_plan
 from smart_app.sandbox.patients import synthetic_patients
 from smart_app.web import present
+from smart_app.web.context import LaunchContext
+from smart_app.web.state import WebState
 
 TODAY = dt.date(2026, 11, 21)
 
@@ -80,3 +90,48 @@ def test_timeline_places_every_dated_item_inside_the_drawing() -> None:
 
 def test_no_timeline_without_a_course() -> None:
     assert present.timeline(_plan_data("zs-weight-missing")) is None
+
+
+def _plan_page(data: dict, tmp_path: Path) -> str:
+    """The plan template rendered for plan data, blocked from writing (no form, no request)."""
+    settings = web_settings(
+        {}, secret_key="k" * 40, session_dir=tmp_path / "sessions", registrations={}
+    )
+    app = create_app({"STATE": WebState(settings=settings), "TESTING": True})
+    status = data["eligibility"]["status"]
+    page = {
+        "context_id": "c1",
+        "launched": LaunchContext(iss="http://127.0.0.1:1/fhir", patient=data["patient"]["id"]),
+        "banner": summary.banner([], data["patient"]["id"]),
+        "show_banner": False,
+        "plan": data,
+        "status": status,
+        "writable": False,
+        "review": [],
+        "blocking": [],
+        "advice": UNBLOCK_ADVICE.get(Status(status), ""),
+        "timeline": present.timeline(data),
+        "write_rows": [],
+        "fingerprint": render.fingerprint(data),
+        "order_mode": "proposal",
+        "truncated": False,
+        "severities": [],
+    }
+    with app.test_request_context("/p/c1/"):
+        return render_template("plan.html", **page)
+
+
+@pytest.mark.parametrize("patient_id", ["zs-eligible-4-2kg", "zs-weight-missing"])
+def test_every_plan_page_shows_the_boxed_warning_after_the_status(
+    patient_id: str, tmp_path: Path
+) -> None:
+    page = _plan_page(_plan_data(patient_id), tmp_path)
+    warning = label.BOXED_WARNING
+    box = page.index('id="boxed-warning"')
+    assert page.index('id="status-h"') < box < page.index('id="write-h"')
+    assert f'<h2 id="boxed-warning-h">{warning.title}</h2>' in page
+    for text in (*warning.says, *warning.before_infusion, *warning.after_infusion):
+        assert f"<li>{escape(text)}</li>" in page[box:], text
+    assert "<h3>Before infusion</h3>" in page and "<h3>After infusion</h3>" in page
+    assert "USPI Boxed Warning; 5.1" in page
+    assert "style=" not in page and "<script" not in page  # the CSP allows neither
