@@ -9,7 +9,7 @@ from smart_app.rules import label
 from smart_app.rules.arith import json_number
 from smart_app.rules.followup import Decision, DoseToday, FollowUp, ResultRow, TaskView
 from smart_app.rules.labs import Interpreted
-from smart_app.rules.model import Alert, SteroidOrder, SteroidStep, TaskState
+from smart_app.rules.model import Alert, ScheduleItem, SteroidOrder, SteroidStep, TaskState
 
 TASK_GROUPS = (
     TaskState.OVERDUE,
@@ -157,6 +157,23 @@ def decision_data(decision: Decision | None) -> dict[str, Any] | None:
     }
 
 
+def _proposed(item: ScheduleItem) -> dict[str, Any]:
+    """A further draw proposed until results are back to baseline (a Task once confirmed)."""
+    return {
+        "item": f"task/{item.kind.value}/day{item.day}",
+        "kind": item.kind.value,
+        "day": item.day,
+        "hcp_day": item.hcp_day,
+        "date": iso_day(item.date),
+        "window": {"start": iso_day(item.window_start), "end": iso_day(item.window_end)},
+        "tests": [t.value for t in item.tests],
+        "activity": item.activity,
+        "reasons": item.conditional,
+        "section": item.section,
+        "institution_default": item.institution_default,
+    }
+
+
 def followup_data(found: FollowUp) -> dict[str, Any]:
     """Everything the follow-up shows, as JSON-ready data."""
     groups: dict[str, list[dict[str, Any]]] = {state.value: [] for state in TASK_GROUPS}
@@ -179,6 +196,7 @@ def followup_data(found: FollowUp) -> dict[str, Any]:
         "alerts": [_alert(a) for a in found.alerts],
         "decision": decision_data(found.decision),
         "tasks": groups,
+        "proposed": [_proposed(p) for p in found.proposed],
         "results": [_result(r) for r in found.results],
         "findings": [finding_data(f) for f in found.findings],
     }
@@ -247,4 +265,12 @@ def followup_text(found: FollowUp) -> str:
                 f"    day {task['day']:>3}  {task['window']['start']}..{task['window']['end']}  "
                 f"{task['kind']}{late}{missing}"
             )
+    if data["proposed"]:
+        out.append("Proposed Tasks until back to baseline (created on confirming the Task updates)")
+        for item in data["proposed"]:
+            out.append(
+                f"    day {item['day']:>3}  {item['window']['start']}..{item['window']['end']}  "
+                f"{', '.join(item['tests'])}"
+            )
+            out.append(wrap(f"{item['reasons']} [USPI {item['section']}]", 6))
     return "\n".join(out) + "\n"

@@ -125,7 +125,8 @@ def complete_tasks(
     *,
     manual_items: frozenset[str] = frozenset(),
 ) -> list[Written]:
-    """Complete every resulted Task (and the ticked manual ones) in one transaction."""
+    """Complete every resulted Task (and the ticked manual ones) and create the proposed
+    further draws, in one transaction."""
     manual = [v.task for v in following.followup.tasks if v.task.item in manual_items]
     bundle = completion_bundle(
         following.state,
@@ -133,6 +134,7 @@ def complete_tasks(
         patient_id=following.facts.patient_id,
         views=following.followup.tasks,
         manual=manual,
+        proposed=following.followup.proposed,
         confirmed=confirmed,
     )
     return send_transaction(gateway, bundle)

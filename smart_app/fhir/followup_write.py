@@ -26,10 +26,12 @@ from smart_app.rules.model import (
     LabResult,
     PlannedTask,
     PlanState,
+    ScheduleItem,
     SteroidOrder,
     SteroidStep,
     TaskState,
 )
+from smart_app.rules.monitoring import sections
 
 Resource = dict[str, Any]
 
@@ -120,6 +122,29 @@ class _FollowUpBuilder(EntryBuilder):
             changes["owner"] = self.user
         return self.put(old, changes)
 
+    def further_draws(self, items: Sequence[ScheduleItem]) -> None:
+        """New lab-draw Tasks until results are back to baseline, added to the CarePlan."""
+        new = []
+        for item in items:
+            task = task_resource(
+                item, self.state.care_plan, patient=self.patient, recorded=self.recorded
+            )
+            task |= self.requester()
+            new.append(self.add(task, task_item(item), profile="zolgensma-task"))
+        old = self.raw(self.state.care_plan)
+        have = {a.get("reference", {}).get("reference") for a in old.get("activity") or []}
+        activity = [*(old.get("activity") or [])]
+        activity += [{"reference": {"reference": ref}} for ref in new if ref not in have]
+        draws = "; ".join(
+            f"day {i.day} ({i.date.isoformat()}): {', '.join(i.tests)}" for i in items
+        )
+        note = {
+            "time": self.recorded,
+            "text": f"Further lab draws until results are back to baseline: {draws} (label "
+            f"section {sections(i.section for i in items)}).",
+        }
+        self.put(old, {"activity": activity, "note": [*(old.get("note") or []), note]})
+
 
 def completion_bundle(
     state: PlanState,
@@ -128,9 +153,11 @@ def completion_bundle(
     patient_id: str,
     views: Sequence[TaskView],
     manual: Sequence[PlannedTask] = (),
+    proposed: Sequence[ScheduleItem] = (),
     confirmed: Confirmed,
 ) -> Resource:
-    """One transaction completing every resulted Task (and those the clinician ticked)."""
+    """One transaction completing every resulted Task (and those the clinician ticked) and
+    creating the further draws proposed until results are back to baseline."""
     builder = _FollowUpBuilder(state, record, patient_id, confirmed)
     for view in views:
         if view.state is not TaskState.RESULTED:
@@ -154,6 +181,8 @@ def completion_bundle(
             done_on=confirmed.recorded.date(),
             note="Confirmed done by the clinician.",
         )
+    if proposed:
+        builder.further_draws(proposed)
     if not builder.entries:
         raise WriteBlocked("nothing to update: no open Task has its results yet")
     builder.provenance(activity="UPDATE")

@@ -10,6 +10,7 @@ from enum import StrEnum
 from smart_app.rules import label
 from smart_app.rules.alerts import post_infusion_alerts
 from smart_app.rules.eligibility import current
+from smart_app.rules.extension import proposed_draws
 from smart_app.rules.labs import Interpreted, interpret
 from smart_app.rules.model import (
     ActivityKind,
@@ -33,7 +34,13 @@ from smart_app.rules.model import (
     SteroidStep,
     TaskState,
 )
-from smart_app.rules.monitoring import LIVER_PANEL, LiverDays, lab_draws, taper_liver_days
+from smart_app.rules.monitoring import (
+    LIVER_PANEL,
+    LiverDays,
+    lab_draws,
+    taper_liver_days,
+    three_months_after,
+)
 from smart_app.rules.policy import Policy
 from smart_app.rules.steroids import daily_dose_mg, taper_steps, volume_ml
 
@@ -143,6 +150,8 @@ class FollowUp:
     decision: Decision | None
     findings: tuple[Finding, ...]
     orders: tuple[SteroidOrder, ...]
+    proposed: tuple[ScheduleItem, ...] = ()
+    """Further weekly draws until results are back to baseline (2.3; 5.1; 5.3): new Tasks."""
 
     @property
     def hcp_day(self) -> int:
@@ -543,7 +552,7 @@ def task_view(
 
 
 def _phase(
-    state: PlanState, facts: PatientFacts, *, on: dt.date, policy: Policy, due: bool
+    state: PlanState, *, on: dt.date, due: bool, proposed: tuple[ScheduleItem, ...]
 ) -> Phase:
     """The phase on `on`."""
     if on < state.infusion_date:
@@ -560,9 +569,8 @@ def _phase(
     if on <= tapers[-1].end:
         return Phase.TAPER
     open_ends = [t.window_end for t in state.tasks if t.is_open or t.status == "completed"]
-    monitoring_end = max(
-        [*open_ends, state.infusion_date + dt.timedelta(days=label.LIVER_MONITORING_DAYS)]
-    )
+    further = [p.window_end for p in proposed]
+    monitoring_end = max([*open_ends, *further, three_months_after(state.infusion_date)])
     return Phase.POST_TAPER if on <= monitoring_end else Phase.COMPLETE
 
 
@@ -648,6 +656,7 @@ def follow_up(
         DoseToday(upcoming[0].start, upcoming[0], _dose_text(upcoming[0])) if upcoming else None
     )
     live_tasks = tuple(t for t in state.tasks if t.is_open or t.status == "completed")
+    proposed = proposed_draws(facts, state, on=on, policy=policy)
     views = tuple(
         task_view(t, facts=facts, tasks=live_tasks, on=on)
         for t in sorted(live_tasks, key=lambda t: (t.window_start, t.day, t.item))
@@ -662,7 +671,7 @@ def follow_up(
         on=on,
         infusion_date=state.infusion_date,
         day=(on - state.infusion_date).days,
-        phase=_phase(state, facts, on=on, policy=policy, due=due),
+        phase=_phase(state, on=on, due=due, proposed=proposed),
         dose_today=dose_today,
         next_change=next_change,
         course_text=_course_text(orders, on),
@@ -677,4 +686,5 @@ def follow_up(
             *_ending_order(orders, on=on, policy=policy),
         ),
         orders=orders,
+        proposed=proposed,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,6 +24,22 @@ LIVER_PANEL: tuple[LabTest, ...] = (
 WEEKLY_DAYS = (7, 14, 21, 28)
 """'Weekly for the first month' after infusion (infusion = day 0)."""
 
+MONITORING_MONTHS = 3
+"""Section 5.1: liver function 'for at least 3 months after ZOLGENSMA infusion'; sections 2.3
+and 5.3: platelets 'every other week for the second and third months'."""
+
+
+def months_after(date: dt.date, months: int) -> dt.date:
+    """The same day `months` calendar months later, or that month's last day if it is shorter."""
+    index = date.month - 1 + months
+    year, month = date.year + index // 12, index % 12 + 1
+    return dt.date(year, month, min(date.day, calendar.monthrange(year, month)[1]))
+
+
+def three_months_after(infusion_date: dt.date) -> dt.date:
+    """The date monitoring reaches 3 calendar months after infusion (2026-11-30 -> 2027-02-28)."""
+    return months_after(infusion_date, MONITORING_MONTHS)
+
 
 @dataclass(frozen=True)
 class _Stream:
@@ -34,6 +51,8 @@ class _Stream:
     weekly: bool
     institution_default: bool = False
     conditional: str = ""
+    opens_on_date: bool = False
+    """The draw is not on time before its date (the 3-month draw)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +117,40 @@ def _streams(policy: Policy, liver: LiverDays) -> tuple[_Stream, ...]:
     )
 
 
+def _three_month_streams(streams: tuple[_Stream, ...], *, day: int) -> tuple[_Stream, ...]:
+    """A draw on the 3-month day for the liver panel and platelets when theirs end before it."""
+    needs = (
+        (
+            LIVER_PANEL,
+            "2.3; 5.1",
+            "'continue to monitor liver function ... for at least 3 months after ZOLGENSMA "
+            "infusion' (5.1)",
+        ),
+        (
+            (LabTest.PLATELETS,),
+            "2.3; 5.3",
+            "through the third month, 'every other week for the second and third months'",
+        ),
+    )
+    found = []
+    for tests, section, conditional in needs:
+        last = max(
+            (d for s in streams if any(t in s.tests for t in tests) for d in s.days), default=0
+        )
+        if last < day:
+            found.append(
+                _Stream(
+                    (day,),
+                    tests,
+                    section,
+                    weekly=False,
+                    conditional=conditional,
+                    opens_on_date=True,
+                )
+            )
+    return tuple(found)
+
+
 def _join(parts: list[str]) -> str:
     """Distinct non-empty parts in first-seen order, '; '-separated."""
     seen: list[str] = []
@@ -108,7 +161,7 @@ def _join(parts: list[str]) -> str:
     return "; ".join(seen)
 
 
-def _sections(parts: Iterable[str]) -> str:
+def sections(parts: Iterable[str]) -> str:
     """Distinct label sections in numeric order: '2.3; 5.1; 5.4; 5.5'."""
     numbers = {n for part in parts for n in part.split("; ")}
     return "; ".join(sorted(numbers, key=lambda n: tuple(int(p) for p in n.split("."))))
@@ -117,9 +170,13 @@ def _sections(parts: Iterable[str]) -> str:
 def lab_draws(
     infusion_date: dt.date, *, policy: Policy, liver: LiverDays | None = None
 ) -> tuple[ScheduleItem, ...]:
-    """Post-infusion lab draws, one per date, each with the union of tests due that day."""
+    """Post-infusion lab draws, one per date, each with the union of tests due that day; the
+    liver panel and platelets last on or after the date 3 calendar months after infusion."""
+    streams = _streams(policy, liver or default_liver_days(policy))
+    three_months = (three_months_after(infusion_date) - infusion_date).days
+    streams += _three_month_streams(streams, day=three_months)
     by_day: dict[int, list[_Stream]] = {}
-    for stream in _streams(policy, liver or default_liver_days(policy)):
+    for stream in streams:
         for day in stream.days:
             by_day.setdefault(day, []).append(stream)
     items = []
@@ -137,6 +194,9 @@ def lab_draws(
             [f"{', '.join(s.tests)}: {s.conditional}" for s in streams if s.conditional]
         )
         activity = f"Lab draw, day {day}: {', '.join(tests)}"
+        opens_on_date = any(s.opens_on_date for s in streams)
+        if opens_on_date:
+            activity += " (3 months after infusion)"
         if defaults:
             activity += f" ({'; '.join(defaults)} by institution default)"
         items.append(
@@ -146,8 +206,8 @@ def lab_draws(
                 kind=ActivityKind.LAB_DRAW,
                 activity=activity,
                 tests=tests,
-                section=_sections(s.section for s in streams),
-                window_start=date - slack,
+                section=sections(s.section for s in streams),
+                window_start=date if opens_on_date else date - slack,
                 window_end=date + slack,
                 institution_default=all(s.institution_default for s in streams),
                 conditional=conditional,
@@ -201,7 +261,8 @@ def schedule(
             infusion_date,
             -1,
             ActivityKind.BASELINE,
-            "Baseline: clinical exam (hydration, nutrition, no infection); "
+            "Baseline: clinical exam (hydration, nutrition, no infection) and the liver clinical "
+            "exam; "
             f"{', '.join(policy.baseline_tests)}; anti-AAV9 antibody titer",
             "2.1; 2.3; 5.1; 6.2",
             tests=policy.baseline_tests,

@@ -46,12 +46,16 @@ def _decision_fingerprint(following: service.Following) -> str:
 
 
 def _tasks_fingerprint(following: service.Following) -> str:
-    """The resulted Tasks and the results that complete them."""
+    """The resulted Tasks, the results that complete them and the proposed further draws."""
+    found = following.followup
     return render.fingerprint(
         [
-            (v.task.reference, [m.evidence.reference for m in v.matches])
-            for v in following.followup.tasks
-            if v.state is TaskState.RESULTED
+            *(
+                (v.task.reference, [m.evidence.reference for m in v.matches])
+                for v in found.tasks
+                if v.state is TaskState.RESULTED
+            ),
+            *((p.date.isoformat(), [t.value for t in p.tests]) for p in found.proposed),
         ]
     )
 
@@ -151,6 +155,18 @@ def show(context_id: str) -> tuple[str, int] | Response:
     return _render(context_id, launched, following)
 
 
+def _tasks_notice(following: service.Following, written: int) -> str:
+    """What the Task confirmation wrote: completions, new draws (and the CarePlan), Provenance."""
+    proposed = len(following.followup.proposed)
+    if not proposed:
+        return f"{written - 1} Task(s) completed, with Provenance."
+    completed = written - proposed - 2
+    return (
+        f"{completed} Task(s) completed and {proposed} further lab-draw Task(s) created until "
+        "results are back to baseline, on the CarePlan, with Provenance."
+    )
+
+
 @bp.post("/tasks")
 def confirm_tasks(context_id: str) -> tuple[str, int] | Response:
     """Complete the resulted Tasks (and the ticked manual ones) in one transaction."""
@@ -175,7 +191,7 @@ def confirm_tasks(context_id: str) -> tuple[str, int] | Response:
         lambda confirmed: service.complete_tasks(
             gateway, following, confirmed, manual_items=manual
         ),
-        notice=lambda n: f"{n - 1} Task(s) completed, with Provenance.",
+        notice=lambda n: _tasks_notice(following, n),
     )
 
 

@@ -29,7 +29,7 @@ from smart_app.fhir.followup_write import Confirmed, completion_bundle, decision
 from smart_app.fhir.gateway import PatientRecord
 from smart_app.fhir.write import Confirmation, OrderMode, validate_bundle
 from smart_app.rules.followup import Decision
-from smart_app.rules.model import DecisionBranch, TaskState
+from smart_app.rules.model import DecisionBranch, LabTest, TaskState
 from smart_app.sandbox import run
 from smart_app.sandbox.patients import SyntheticPatient, synthetic_patients
 from tests.smartsandbox import NOW, TODAY
@@ -382,3 +382,56 @@ def test_naive_recorded_time_is_refused() -> None:
     naive = Confirmed(recorded=NOW.replace(tzinfo=None), fhir_user=USER)
     with pytest.raises(WriteBlocked, match="time zone"):
         service.decision_transaction(following, naive)
+
+
+# Further draws until back to baseline (2.3; 5.3) -----------------------------------------------
+
+
+def _low_last_platelets(pid: str = "zs-day-100-complete") -> _Chart:
+    """Day 100, every Task done; the 3-month (day-92) platelet count lowered to 100 x 10^3/uL."""
+    chart = _fresh_chart(pid)
+    count = chart.store[f"Observation/{pid}-plt-d92"]
+    count["valueQuantity"]["value"] = 100
+    return chart
+
+
+def test_completion_creates_the_proposed_draw_once() -> None:
+    """The proposed weekly platelet draw becomes a Task on the CarePlan, conforming; read back,
+    it is an open lab draw and nothing more is proposed or written."""
+    pid = "zs-day-100-complete"
+    chart = _low_last_platelets(pid)
+    following = service.read_followup(chart, pid, on=TODAY)  # type: ignore[arg-type]
+    assert following is not None
+    (item,) = following.followup.proposed
+    assert (item.day, item.date, item.tests) == (100, TODAY, (LabTest.PLATELETS,))
+    bundle = completion_bundle(
+        following.state,
+        following.record,
+        patient_id=pid,
+        views=following.followup.tasks,
+        proposed=following.followup.proposed,
+        confirmed=_confirmed(),
+    )
+    _assert_conforms(bundle)
+    entries = bundle["entry"]
+    assert [(e["resource"]["resourceType"], e["request"]["method"]) for e in entries] == [
+        ("Task", "POST"),
+        ("CarePlan", "PUT"),
+        ("Provenance", "POST"),
+    ]
+    task = entries[0]["resource"]
+    assert task["identifier"][0]["value"].endswith("/task/lab-draw/day100")
+    assert "platelets 100 x 10^3/uL on" in task["description"]
+    assert "until platelet counts return to baseline" in task["description"]
+    care_plan = entries[1]["resource"]
+    assert {"reference": {"reference": entries[0]["fullUrl"]}} in care_plan["activity"]
+    assert "until results are back to baseline: day 100" in care_plan["note"][-1]["text"]
+    chart.transaction(bundle)
+    again = service.read_followup(chart, pid, on=TODAY)  # type: ignore[arg-type]
+    assert again is not None
+    assert again.followup.proposed == ()
+    (view,) = [v for v in again.followup.tasks if v.task.day == 100]
+    assert view.task.is_open
+    assert view.task.tests == (LabTest.PLATELETS,)
+    with pytest.raises(WriteBlocked, match="nothing to update"):
+        service.complete_tasks(chart, again, _confirmed())  # type: ignore[arg-type]

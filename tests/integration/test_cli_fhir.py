@@ -57,7 +57,7 @@ def test_write_then_write_again(
     code, out, err = _run(capsys, *args)
     assert (code, err) == (0, "")
     written = json.loads(out)["written"]
-    assert len(written) == 20
+    assert len(written) == 21  # with the 3-month lab draw (5.1; 5.3)
     assert {w["outcome"] for w in written} == {"created"}
     assert len(proxy.calls) == 2
     proxy.reset()
@@ -79,7 +79,7 @@ def test_text_format_lists_what_was_written(
         "--write", *ACK, "--format", "text",
     )  # fmt: skip
     assert code == 0
-    assert "WRITTEN (20 created):" in out
+    assert "WRITTEN (21 created):" in out
     assert "  created  CarePlan/" in out
 
 
@@ -100,7 +100,7 @@ def test_dry_run_saves_the_bundle_and_sends_nothing(
     assert "written" not in json.loads(out)
     bundle = json.loads(target.read_text(encoding="utf-8"))
     assert bundle["type"] == "transaction"
-    assert len(bundle["entry"]) == 20
+    assert len(bundle["entry"]) == 21
     assert len(proxy.calls) == 1
     assert fhirserver.search(fhir_server, f"CarePlan?patient={patient}") == []
 

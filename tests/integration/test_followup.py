@@ -258,7 +258,9 @@ def test_day_100_complete(fhir_server: str, read_only: dict[str, SyntheticPatien
     assert found.phase is Phase.COMPLETE
     assert found.course_text.startswith("Corticosteroid course: taper completed on")
     draws = [v for v in found.tasks if v.task.kind is ActivityKind.LAB_DRAW]
-    assert [v.task.day for v in draws] == [7, 14, 21, 28, 35, 42, 49, 56, 70, 84]
+    # The last draw on the date 3 calendar months after infusion (2026-08-13 -> 2026-11-13).
+    assert [v.task.day for v in draws] == [7, 14, 21, 28, 35, 42, 49, 56, 70, 84, 92]
+    assert found.proposed == ()
     assert {v.state for v in draws} == {TaskState.DONE}
     assert all(v.task.outputs for v in draws)
     assert all(

@@ -65,6 +65,7 @@ CREAT = LabTest.CREATININE
 HGB = LabTest.HEMOGLOBIN
 PLT = LabTest.PLATELETS
 TNI = LabTest.TROPONIN_I
+ALB = LabTest.ALBUMIN
 
 ULN: dict[LabTest, Decimal] = {
     ALT: Decimal(45),
@@ -409,31 +410,32 @@ def test_post_taper_monitoring_after_the_last_step(n: int) -> None:
     assert fu.findings == ()
 
 
-@pytest.mark.parametrize("n", [91, 120])
+@pytest.mark.parametrize("n", [96, 120])
 def test_complete_after_day_90_and_the_last_task_window(n: int) -> None:
+    """The last Task is the 3-month draw on day 92 (2027-01-24), on time through day 95."""
     fu = follow_up(patient(), tapered(), on=day(n), policy=POLICY)
     assert fu.phase is Phase.COMPLETE
 
 
 def test_an_open_task_window_past_day_90_keeps_monitoring_going() -> None:
     late = ScheduleItem(
-        date=day(91),
-        day=91,
+        date=day(99),
+        day=99,
         kind=ActivityKind.LAB_DRAW,
-        activity="Lab draw, day 91",
+        activity="Lab draw, day 99",
         tests=LIVER_PANEL,
         section="2.3",
-        window_start=day(88),
-        window_end=day(94),
+        window_start=day(96),
+        window_end=day(102),
     )
     state = tapered()
     state = dataclasses.replace(state, tasks=(*state.tasks, planned(late, 99)))
-    assert follow_up(patient(), state, on=day(91), policy=POLICY).phase is Phase.POST_TAPER
-    assert follow_up(patient(), state, on=day(94), policy=POLICY).phase is Phase.POST_TAPER
-    assert follow_up(patient(), state, on=day(95), policy=POLICY).phase is Phase.COMPLETE
+    assert follow_up(patient(), state, on=day(99), policy=POLICY).phase is Phase.POST_TAPER
+    assert follow_up(patient(), state, on=day(102), policy=POLICY).phase is Phase.POST_TAPER
+    assert follow_up(patient(), state, on=day(103), policy=POLICY).phase is Phase.COMPLETE
     cancelled = dataclasses.replace(state.tasks[-1], status="cancelled")
     state = dataclasses.replace(state, tasks=(*state.tasks[:-1], cancelled))
-    assert follow_up(patient(), state, on=day(91), policy=POLICY).phase is Phase.COMPLETE
+    assert follow_up(patient(), state, on=day(99), policy=POLICY).phase is Phase.COMPLETE
 
 
 def test_after_a_continue_decision_the_full_dose_continues() -> None:
@@ -620,14 +622,14 @@ def test_baseline_task_resulted_by_pre_infusion_labs() -> None:
     assert view(fu.tasks, ActivityKind.LAB_DRAW, 7).state is TaskState.UPCOMING
 
 
-def _baseline_without_troponin(*post: LabResult) -> PatientFacts:
-    """Baseline results on day -3 except troponin I, plus `post`."""
-    labs = [r for r in normal_labs(through=-1) if r.test is not TNI]
+def _baseline_without_albumin(*post: LabResult) -> PatientFacts:
+    """Baseline results on day -3 except albumin, plus `post`."""
+    labs = [r for r in normal_labs(through=-1) if r.test is not ALB]
     return patient([*labs, *post])
 
 
 def test_a_result_on_the_infusion_day_completes_the_baseline_late() -> None:
-    facts = _baseline_without_troponin(lab(TNI, "0.01", 0))
+    facts = _baseline_without_albumin(lab(ALB, "0.01", 0))
     fu = follow_up(facts, plan(), on=day(3), policy=POLICY)
     baseline = view(fu.tasks, ActivityKind.BASELINE, -1)
     assert baseline.state is TaskState.RESULTED
@@ -635,18 +637,18 @@ def test_a_result_on_the_infusion_day_completes_the_baseline_late() -> None:
 
 
 def test_a_missing_baseline_stays_overdue() -> None:
-    fu = follow_up(_baseline_without_troponin(), plan(), on=day(3), policy=POLICY)
+    fu = follow_up(_baseline_without_albumin(), plan(), on=day(3), policy=POLICY)
     baseline = view(fu.tasks, ActivityKind.BASELINE, -1)
     assert baseline.state is TaskState.OVERDUE
-    assert baseline.missing == (TNI,)
+    assert baseline.missing == (ALB,)
 
 
 def test_a_post_infusion_result_is_not_a_late_baseline() -> None:
-    facts = _baseline_without_troponin(*(lab(t, NORMAL[t], 7) for t in (TNI, PLT)))
+    facts = _baseline_without_albumin(*(lab(t, NORMAL[t], 7) for t in (ALB, PLT)))
     fu = follow_up(facts, plan(), on=day(10), policy=POLICY)
     baseline = view(fu.tasks, ActivityKind.BASELINE, -1)
     assert baseline.state is TaskState.OVERDUE
-    assert baseline.missing == (TNI,)
+    assert baseline.missing == (ALB,)
     assert baseline.late is False
     assert {r.effective for r in baseline.matches} == {day(-3)}
 
@@ -665,6 +667,7 @@ def test_retired_tasks_are_left_out_and_views_are_in_window_order() -> None:
         42,
         49,
         56,
+        92,
     }
     starts = [v.task.window_start for v in fu.tasks]
     assert starts == sorted(starts)
@@ -698,10 +701,10 @@ def test_unremarkable_assessment_tapers_on_the_new_weight() -> None:
     assert decision.steps == taper_steps(Decimal("6.100"), first_day=day(29), policy=POLICY)
     assert decision.end_order is None
     assert decision.after_day == 28
-    assert [d.day for d in decision.draws] == [35, 42, 49, 56, 70, 84]
+    assert [d.day for d in decision.draws] == [35, 42, 49, 56, 70, 84, 92]
     for test in LIVER_PANEL:
-        assert days_with(decision.draws, test) == [35, 42, 49, 56, 70, 84]
-    assert days_with(decision.draws, PLT) == [42, 56, 70, 84]
+        assert days_with(decision.draws, test) == [35, 42, 49, 56, 70, 84, 92]
+    assert days_with(decision.draws, PLT) == [42, 56, 70, 84, 92]
     assert days_with(decision.draws, TNI) == [56, 84]
     assert decision.concentration_mg_per_ml == Decimal(3)
 
@@ -714,7 +717,7 @@ def test_a_decision_on_day_27_still_gives_the_full_30_days() -> None:
     assert decision.weight == weight(27)
     assert decision.steps[0].start == day(29)
     assert decision.after_day == 28
-    assert [d.day for d in decision.draws] == [35, 42, 49, 56, 70, 84]
+    assert [d.day for d in decision.draws] == [35, 42, 49, 56, 70, 84, 92]
 
 
 def test_aminotransferases_above_uln_but_below_2x_are_unremarkable() -> None:
@@ -762,9 +765,10 @@ def test_alt_3x_uln_continues_1_mg_per_kg_with_a_consult() -> None:
     (step,) = decision.steps
     assert step == SteroidStep(day(29), day(56), Decimal(1), Decimal("6.1"), Decimal("2.0"))
     assert step.days == POLICY.continuation_days
+    # Weekly while 1 mg/kg/day continues, and on the 3-month date (day 92) whatever follows.
     for test in LIVER_PANEL:
-        assert days_with(decision.draws, test) == [35, 42, 49, 56]
-    assert days_with(decision.draws, PLT) == [42, 56, 70, 84]
+        assert days_with(decision.draws, test) == [35, 42, 49, 56, 92]
+    assert days_with(decision.draws, PLT) == [42, 56, 70, 84, 92]
     assert days_with(decision.draws, TNI) == [56, 84]
     assert decision.end_order is None
 
@@ -819,7 +823,7 @@ def test_repeat_continue_while_the_continuation_runs_adds_no_order() -> None:
     assert decision.previous_mg_per_day == Decimal("6.1")
     assert decision.steps == ()
     assert decision.after_day == 35
-    assert days_with(decision.draws, ALT) == [42, 49, 56]
+    assert days_with(decision.draws, ALT) == [42, 49, 56, 92]
     assert decision.findings == ()
 
 
@@ -832,7 +836,7 @@ def test_repeat_continue_as_the_continuation_ends_orders_another() -> None:
     assert (step.start, step.end) == (day(57), day(84))
     assert decision.weight == weight(55)
     assert step.dose_mg_per_day == Decimal("6.8")
-    assert days_with(decision.draws, ALT) == [63, 70, 77, 84]
+    assert days_with(decision.draws, ALT) == [63, 70, 77, 84, 92]
 
 
 # Missing data ---------------------------------------------------------------------------------

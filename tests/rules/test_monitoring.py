@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from smart_app.rules.model import ActivityKind, LabTest, ScheduleItem
-from smart_app.rules.monitoring import schedule
+from smart_app.rules.monitoring import LiverDays, lab_draws, schedule, three_months_after
 from smart_app.rules.policy import DEFAULT_POLICY, Policy
 from smart_app.rules.steroids import steroid_course
 
@@ -20,15 +20,18 @@ LIVER = (LabTest.AST, LabTest.ALT, LabTest.BILIRUBIN_TOTAL, LabTest.PT, LabTest.
 
 # Label 2.3: liver weekly for the first month and during the 28-day taper (days 29-56), then
 # every other week for another month; platelets weekly in month 1, every other week in months 2-3.
-LIVER_DAYS_DEFAULT = [7, 14, 21, 28, 35, 42, 49, 56, 70, 84]
-PLATELET_DAYS = [7, 14, 21, 28, 42, 56, 70, 84]
+# Both last on the date 3 calendar months after infusion (5.1; 2.3; 5.3): 2027-02-24 = day 92.
+THREE_MONTHS = 92
+LIVER_DAYS_DEFAULT = [7, 14, 21, 28, 35, 42, 49, 56, 70, 84, THREE_MONTHS]
+PLATELET_DAYS = [7, 14, 21, 28, 42, 56, 70, 84, THREE_MONTHS]
 
 LONG_TAPER = dataclasses.replace(
     DEFAULT_POLICY,
     taper_mg_per_kg_per_day=(Decimal("0.5"), Decimal("0.25"), Decimal("0.125")),
     taper_step_days=(14, 14, 14),
 )
-# 42-day taper: days 29-70; weekly liver through day 70, then every other week: 84 and 98.
+# 42-day taper: days 29-70; weekly liver through day 70, then every other week: 84 and 98 (past
+# 3 months: no extra liver draw).
 LIVER_DAYS_LONG = [7, 14, 21, 28, 35, 42, 49, 56, 63, 70, 84, 98]
 
 
@@ -212,3 +215,84 @@ def test_lab_draw_sections_are_distinct_and_in_numeric_order() -> None:
         numbers = item.section.split("; ")
         keys = [tuple(int(p) for p in n.split(".")) for n in numbers]
         assert keys == sorted(set(keys)), item.section
+
+
+# At least 3 months (5.1; 2.3; 5.3) ------------------------------------------------------------
+
+THREE_MONTH_DATES = [
+    (dt.date(2026, 11, 24), dt.date(2027, 2, 24)),
+    (dt.date(2026, 11, 30), dt.date(2027, 2, 28)),
+    (dt.date(2027, 1, 31), dt.date(2027, 4, 30)),
+    (dt.date(2027, 11, 30), dt.date(2028, 2, 29)),
+    (dt.date(2026, 12, 31), dt.date(2027, 3, 31)),
+    (dt.date(2026, 10, 5), dt.date(2027, 1, 5)),
+]
+"""Infusion date -> the same day 3 calendar months later, or that month's last day."""
+
+
+@pytest.mark.parametrize(("infusion", "expected"), THREE_MONTH_DATES, ids=str)
+def test_three_months_after_is_calendar_months(infusion: dt.date, expected: dt.date) -> None:
+    assert three_months_after(infusion) == expected
+
+
+@pytest.mark.parametrize(("infusion", "expected"), THREE_MONTH_DATES, ids=str)
+def test_liver_and_platelets_last_on_the_three_month_date(
+    infusion: dt.date, expected: dt.date
+) -> None:
+    draws = lab_draws(infusion, policy=DEFAULT_POLICY)
+    for test in (*LIVER, LabTest.PLATELETS):
+        last = max(d.date for d in draws if test in d.tests)
+        assert last == expected, test
+    final = draws[-1]
+    assert final.date == expected
+    assert final.day == (expected - infusion).days
+    assert set(final.tests) == {*LIVER, LabTest.PLATELETS}
+    # On time from the 3-month date, never before it.
+    assert final.window_start == expected
+    assert final.window_end == expected + dt.timedelta(days=DEFAULT_POLICY.biweekly_window_days)
+    assert final.section == "2.3; 5.1; 5.3"
+    assert "3 months after infusion" in final.activity
+    assert "for at least 3 months after ZOLGENSMA infusion" in final.conditional
+    assert "every other week for the second and third months" in final.conditional
+    assert not final.institution_default
+
+
+def test_a_long_taper_past_three_months_adds_platelets_only() -> None:
+    by_day = {i.day: i for i in _draws(_plan(LONG_TAPER))}
+    assert by_day[THREE_MONTHS].tests == (LabTest.PLATELETS,)
+    assert by_day[THREE_MONTHS].section == "2.3; 5.3"
+    assert by_day[98].window_start < by_day[98].date  # an ordinary biweekly draw
+
+
+def test_liver_days_of_a_continuation_still_reach_three_months() -> None:
+    """A continued full dose plans weekly liver draws only (rules/followup.py): the 3-month date
+    still carries the liver panel."""
+    liver = LiverDays(weekly=(35, 42, 49, 56), conditional="weekly while 1 mg/kg/day continues")
+    draws = lab_draws(INFUSION, policy=DEFAULT_POLICY, liver=liver)
+    assert _days_with(draws, LabTest.ALT) == [7, 14, 21, 28, 35, 42, 49, 56, THREE_MONTHS]
+    assert _days_with(draws, LabTest.PLATELETS) == PLATELET_DAYS
+
+
+def test_a_liver_draw_on_the_three_month_day_is_not_doubled() -> None:
+    """Weekly liver draws reaching day 92 need no extra liver draw; platelets join that one."""
+    liver = LiverDays(weekly=(78, 85, THREE_MONTHS))
+    draws = lab_draws(INFUSION, policy=DEFAULT_POLICY, liver=liver)
+    (final,) = [d for d in draws if d.day == THREE_MONTHS]
+    assert set(final.tests) == {*LIVER, LabTest.PLATELETS}
+    assert final.window_start == final.date
+    assert final.window_end == final.date + dt.timedelta(days=DEFAULT_POLICY.weekly_window_days)
+    assert Counter(d.date for d in draws).most_common(1)[0][1] == 1
+
+
+def test_a_troponin_draw_on_the_three_month_day_is_merged() -> None:
+    policy = dataclasses.replace(DEFAULT_POLICY, troponin_days=(7, THREE_MONTHS))
+    (final,) = [d for d in lab_draws(INFUSION, policy=policy) if d.day == THREE_MONTHS]
+    assert set(final.tests) == {*LIVER, LabTest.PLATELETS, LabTest.TROPONIN_I}
+    assert final.window_start == final.date
+
+
+def test_baseline_names_the_liver_clinical_exam(items: tuple[ScheduleItem, ...]) -> None:
+    """2.3: 'Liver function (clinical exam, AST, ALT, ...) at baseline'."""
+    baseline = _only(items, ActivityKind.BASELINE)
+    assert "liver clinical exam" in baseline.activity
+    assert "5.1" in baseline.section.split("; ")
