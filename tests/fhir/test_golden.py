@@ -73,7 +73,7 @@ def test_golden_shape_is_what_the_issue_asks() -> None:
     assert kinds.count("CarePlan") == 1
     assert kinds.count("DetectedIssue") == 2
     assert kinds.count("Provenance") == 1
-    assert kinds.count("Task") == 14  # baseline, counseling, vigilance, liver check, 10 lab draws
+    assert kinds.count("Task") == 15  # baseline, counseling, vigilance, liver check, 11 lab draws
     assert all(
         e["request"]["method"] == "POST" and e["request"]["ifNoneExist"] for e in golden["entry"]
     )
