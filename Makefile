@@ -7,7 +7,7 @@ FHIR_VENV := .venv-fhir
 FHIR_STAMP := $(FHIR_VENV)/.installed-sekmet-0.1.1
 FHIR_PORT ?= 8080
 
-.PHONY: demo test lint unit venv fhir-server browser clean
+.PHONY: demo test lint unit fuzz venv fhir-server browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ unit: $(STAMP) $(FHIR_STAMP) browser
 	$(BIN)/pytest
 
 test: lint unit
+
+# The mutation test with 20,000 cases instead of make test's 2,000 (a few minutes).
+fuzz: $(STAMP)
+	MUTATION_CASES=20000 $(BIN)/pytest -p no:randomly tests/fhir/test_mutation.py
 
 clean:
 	rm -rf $(VENV) $(FHIR_VENV) .fhir-data .smart-sessions .pytest_cache .ruff_cache .hypothesis

@@ -18,14 +18,14 @@ from smart_app import clock, render, render_followup, service
 from smart_app.config import load_policy
 from smart_app.errors import FhirError, InputError, SmartAppError, WriteBackError, WriteBlocked
 from smart_app.fhir import codes
-from smart_app.fhir.gateway import FhirGateway
+from smart_app.fhir.gateway import FhirGateway, Limits
 from smart_app.fhir.read import facts_from_bundle, parse_bundle_json
 from smart_app.fhir.units import UnitError, weight_to_kg
 from smart_app.fhir.write import Confirmation, OrderMode, Written
 from smart_app.rules.dosing import dose_for_weight, no_kit_reason
 from smart_app.rules.model import Plan
-from smart_app.rules.plan import build_plan
-from smart_app.rules.policy import DEFAULT_POLICY
+from smart_app.rules.plan import build_plan, check_calendar
+from smart_app.rules.policy import DEFAULT_POLICY, Policy
 
 EXIT_OK = 0
 EXIT_INPUT = 2
@@ -152,12 +152,13 @@ def run_plan(args: argparse.Namespace) -> str:
     policy = load_policy(args.policy) if args.policy else DEFAULT_POLICY
     titer_codes = frozenset(args.titer_code) | codes.DEFAULT_TITER_CODES
     on = args.on or clock.today()
+    check_calendar("evaluation date", on)
     infusion = args.infusion_date or on + dt.timedelta(days=1)
     if args.fhir_base is None:
         if args.patient or args.write or args.dry_run_bundle or args.bearer_token:
             raise InputError("--patient, --write, --dry-run-bundle need --fhir-base")
         facts = facts_from_bundle(
-            parse_bundle_json(_read_text(args.bundle)), titer_codes=titer_codes
+            parse_bundle_json(_read_text(args.bundle, policy=policy)), titer_codes=titer_codes
         )
         plan = build_plan(facts, on=on, infusion_date=infusion, policy=policy)
         return _render(plan, args.format, None)
@@ -166,7 +167,7 @@ def run_plan(args: argparse.Namespace) -> str:
     if args.write and args.dry_run_bundle:
         raise InputError("give --write or --dry-run-bundle, not both")
     token = args.bearer_token or os.environ.get(TOKEN_ENV) or None
-    gateway = FhirGateway(args.fhir_base, bearer_token=token)
+    gateway = _gateway(args.fhir_base, token, policy)
     evaluation = service.evaluate(
         gateway, args.patient, on=on, infusion_date=infusion, policy=policy, titer_codes=titer_codes
     )
@@ -207,13 +208,30 @@ def _render(plan: Plan, fmt: Format, written: list[Written] | None) -> str:
     return render.to_json(data)
 
 
-def _read_text(path: Path) -> str:
-    """A UTF-8 file's text, or a one-line InputError."""
+def _gateway(base_url: str, token: str | None, policy: Policy) -> FhirGateway:
+    """The server's gateway, reading answers no larger than the policy's bound."""
+    return FhirGateway(
+        base_url, bearer_token=token, limits=Limits(max_answer_bytes=policy.bundle_max_bytes)
+    )
+
+
+def _read_text(path: Path, *, policy: Policy) -> str:
+    """A UTF-8 file's text, at most policy.bundle_max_bytes long, or a one-line InputError."""
+    limit = policy.bundle_max_bytes
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise InputError(f"cannot read {path}: {reason}") from exc
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+    if len(data) > limit:
+        raise InputError(
+            f"cannot read {path}: it is larger than {limit} bytes "
+            f"({policy.cite('bundle_max_bytes')})"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"cannot read {path}: not UTF-8 text") from exc
 
 
 def _save_json(path: Path, data: object) -> None:
@@ -253,8 +271,9 @@ def run_followup(args: argparse.Namespace) -> str:
     """Read the patient's active plan and results; print where they stand (writes nothing)."""
     policy = load_policy(args.policy) if args.policy else DEFAULT_POLICY
     token = args.bearer_token or os.environ.get(TOKEN_ENV) or None
-    gateway = FhirGateway(args.fhir_base, bearer_token=token)
     on = args.on or clock.today()
+    check_calendar("follow-up date", on)
+    gateway = _gateway(args.fhir_base, token, policy)
     following = service.read_followup(
         gateway, args.patient, on=on, policy=policy, exam_normal=True if args.exam_normal else None
     )

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import responses
 
-from smart_app.cli import EXIT_INPUT, EXIT_OK, main
+from smart_app.cli import EXIT_INPUT, EXIT_OK, EXIT_SERVER, main
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "infant-eligible.json"
@@ -304,6 +305,7 @@ def test_malformed_status_does_not_crash(
     assert code == EXIT_OK, err
     codes = {f["code"] for f in json.loads(out)["eligibility"]["findings"]}
     assert "weight-missing" in codes  # the malformed weight was skipped, not guessed
+    assert "result-unreadable" in codes  # and named
 
 
 # plan --policy ---------------------------------------------------------------------------------
@@ -506,3 +508,136 @@ def test_module_entry_point_input_error_exit_code() -> None:
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.strip() == "zolgensma-smart: error: weight 'abc' is not a number"
+
+
+# A command line that never crashes ----------------------------------------------------------
+
+
+def test_dev_zero_is_refused_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "plan", "--bundle", "/dev/zero", *PLAN_ARGS)
+    assert_input_error(code, out, err, "larger than 20971520 bytes")
+    assert "institution default: bundle_max_bytes = 20971520" in err
+
+
+@pytest.mark.parametrize(("slack", "exit_code"), [(0, EXIT_OK), (-1, EXIT_INPUT)])
+def test_bundle_size_bound_comes_from_the_policy(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, slack: int, exit_code: int
+) -> None:
+    size = EXAMPLE.stat().st_size
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f"bundle_max_bytes = {size + slack}\n", encoding="utf-8")
+    code, out, err = run(
+        capsys, "plan", "--bundle", str(EXAMPLE), *PLAN_ARGS, "--policy", str(policy)
+    )
+    assert code == exit_code
+    if exit_code == EXIT_INPUT:
+        assert_input_error(code, out, err, f"bundle_max_bytes = {size - 1}")
+
+
+@pytest.mark.parametrize(
+    ("dates", "fragment"),
+    [
+        (["--on", "9999-12-31"], "evaluation date 9999-12-31"),
+        (["--on", "9999-12-30", "--infusion-date", "9999-12-31"], "evaluation date 9999-12-30"),
+        (["--on", "2026-11-20", "--infusion-date", "9999-12-31"], "infusion date 9999-12-31"),
+        (["--on", "0001-01-01", "--infusion-date", "0001-01-02"], "evaluation date 0001-01-01"),
+    ],
+    ids=["on-last-day", "both-at-the-end", "infusion-last-day", "first-days"],
+)
+def test_dates_past_what_a_schedule_can_hold_exit_2(
+    capsys: pytest.CaptureFixture[str], dates: list[str], fragment: str
+) -> None:
+    code, out, err = run(capsys, "plan", "--bundle", str(EXAMPLE), *dates)
+    assert_input_error(code, out, err, fragment)
+    assert "outside the dates a schedule can be computed for" in err
+
+
+def test_followup_on_the_last_day_exits_2_before_any_request(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Port 9 on loopback answers nothing: a request would exit 3, not 2.
+    argv = ["followup", "--fhir-base", "http://127.0.0.1:9/fhir", "--patient", "p1"]
+    code, out, err = run(capsys, *argv, "--on", "9999-12-31")
+    assert_input_error(code, out, err, "follow-up date 9999-12-31")
+
+
+@pytest.mark.parametrize("command", ["plan", "followup"])
+@pytest.mark.parametrize("base", ["http://[::1", "http://ehr.test:70000/fhir"])
+def test_malformed_fhir_base_exits_2(
+    capsys: pytest.CaptureFixture[str], command: str, base: str
+) -> None:
+    argv = [command, "--fhir-base", base, "--patient", "p1", "--on", "2026-11-20"]
+    code, out, err = run(capsys, *argv)
+    assert_input_error(code, out, err, "not a valid URL")
+
+
+def _example_with_weight(**quantity: Any) -> dict[str, Any]:
+    data = example()
+    resource(data, "weight")["valueQuantity"].update(quantity)
+    return data
+
+
+def test_5000_digit_weight_is_unreadable_not_a_crash(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    text = json.dumps(_example_with_weight(value="@@")).replace('"@@"', "6" * 5000)
+    data = plan_json(capsys, "--bundle", write(tmp_path, text), *PLAN_ARGS)
+    assert data["dose"] is None
+    assert {"result-unreadable", "weight-missing"} <= set(finding_codes(data))
+
+
+def test_weight_below_a_bound_gives_no_dose(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bundle = _example_with_weight(comparator="<", value=6.1)
+    data = plan_json(capsys, "--bundle", write(tmp_path, bundle), *PLAN_ARGS)
+    assert data["dose"] is None
+    unreadable = [f for f in data["eligibility"]["findings"] if f["code"] == "result-unreadable"]
+    assert len(unreadable) == 1
+    assert "Observation/weight" in unreadable[0]["message"]
+    assert "bound" in unreadable[0]["message"]
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [None, {"reference": "Patient/someone-else"}, {"reference": "http://other.test/Patient/x"}],
+    ids=["missing", "other-patient", "other-server"],
+)
+def test_weight_not_this_patients_gives_no_dose(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, subject: Any
+) -> None:
+    bundle = example()
+    weight = resource(bundle, "weight")
+    del weight["subject"]
+    if subject is not None:
+        weight["subject"] = subject
+    data = plan_json(capsys, "--bundle", write(tmp_path, bundle), *PLAN_ARGS)
+    assert data["dose"] is None
+    assert {"result-unreadable", "weight-missing"} <= set(finding_codes(data))
+
+
+def test_server_answer_past_the_bound_exits_3(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text("bundle_max_bytes = 1024\n", encoding="utf-8")
+    argv = ["plan", "--fhir-base", "http://fhir.test/fhir", "--patient", "p1", *PLAN_ARGS]
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.POST, "http://fhir.test/fhir", body="{" + " " * 2048 + "}")
+        code, out, err = run(capsys, *argv, "--policy", str(policy))
+    assert (code, out) == (EXIT_SERVER, "")
+    assert err == (
+        "zolgensma-smart: FHIR server: batch read: the answer is larger than 1024 bytes, "
+        "the most the app reads (bundle_max_bytes)\n"
+    )
+
+
+def test_lone_surrogate_exits_2_instead_of_failing_to_print(tmp_path: Path) -> None:
+    """Through a real stdout: the text could not be written as UTF-8 at the end."""
+    bundle = example()
+    resource(bundle, "weight")["code"]["text"] = "\ud800 weight"
+    result = run_module("plan", "--bundle", write(tmp_path, bundle), *PLAN_ARGS)
+    assert (result.returncode, result.stdout) == (EXIT_INPUT, "")
+    assert result.stderr == (
+        "zolgensma-smart: error: not Unicode text: a \\u escape names half a surrogate pair\n"
+    )

@@ -88,6 +88,31 @@ INFECTION_SNOMED: frozenset[str] = frozenset(
     }
 )
 
+LIVER_ICD10_PREFIXES: tuple[str, ...] = (
+    "K70",  # alcoholic liver disease
+    "K71",  # toxic liver disease
+    "K72",  # hepatic failure, not elsewhere classified
+    "K73",  # chronic hepatitis, not elsewhere classified
+    "K74",  # fibrosis and cirrhosis of liver
+    "K75",  # other inflammatory liver diseases
+    "K76",  # other diseases of liver
+    "K77",  # liver disorders in diseases classified elsewhere
+)
+"""ICD-10-CM code prefixes of liver disease, K70-K77 (institution value set, label section 8.6)."""
+
+LIVER_SNOMED: frozenset[str] = frozenset(
+    {
+        "235856003",  # disorder of liver
+        "328383001",  # chronic liver disease
+        "197321007",  # steatosis of liver
+        "19943007",  # cirrhosis of liver
+        "128241005",  # inflammatory disease of liver (hepatitis)
+        "59927004",  # hepatic failure
+        "41309000",  # alcoholic liver disease
+    }
+)
+"""SNOMED CT liver disease concepts the app treats as liver impairment (section 8.6)."""
+
 ADVANCED_SMA_CODES: frozenset[Coding] = frozenset(
     {
         (ICD10CM, "Z93.0"),  # tracheostomy status
@@ -108,12 +133,19 @@ ZOLGENSMA_TEXT: tuple[str, ...] = ("onasemnogene", "zolgensma")
 
 
 def app_identifier_values(resource: Mapping[str, Any]) -> list[str]:
-    """Values of a resource's identifiers in the app's system or below it (the app wrote it)."""
+    """Values of a resource's identifiers in the app's system or below it (the app wrote it).
+
+    Ill-typed identifiers are not the app's: it writes them well-formed.
+    """
+    identifiers = resource.get("identifier")
+    if not isinstance(identifiers, list):
+        return []
     return [
         str(i.get("value"))
-        for i in resource.get("identifier") or []
+        for i in identifiers
         if isinstance(i, Mapping)
-        and (i.get("system") == APP_IDENTIFIER or str(i.get("system")).startswith(APP_OWN_PREFIX))
+        and isinstance(i.get("system"), str)
+        and (i["system"] == APP_IDENTIFIER or i["system"].startswith(APP_OWN_PREFIX))
     ]
 
 

@@ -30,6 +30,8 @@ from smart_app.errors import (
     InputError,
 )
 from smart_app.fhir import codes
+from smart_app.fhir.read import has_lone_surrogate
+from smart_app.rules.policy import DEFAULT_POLICY
 
 FHIR_JSON = "application/fhir+json"
 RETRY_STATUSES = frozenset({429, 503})
@@ -63,6 +65,8 @@ class Limits:
     max_wait_s: float = 10.0
     timeout_s: float = 30.0
     parallel_gets: int = 4
+    max_answer_bytes: int = DEFAULT_POLICY.bundle_max_bytes
+    """The largest answer read from the server (policy.bundle_max_bytes); larger are refused."""
 
 
 @dataclass
@@ -73,17 +77,30 @@ class PatientRecord:
     resources: list[Resource]
     requests: int = 0
     truncated: list[str] = field(default_factory=list)
+    base_url: str | None = None
+    """The server's base URL; None for a record not read from a server."""
 
     def bundle(self) -> Resource:
-        """A collection Bundle of the resources, the shape read.py takes."""
+        """A collection Bundle of the resources, the shape read.py takes.
+
+        Each fullUrl is the resource's absolute URL on the server it was read from (relative
+        'Type/id' without a base), so a reference to the Patient by its absolute URL there
+        is recognised and one to another server is not.
+        """
         return {
             "resourceType": "Bundle",
             "type": "collection",
-            "entry": [
-                {"fullUrl": f"{r['resourceType']}/{r.get('id', '')}", "resource": r}
-                for r in self.resources
-            ],
+            "entry": [self._entry(r) for r in self.resources],
         }
+
+    def _entry(self, resource: Resource) -> Resource:
+        """One Bundle entry; a fullUrl only for a resource with a type and an id."""
+        kind, rid = resource.get("resourceType"), resource.get("id")
+        if not (isinstance(kind, str) and kind and isinstance(rid, str) and rid):
+            return {"resource": resource}
+        relative = f"{kind}/{rid}"
+        full_url = f"{self.base_url}/{relative}" if self.base_url else relative
+        return {"fullUrl": full_url, "resource": resource}
 
     def own(self, resource_type: str) -> list[Resource]:
         """Resources of one type that carry the app's identifier system."""
@@ -200,10 +217,15 @@ class FhirGateway:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        try:
+            parts = urlsplit(base_url)
+            _ = parts.port
+        except ValueError as exc:
+            raise InputError(f"FHIR base {base_url!r} is not a valid URL ({exc})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InputError(f"FHIR base {base_url!r} is not an http(s) URL")
         self.base_url = base_url.rstrip("/")
+        self._host = parts.netloc
         self.limits = limits or Limits()
         self.requests_sent = 0
         self._lock = threading.Lock()
@@ -225,17 +247,49 @@ class FhirGateway:
         return f"{self.base_url}/{relative}" if relative else self.base_url
 
     def _send(self, method: str, url: str, body: Any | None, *, what: str) -> requests.Response:
-        """One HTTP exchange; network failures become FhirUnreachable."""
+        """One HTTP exchange, its body not yet read; network failures become FhirUnreachable."""
         with self._lock:
             self.requests_sent += 1
         data = None if body is None else json.dumps(body)
         try:
             return self._session.request(
-                method, url, data=data, headers=self._headers, timeout=self.limits.timeout_s
+                method,
+                url,
+                data=data,
+                headers=self._headers,
+                timeout=self.limits.timeout_s,
+                stream=True,
             )
         except requests.RequestException as exc:
-            host = urlsplit(url).netloc
-            raise FhirUnreachable(f"{what}: cannot reach {host} ({type(exc).__name__})") from None
+            raise FhirUnreachable(
+                f"{what}: cannot reach {self._host} ({type(exc).__name__})"
+            ) from None
+
+    def _body(self, response: requests.Response, *, what: str) -> bytes:
+        """The answer's bytes, read up to the bound; a larger answer is FhirProtocolError."""
+        limit = self.limits.max_answer_bytes
+        too_large = FhirProtocolError(
+            f"{what}: the answer is larger than {limit} bytes, the most the app reads "
+            "(bundle_max_bytes)"
+        )
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isascii() and declared.isdigit() and int(declared) > limit:
+                raise too_large
+            for chunk in response.iter_content(chunk_size=64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+        except requests.RequestException as exc:
+            raise FhirUnreachable(
+                f"{what}: the answer from {self._host} broke off ({type(exc).__name__})"
+            ) from None
+        finally:
+            response.close()
+        return b"".join(chunks)
 
     def _exchange(
         self, method: str, relative: str, body: Any | None = None, *, what: str, retry: bool
@@ -246,6 +300,7 @@ class FhirGateway:
         while True:
             response = self._send(method, url, body, what=what)
             if response.status_code in RETRY_STATUSES and retry and attempt < self.limits.retries:
+                response.close()
                 wait = _retry_after_s(
                     response.headers.get("Retry-After"), now=dt.datetime.now(dt.UTC)
                 )
@@ -254,11 +309,15 @@ class FhirGateway:
                 self._sleep(min(wait, self.limits.max_wait_s))
                 attempt += 1
                 continue
-            parsed = _json(response)
+            parsed = _json(self._body(response, what=what))
             if response.status_code >= 400:
                 raise http_error(response.status_code, what, parsed, secret=self._token)
             if parsed is None:
                 raise FhirProtocolError(f"{what}: the answer is not FHIR JSON")
+            if has_lone_surrogate(parsed):
+                raise FhirProtocolError(
+                    f"{what}: the answer is not Unicode text (half a surrogate)"
+                )
             return parsed
 
     # Reads -----------------------------------------------------------------------------------
@@ -280,7 +339,9 @@ class FhirGateway:
         patient = answers[0]
         if not isinstance(patient, Mapping) or patient.get("resourceType") != "Patient":
             raise FhirProtocolError(f"Patient/{patient_id}: the answer is not a Patient")
-        record = PatientRecord(patient_id=str(patient.get("id") or patient_id), resources=[])
+        record = PatientRecord(
+            patient_id=str(patient.get("id") or patient_id), resources=[], base_url=self.base_url
+        )
         seen: set[tuple[str, str]] = set()
         record.resources.append(dict(patient))
         seen.add(("Patient", str(patient.get("id"))))
@@ -380,11 +441,11 @@ class FhirGateway:
         return answer
 
 
-def _json(response: requests.Response) -> Any:
-    """The JSON body, or None when there is none or it is not JSON."""
-    if not response.content:
+def _json(content: bytes) -> Any:
+    """The JSON body, or None when there is none or it is not JSON (or nested too deeply)."""
+    if not content:
         return None
     try:
-        return response.json(parse_float=Decimal)
-    except ValueError:
+        return json.loads(content, parse_float=Decimal)
+    except (ValueError, RecursionError):
         return None

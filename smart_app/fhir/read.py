@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
@@ -20,6 +20,7 @@ from smart_app.fhir.units import (
     TEMPERATURE_TO_CEL,
     UnitError,
     lab_to_canonical,
+    plausible,
     to_canonical,
     ucum,
     weight_to_kg,
@@ -46,6 +47,13 @@ STATEMENT_GIVEN = frozenset({"active", "completed", "stopped"})
 REQUEST_LIVE = frozenset({"active", "completed"})
 PROCEDURE_DONE = frozenset({"completed", "in-progress"})
 COMPARATORS = {c.value: c for c in Comparator}
+QUANTITY_COMPARATORS = frozenset({"<", "<=", ">=", ">"})
+"""Quantity.comparator codes in FHIR R4; anything else is not a comparator."""
+SHOWN_CHARS = 120
+"""Recorded values quoted in messages are cut to this many characters."""
+JSON_INT_DIGITS = 4000
+SURROGATE = re.compile("[\ud800-\udfff]")
+"""Longer integers are kept as Decimal: Python refuses to convert ~4,300 digits to int."""
 TITER_PATTERN = re.compile(r"(<=|>=|≤|≥|<|>)?\s*1\s*:\s*(\d+(?:\.\d+)?)")
 TITER_SYMBOLS = {"≤": "<=", "≥": ">="}
 
@@ -78,15 +86,63 @@ Kind = Reading | LabTest
 def parse_bundle_json(text: str) -> dict[str, Any]:
     """Decode a Bundle's JSON with exact decimals, or raise BundleError saying why not."""
     try:
-        data = json.loads(text, parse_float=Decimal)
+        data = json.loads(text, parse_float=Decimal, parse_int=_json_int)
     except json.JSONDecodeError as exc:
         raise BundleError(f"not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from exc
     except RecursionError as exc:
         raise BundleError("not a FHIR Bundle: JSON nested too deeply") from exc
     if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
         found = data.get("resourceType") if isinstance(data, dict) else type(data).__name__
-        raise BundleError(f"not a FHIR Bundle (resourceType is {found!r})")
+        raise BundleError(f"not a FHIR Bundle (resourceType is {_quoted(found)})")
+    if has_lone_surrogate(data):
+        raise BundleError("not Unicode text: a \\u escape names half a surrogate pair")
     return data
+
+
+def has_lone_surrogate(data: Any) -> bool:
+    """True when a string (or key) of decoded JSON holds an unpaired UTF-16 surrogate.
+
+    JSON's \\uD800 escapes decode to such code points; they cannot be written as UTF-8, so
+    the output would fail long after the input was read.
+    """
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if SURROGATE.search(node):
+                return True
+        elif isinstance(node, Mapping):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+def _json_int(text: str) -> int | Decimal:
+    """A JSON integer: an int, or a Decimal when it is too long for Python's int conversion."""
+    return int(text) if len(text) <= JSON_INT_DIGITS else Decimal(text)
+
+
+class Malformed(ValueError):
+    """An element whose JSON type is not the FHIR type read there; the message names it."""
+
+
+def _shown(raw: Any) -> str:
+    """A short rendering of a recorded value for a message."""
+    if isinstance(raw, str):
+        text = raw
+    elif isinstance(raw, Decimal | int | float) and not isinstance(raw, bool):
+        text = str(raw)
+    else:
+        text = json.dumps(raw, default=str)
+    return text if len(text) <= SHOWN_CHARS else f"{text[: SHOWN_CHARS - 3]}..."
+
+
+def _quoted(raw: Any) -> str:
+    """A recorded value for a one-line message: strings quoted, anything long cut short."""
+    text = repr(raw) if isinstance(raw, str | None) else _shown(raw)
+    return text if len(text) <= SHOWN_CHARS else f"{text[: SHOWN_CHARS - 3]}..."
 
 
 def _str(raw: Any) -> str | None:
@@ -94,12 +150,41 @@ def _str(raw: Any) -> str | None:
     return raw if isinstance(raw, str) else None
 
 
+def _opt_str(node: Mapping[str, Any], key: str, path: str = "") -> str | None:
+    """node[key]: a string, None when absent; anything else is Malformed."""
+    raw = node.get(key)
+    if raw is None or isinstance(raw, str):
+        return raw
+    raise Malformed(f"{path or key} is not a string")
+
+
+def _opt_obj(node: Mapping[str, Any], key: str, path: str = "") -> Mapping[str, Any] | None:
+    """node[key]: a JSON object, None when absent; anything else is Malformed."""
+    raw = node.get(key)
+    if raw is None or isinstance(raw, Mapping):
+        return raw
+    raise Malformed(f"{path or key} is not an object")
+
+
+def _objects(node: Mapping[str, Any], key: str, path: str = "") -> list[Mapping[str, Any]]:
+    """node[key]: a list of JSON objects, [] when absent; anything else is Malformed."""
+    raw = node.get(key)
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise Malformed(f"{path or key} is not a list")
+    for i, item in enumerate(raw):
+        if not isinstance(item, Mapping):
+            raise Malformed(f"{path or key}[{i}] is not an object")
+    return raw
+
+
 def _dec(raw: Any) -> Decimal | None:
     """A finite Decimal from a JSON number or numeric string, else None."""
-    if isinstance(raw, bool) or raw is None:
+    if isinstance(raw, bool) or not isinstance(raw, Decimal | int | float | str):
         return None
     try:
-        value = raw if isinstance(raw, Decimal) else Decimal(str(raw))
+        value = Decimal(str(raw)) if isinstance(raw, float) else Decimal(raw)
     except InvalidOperation:
         return None
     return value if value.is_finite() else None
@@ -117,75 +202,109 @@ def _date(raw: Any) -> dt.date | None:
         return None
 
 
-def _codings(concept: Any) -> list[Mapping[str, Any]]:
-    """The codings of a CodeableConcept, tolerating absent or malformed ones."""
-    if not isinstance(concept, Mapping):
+def _concept(node: Mapping[str, Any], key: str, path: str = "") -> Mapping[str, Any] | None:
+    """node[key] as a CodeableConcept: an object or absent; anything else is Malformed."""
+    raw = node.get(key)
+    if raw is None or isinstance(raw, Mapping):
+        return raw
+    raise Malformed(f"{path or key} is not a CodeableConcept")
+
+
+def _codings(concept: Mapping[str, Any] | None, path: str = "code") -> list[Mapping[str, Any]]:
+    """The codings of a CodeableConcept: [] when absent, Malformed when ill-typed."""
+    if concept is None:
         return []
-    return [c for c in concept.get("coding") or [] if isinstance(c, Mapping)]
-
-
-def _pairs(concept: Any) -> set[Coding]:
-    """(system, code) pairs of a CodeableConcept."""
-    return {(str(c.get("system", "")), str(c.get("code", ""))) for c in _codings(concept)}
-
-
-def _text(concept: Any) -> str:
-    """A CodeableConcept's text, else its first display, else its first code."""
     if not isinstance(concept, Mapping):
+        raise Malformed(f"{path} is not a CodeableConcept")
+    found = _objects(concept, "coding", f"{path}.coding")
+    for i, coding in enumerate(found):
+        for key in ("system", "code", "display"):
+            _opt_str(coding, key, f"{path}.coding[{i}].{key}")
+    return found
+
+
+def _pairs(concept: Mapping[str, Any] | None, path: str = "code") -> set[Coding]:
+    """(system, code) pairs of a CodeableConcept."""
+    return {(c.get("system") or "", c.get("code") or "") for c in _codings(concept, path)}
+
+
+def _text(concept: Mapping[str, Any] | None, path: str = "code") -> str:
+    """A CodeableConcept's text, else its first display, else its first code."""
+    codings = _codings(concept, path)
+    if concept is None:
         return ""
-    if concept.get("text"):
-        return str(concept["text"])
-    for coding in _codings(concept):
+    text = _opt_str(concept, "text", f"{path}.text")
+    if text:
+        return text
+    for coding in codings:
         if coding.get("display"):
             return str(coding["display"])
-    return next((str(c["code"]) for c in _codings(concept) if c.get("code")), "")
+    return next((str(c["code"]) for c in codings if c.get("code")), "")
 
 
-def _all_text(concept: Any) -> str:
+def _all_text(concept: Mapping[str, Any] | None, path: str = "code") -> str:
     """Text and every display of a CodeableConcept, lower-cased, for text matching."""
-    if not isinstance(concept, Mapping):
+    codings = _codings(concept, path)
+    if concept is None:
         return ""
-    parts = [str(concept.get("text", ""))] + [str(c.get("display", "")) for c in _codings(concept)]
+    parts = [_opt_str(concept, "text", f"{path}.text") or ""]
+    parts += [c.get("display") or "" for c in codings]
     return " ".join(parts).lower()
 
 
-def _status_code(concept: Any) -> str | None:
+def _status_code(concept: Mapping[str, Any] | None, path: str) -> str | None:
     """The first code of a status CodeableConcept (Condition.clinicalStatus and friends)."""
-    return next((str(c["code"]) for c in _codings(concept) if c.get("code")), None)
+    return next((str(c["code"]) for c in _codings(concept, path) if c.get("code")), None)
 
 
 def _reference(resource: Resource, full_url: str | None) -> str:
     """'Type/id' for a resource, else its fullUrl, else its type alone."""
-    kind = resource.get("resourceType", "Resource")
-    if resource.get("id"):
+    kind = _str(resource.get("resourceType")) or "Resource"
+    if _str(resource.get("id")):
         return f"{kind}/{resource['id']}"
     return full_url or kind
 
 
 def _recorded(resource: Resource) -> str:
-    """An Observation's effective timestamp as recorded."""
-    raw = resource.get("effectiveDateTime") or resource.get("effectiveInstant")
-    if raw is None and isinstance(resource.get("effectivePeriod"), Mapping):
-        raw = resource["effectivePeriod"].get("start") or resource["effectivePeriod"].get("end")
-    return raw if isinstance(raw, str) else ""
+    """An Observation's effective timestamp as recorded ('' when it has none)."""
+    raw = _opt_str(resource, "effectiveDateTime") or _opt_str(resource, "effectiveInstant")
+    period = _opt_obj(resource, "effectivePeriod")
+    if raw is None and period is not None:
+        start = _opt_str(period, "start", "effectivePeriod.start")
+        raw = start or _opt_str(period, "end", "effectivePeriod.end")
+    return raw or ""
+
+
+def _clock(raw: str) -> dt.datetime | None:
+    """A recorded dateTime with a time part as a datetime (zone as recorded); else None."""
+    if "T" not in raw or _date(raw) is None:
+        return None
+    try:
+        return dt.datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+
+
+def _taken_at(raw: str) -> dt.datetime | None:
+    """The UTC moment of a recorded dateTime with a time and zone; None otherwise."""
+    moment = _clock(raw)
+    if moment is None or moment.tzinfo is None:
+        return None
+    try:
+        return moment.astimezone(dt.UTC)
+    except OverflowError:
+        return None
 
 
 def _utc(raw: str) -> str:
     """A recorded timestamp in UTC as sortable text ('' when only a date is known)."""
-    if "T" not in raw:
-        return ""
-    try:
-        moment = dt.datetime.fromisoformat(raw)
-    except ValueError:
+    moment = _clock(raw)
+    if moment is None:
         return ""
     if moment.tzinfo is None:
         return moment.isoformat()
-    return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat()
-
-
-def _effective(resource: Resource) -> dt.date | None:
-    """When an Observation was taken: the date of its recorded effective time."""
-    return _date(_recorded(resource))
+    utc = _taken_at(raw)
+    return utc.replace(tzinfo=None).isoformat() if utc else ""
 
 
 @dataclass
@@ -201,9 +320,19 @@ class _Collected:
     titers: list[Titer] = field(default_factory=list)
     sma: list[Evidence] = field(default_factory=list)
     infections: list[Evidence] = field(default_factory=list)
+    liver: list[Evidence] = field(default_factory=list)
     advanced: list[Evidence] = field(default_factory=list)
     prior: list[Evidence] = field(default_factory=list)
     unreadable: list[Unreadable] = field(default_factory=list)
+
+    def sizes(self) -> dict[str, int]:
+        """How long every list is now, to undo what one resource added."""
+        return {f.name: len(getattr(self, f.name)) for f in fields(self)}
+
+    def undo(self, sizes: Mapping[str, int]) -> None:
+        """Drop what was added since `sizes` was taken."""
+        for name, size in sizes.items():
+            del getattr(self, name)[size:]
 
 
 class _Reader:
@@ -231,24 +360,32 @@ class _Reader:
         self.got.unreadable.append(Unreadable(what, reason, evidence))
 
     def about_patient(self, resource: Resource, ref: str) -> bool:
-        """False (and recorded) when a resource names a different patient."""
-        subject = resource.get("subject") or resource.get("patient")
+        """True when the resource's subject references this patient; else False, and recorded.
+
+        Accepted: 'Patient/<id>' and the Patient's fullUrl in the Bundle (for a record read
+        from a server, its absolute URL there). A missing, malformed or foreign subject is
+        never used: whose result it is cannot be told.
+        """
+        kind = _str(resource.get("resourceType")) or "Resource"
+        key = "patient" if kind == "Device" else "subject"
+        subject = resource.get(key)
         target = _str(subject.get("reference")) if isinstance(subject, Mapping) else None
-        if (
-            not target
-            or target in self.patient_refs
-            or target.endswith(f"/Patient/{self.patient_id}")
-        ):
+        if target and target in self.patient_refs:
             return True
-        self.unreadable(
-            resource.get("resourceType", "Resource"), f"it refers to {target}", Evidence(ref, "")
-        )
+        if subject is None:
+            reason = f"it has no {key}, so whose it is is unknown"
+        elif not target:
+            reason = f"its {key} is not a reference to a patient ({_shown(subject)})"
+        else:
+            reason = f"it refers to {_shown(target)}, not to Patient/{self.patient_id}"
+        self.unreadable(kind, reason, Evidence(ref, ""))
         return False
 
     def add(self, resource: Resource, full_url: str | None) -> None:
-        """Dispatch one resource by type."""
+        """Dispatch one resource by type; an ill-typed element makes the resource unreadable."""
         ref = _reference(resource, full_url)
-        handler = {
+        kind = _str(resource.get("resourceType")) or ""
+        handlers: dict[str, Callable[[Resource, str], None]] = {
             "Observation": self.observation,
             "Condition": self.condition,
             "Procedure": self.procedure,
@@ -256,21 +393,31 @@ class _Reader:
             "MedicationAdministration": self.medication_use,
             "MedicationStatement": self.medication_use,
             "MedicationRequest": self.medication_use,
-        }.get(str(resource.get("resourceType")))
-        if handler is not None and self.about_patient(resource, ref):
+        }
+        handler = handlers.get(kind)
+        if handler is None or not self.about_patient(resource, ref):
+            return
+        sizes = self.got.sizes()
+        try:
+            _opt_str(resource, "id")
             handler(resource, ref)
+        except Malformed as exc:
+            self.got.undo(sizes)
+            self.unreadable(kind, f"its {exc}", Evidence(ref, ""))
 
     # Observations -------------------------------------------------------------------------
 
     def observation(self, obs: Resource, ref: str) -> None:
         """Classify an Observation by code and read its value."""
-        if _str(obs.get("status")) not in OBSERVATION_USABLE or "dataAbsentReason" in obs:
-            return
         kind = self._observation_kind(obs)
         if kind is None:
             return
-        effective = _effective(obs)
-        base = Evidence(ref, "", "", effective, _text(obs.get("code")), _recorded(obs))
+        status = _opt_str(obs, "status")
+        if status not in OBSERVATION_USABLE or "dataAbsentReason" in obs:
+            return
+        recorded = _recorded(obs)
+        effective = _date(recorded)
+        base = Evidence(ref, "", "", effective, _text(obs.get("code")), recorded)
         if effective is None:
             self.unreadable(kind, "it has no full effective date", base)
             return
@@ -280,7 +427,11 @@ class _Reader:
         if kind is Reading.TITER:
             self.got.titers.append(self._titer(obs, base, effective))
             return
-        quantity = _quantity(obs)
+        try:
+            quantity = _quantity(obs)
+        except UnitError as exc:
+            self.unreadable(kind, str(exc), base)
+            return
         if quantity is None:
             self.unreadable(kind, "it has no numeric value", base)
             return
@@ -289,6 +440,9 @@ class _Reader:
         if value < 0 or (value == 0 and kind in MUST_BE_POSITIVE):
             self.unreadable(kind, f"{shown} is not a plausible value", evidence)
             return
+        if comparator is not Comparator.EQ and not isinstance(kind, LabTest):
+            self.unreadable(kind, f"{shown} {recorded_unit} is a bound, not a value", evidence)
+            return
         try:
             self._store(kind, obs, value, unit, comparator, evidence, effective)
         except UnitError as exc:
@@ -296,14 +450,15 @@ class _Reader:
 
     def _observation_kind(self, obs: Resource) -> Kind | None:
         """What an Observation is, by code (or by 'AAV9' in its text for the titer)."""
-        pairs = _pairs(obs.get("code"))
+        concept = _concept(obs, "code")
+        pairs = _pairs(concept)
         for reading, wanted in READING_CODES.items():
             if pairs & wanted:
                 return reading
         for test, wanted in codes.LABS.items():
             if pairs & wanted:
                 return test
-        if pairs & self.titer_codes or codes.TITER_TEXT in _all_text(obs.get("code")):
+        if pairs & self.titer_codes or codes.TITER_TEXT in _all_text(concept):
             return Reading.TITER
         return None
 
@@ -325,43 +480,46 @@ class _Reader:
             self.got.labs.append(
                 LabResult(kind, canonical, effective, evidence, uln, comparator, final=final)
             )
-        elif kind in (Reading.SMN1, Reading.SMN2):
+            return
+        taken_at = _taken_at(evidence.recorded)
+        if kind in (Reading.SMN1, Reading.SMN2):
+            plausible(value, "copies")
             if value != value.to_integral_value():
-                raise UnitError(f"{value} copies")
+                raise UnitError(f"{value} copies is not a whole number")
             bucket = self.got.smn1 if kind is Reading.SMN1 else self.got.smn2
-            bucket.append(Measurement(value, "{copies}", effective, evidence))
+            bucket.append(Measurement(value, "{copies}", effective, evidence, taken_at))
         elif kind is Reading.WEIGHT:
             kg = weight_to_kg(value, unit)
-            self.got.weights.append(Measurement(kg, "kg", effective, evidence))
+            self.got.weights.append(Measurement(kg, "kg", effective, evidence, taken_at))
         elif kind is Reading.GESTATION:
             days = to_canonical(value, unit, GESTATION_TO_DAYS)
-            self.got.gestation.append(Measurement(days, "d", effective, evidence))
+            self.got.gestation.append(Measurement(days, "d", effective, evidence, taken_at))
         elif kind is Reading.TEMPERATURE:
             celsius = to_canonical(value, unit, TEMPERATURE_TO_CEL)
-            self.got.temperatures.append(Measurement(celsius, "Cel", effective, evidence))
+            self.got.temperatures.append(Measurement(celsius, "Cel", effective, evidence, taken_at))
 
     def _uln(
         self, obs: Resource, test: LabTest, value_unit: str, effective: dt.date
     ) -> Decimal | None:
         """The reported upper limit of normal for the patient's age, in canonical units."""
-        for rng in obs.get("referenceRange") or []:
-            if not isinstance(rng, Mapping) or not isinstance(rng.get("high"), Mapping):
+        for i, rng in enumerate(_objects(obs, "referenceRange")):
+            path = f"referenceRange[{i}]"
+            high = _opt_obj(rng, "high", f"{path}.high")
+            meaning = _pairs(_concept(rng, "type", f"{path}.type"), f"{path}.type")
+            age = _opt_obj(rng, "age", f"{path}.age")
+            if high is None:
                 continue
-            meaning = _pairs(rng.get("type"))
             if meaning and (codes.REFERENCE_RANGE_MEANING, "normal") not in meaning:
                 continue
-            if not _age_matches(rng.get("age"), self.birth_date, effective):
+            if not _age_matches(age, self.birth_date, effective, path=f"{path}.age"):
                 continue
-            high = rng["high"]
+            code = _opt_str(high, "code", f"{path}.high.code")
+            text = _opt_str(high, "unit", f"{path}.high.unit")
             value = _dec(high.get("value"))
             if value is None:
                 continue
-            unit = (
-                ucum(high.get("code"), high.get("unit"))
-                if (high.get("code") or high.get("unit"))
-                else value_unit
-            )
             try:
+                unit = ucum(code, text) if (code or text) else value_unit
                 return to_canonical(value, unit, LAB_TO_CANONICAL[test])
             except UnitError:
                 continue
@@ -371,137 +529,178 @@ class _Reader:
     def _titer(obs: Resource, base: Evidence, effective: dt.date) -> Titer:
         """Read an anti-AAV9 titer from valueString, valueRatio, valueQuantity or valueInteger."""
         if "valueString" in obs:
-            raw = str(obs["valueString"])
+            raw = _opt_str(obs, "valueString") or ""
             matches = TITER_PATTERN.findall(raw)
             evidence = replace(base, value=raw)
             if len(matches) != 1:
                 return Titer(None, Comparator.EQ, effective, evidence)
             symbol, number = matches[0]
             comparator = COMPARATORS[TITER_SYMBOLS.get(symbol, symbol or "=")]
-            return Titer(Decimal(number), comparator, effective, evidence)
-        if isinstance(obs.get("valueRatio"), Mapping):
-            return _titer_ratio(obs["valueRatio"], base, effective)
-        quantity = _quantity(obs)
+            return Titer(_plausible_or_none(Decimal(number)), comparator, effective, evidence)
+        ratio = _opt_obj(obs, "valueRatio")
+        if ratio is not None:
+            return _titer_ratio(ratio, base, effective)
+        try:
+            quantity = _quantity(obs)
+        except UnitError:
+            quantity = None
         if quantity is None:
             return Titer(None, Comparator.EQ, effective, base)
         value, _, comparator, (shown, unit) = quantity
         evidence = replace(base, value=shown, unit=unit)
-        return Titer(value if value >= 1 else None, comparator, effective, evidence)
+        usable = _plausible_or_none(value) if value >= 1 else None
+        return Titer(usable, comparator, effective, evidence)
 
     # Conditions, procedures, devices, medications -------------------------------------------
 
     def condition(self, cond: Resource, ref: str) -> None:
-        """SMA diagnosis, active infections and markers of advanced SMA."""
-        if _status_code(cond.get("verificationStatus")) in VERIFICATION_EXCLUDED:
-            return
-        concept = cond.get("code")
+        """SMA diagnosis, active infections, liver disease and markers of advanced SMA."""
+        verification = _status_code(_concept(cond, "verificationStatus"), "verificationStatus")
+        concept = _concept(cond, "code")
         pairs = _pairs(concept)
-        evidence = Evidence(
-            ref,
-            _text(concept),
-            date=_date(cond.get("onsetDateTime") or cond.get("recordedDate")),
-            display=_text(concept),
-        )
+        shown = _text(concept)
+        onset = _opt_str(cond, "onsetDateTime") or _opt_str(cond, "recordedDate")
+        clinical = _status_code(_concept(cond, "clinicalStatus"), "clinicalStatus")
+        advanced = _is_advanced(concept)
+        if verification in VERIFICATION_EXCLUDED:
+            return
+        evidence = Evidence(ref, shown, date=_date(onset), display=shown)
         if pairs & codes.SMA:
             self.got.sma.append(evidence)
-        clinical = _status_code(cond.get("clinicalStatus"))
         active = clinical in CONDITION_ACTIVE or (clinical is None and not _abated(cond))
         if not active:
             return
         if _is_infection(pairs):
             self.got.infections.append(evidence)
-        if _is_advanced(concept):
+        if _is_liver_disease(pairs):
+            self.got.liver.append(evidence)
+        if advanced:
             self.got.advanced.append(evidence)
 
     def procedure(self, proc: Resource, ref: str) -> None:
         """Tracheostomy and the like: markers of advanced SMA."""
-        if _str(proc.get("status")) in PROCEDURE_DONE and _is_advanced(proc.get("code")):
-            when = _date(proc.get("performedDateTime")) or _date(
-                (proc.get("performedPeriod") or {}).get("start")
-            )
-            self.got.advanced.append(
-                Evidence(ref, _text(proc.get("code")), date=when, display=_text(proc.get("code")))
-            )
+        concept = _concept(proc, "code")
+        if _opt_str(proc, "status") not in PROCEDURE_DONE or not _is_advanced(concept):
+            return
+        period = _opt_obj(proc, "performedPeriod") or {}
+        when = _date(_opt_str(proc, "performedDateTime")) or _date(
+            _opt_str(period, "start", "performedPeriod.start")
+        )
+        shown = _text(concept)
+        self.got.advanced.append(Evidence(ref, shown, date=when, display=shown))
 
     def device(self, device: Resource, ref: str) -> None:
         """A tracheostomy tube or home ventilator in use."""
-        if _str(device.get("status")) in ("inactive", "entered-in-error"):
+        if _opt_str(device, "status") in ("inactive", "entered-in-error"):
             return
         names = " ".join(
-            str(n.get("name", "")) for n in device.get("deviceName") or [] if isinstance(n, Mapping)
+            _opt_str(n, "name", f"deviceName[{i}].name") or ""
+            for i, n in enumerate(_objects(device, "deviceName"))
         )
-        concept = dict(device.get("type") or {})
-        concept["text"] = f"{concept.get('text', '')} {names}".strip()
-        if _is_advanced(concept):
-            self.got.advanced.append(Evidence(ref, concept["text"], display=concept["text"]))
+        kind = _concept(device, "type") or {}
+        _codings(kind, "type")
+        text = f"{_opt_str(kind, 'text', 'type.text') or ''} {names}".strip()
+        if _is_advanced({**kind, "text": text}):
+            self.got.advanced.append(Evidence(ref, text, display=text))
 
     def medication_use(self, med: Resource, ref: str) -> None:
         """A ZOLGENSMA administration, statement or order already on record."""
-        kind = med.get("resourceType")
+        kind = str(med["resourceType"])
         allowed = {
             "MedicationAdministration": ADMINISTRATION_GIVEN,
             "MedicationStatement": STATEMENT_GIVEN,
             "MedicationRequest": REQUEST_LIVE,
         }[kind]
-        if _str(med.get("status")) not in allowed:
+        status = _opt_str(med, "status")
+        if status not in allowed:
             return
+        _objects(med, "identifier")
         if kind == "MedicationRequest" and codes.app_identifier_values(med):
             return
-        concept = med.get("medicationCodeableConcept")
-        reference = med.get("medicationReference")
-        if isinstance(reference, Mapping):
-            target = self.medications.get(str(reference.get("reference")))
-            concept = (target or {}).get("code") or {"text": reference.get("display", "")}
-        if is_zolgensma(concept):
-            when = _date(
-                med.get("effectiveDateTime")
-                or med.get("authoredOn")
-                or (med.get("effectivePeriod") or {}).get("start")
-            )
-            self.got.prior.append(
-                Evidence(
-                    ref,
-                    f"{kind} {med.get('status')}: {_text(concept)}",
-                    date=when,
-                    display=_text(concept),
-                )
-            )
+        concept = self._medication(med)
+        if not _names_zolgensma(concept):
+            return
+        period = _opt_obj(med, "effectivePeriod") or {}
+        when = _date(
+            _opt_str(med, "effectiveDateTime")
+            or _opt_str(med, "authoredOn")
+            or _opt_str(period, "start", "effectivePeriod.start")
+        )
+        shown = _text(concept, "medication")
+        self.got.prior.append(Evidence(ref, f"{kind} {status}: {shown}", date=when, display=shown))
+
+    def _medication(self, med: Resource) -> Mapping[str, Any] | None:
+        """The medication's CodeableConcept: inline, or the referenced Medication's code."""
+        reference = _opt_obj(med, "medicationReference")
+        if reference is None:
+            return _concept(med, "medicationCodeableConcept")
+        target = self.medications.get(
+            _opt_str(reference, "reference", "medicationReference.reference") or ""
+        )
+        display = _opt_str(reference, "display", "medicationReference.display") or ""
+        if target is None:
+            return {"text": display}
+        return _concept(target, "code", "referenced Medication's code") or {"text": display}
+
+
+def _plausible_or_none(value: Decimal) -> Decimal | None:
+    """`value` when its magnitude is plausible, else None (an unreadable titer)."""
+    try:
+        return plausible(value)
+    except UnitError:
+        return None
 
 
 def _quantity(obs: Resource) -> tuple[Decimal, str, Comparator, tuple[str, str]] | None:
-    """(value, UCUM unit, comparator, (value as recorded, unit as recorded)) or None."""
-    q = obs.get("valueQuantity")
-    if isinstance(q, Mapping):
+    """(value, UCUM unit, comparator, (value as recorded, unit as recorded)) or None.
+
+    A comparator that is not one of FHIR's, or a unit that is not a string, raises UnitError.
+    """
+    q = _opt_obj(obs, "valueQuantity")
+    if q is not None:
         value = _dec(q.get("value"))
         if value is None:
             return None
-        comparator = COMPARATORS.get(str(q.get("comparator", "=")), Comparator.EQ)
-        shown = f"{q.get('comparator', '')}{q.get('value')}"
-        recorded_unit = str(q.get("unit") or q.get("code") or "")
-        return value, ucum(q.get("code"), q.get("unit")), comparator, (shown, recorded_unit)
+        symbol = _opt_str(q, "comparator", "valueQuantity.comparator")
+        if symbol is not None and symbol not in QUANTITY_COMPARATORS:
+            raise UnitError(f"comparator {_shown(symbol)} is not a FHIR comparator")
+        comparator = COMPARATORS[symbol] if symbol else Comparator.EQ
+        code = _opt_str(q, "code", "valueQuantity.code")
+        text = _opt_str(q, "unit", "valueQuantity.unit")
+        shown = f"{symbol or ''}{_shown(q.get('value'))}"
+        return value, ucum(code, text), comparator, (shown, text or code or "")
     for key in ("valueInteger", "valueString"):
+        raw = obs.get(key)
+        if key in obs and (
+            isinstance(raw, bool) or not isinstance(raw, int | float | Decimal | str)
+        ):
+            raise Malformed(f"{key} is not a {'string' if key == 'valueString' else 'number'}")
         if key in obs:
-            value = _dec(str(obs[key]).strip())
-            return (value, "1", Comparator.EQ, (str(obs[key]), "")) if value is not None else None
+            value = _dec(str(raw).strip())
+            return (value, "1", Comparator.EQ, (_shown(raw), "")) if value is not None else None
     return None
 
 
 def _titer_ratio(ratio: Mapping[str, Any], base: Evidence, effective: dt.date) -> Titer:
     """A titer given as a Ratio: numerator 1 (or n), denominator the dilution."""
-    num = ratio.get("numerator") if isinstance(ratio.get("numerator"), Mapping) else {}
-    den = ratio.get("denominator") if isinstance(ratio.get("denominator"), Mapping) else {}
+    num = _opt_obj(ratio, "numerator", "valueRatio.numerator") or {}
+    den = _opt_obj(ratio, "denominator", "valueRatio.denominator") or {}
+    num_symbol = _opt_str(num, "comparator", "valueRatio.numerator.comparator")
+    den_symbol = _opt_str(den, "comparator", "valueRatio.denominator.comparator")
     n, d = _dec(num.get("value")), _dec(den.get("value"))
-    left = f"{num.get('comparator', '')}{num.get('value')}"
-    evidence = replace(base, value=f"{left}:{den.get('comparator', '')}{den.get('value')}")
+    left = f"{num_symbol or ''}{_shown(num.get('value'))}"
+    evidence = replace(base, value=f"{left}:{den_symbol or ''}{_shown(den.get('value'))}")
     if n is None or d is None or n <= 0 or d <= 0:
+        return Titer(None, Comparator.EQ, effective, evidence)
+    if _plausible_or_none(n) is None or _plausible_or_none(d) is None:
         return Titer(None, Comparator.EQ, effective, evidence)
     # A titer is read by its dilution: "<1:50" and "1:<50" both mean below 1:50, so a
     # comparator on either side applies to the dilution as written, never inverted.
-    given = [str(q["comparator"]) for q in (num, den) if q.get("comparator")]
-    if len(given) > 1 or (given and given[0] not in COMPARATORS):
+    given = [symbol for symbol in (num_symbol, den_symbol) if symbol]
+    if len(given) > 1 or (given and given[0] not in QUANTITY_COMPARATORS):
         return Titer(None, Comparator.EQ, effective, evidence)
     comparator = COMPARATORS[given[0]] if given else Comparator.EQ
-    return Titer(d / n, comparator, effective, evidence)
+    return Titer(_plausible_or_none(d / n), comparator, effective, evidence)
 
 
 AGE_UNITS = {
@@ -523,18 +722,23 @@ def _completed_age(unit: str, birth: dt.date, on: dt.date) -> int:
     return months if unit == "mo" else months // 12
 
 
-def _age_matches(age: Any, birth: dt.date | None, on: dt.date) -> bool:
+def _age_matches(
+    age: Mapping[str, Any] | None, birth: dt.date | None, on: dt.date, *, path: str
+) -> bool:
     """True when a referenceRange.age range is absent or holds the patient's completed age."""
-    if not isinstance(age, Mapping):
+    if age is None:
         return True
+    bounds = {bound: _opt_obj(age, bound, f"{path}.{bound}") for bound in ("low", "high")}
     if birth is None:
         return False
-    for bound in ("low", "high"):
-        q = age.get(bound)
-        if not isinstance(q, Mapping):
+    for bound, q in bounds.items():
+        if q is None:
             continue
         value = _dec(q.get("value"))
-        unit = AGE_UNITS.get(str(q.get("code") or q.get("unit") or "a").strip().lower())
+        recorded = _opt_str(q, "code", f"{path}.{bound}.code") or _opt_str(
+            q, "unit", f"{path}.{bound}.unit"
+        )
+        unit = AGE_UNITS.get((recorded or "a").strip().lower())
         if value is None or unit is None:
             return False
         completed = _completed_age(unit, birth, on)
@@ -548,17 +752,29 @@ def _abated(cond: Resource) -> bool:
     return any(key.startswith("abatement") for key in cond)
 
 
-def _is_infection(pairs: set[Coding]) -> bool:
-    """Whether a Condition code is in the app's infection value set."""
+def _in_value_set(
+    pairs: set[Coding], icd10_prefixes: tuple[str, ...], snomed: frozenset[str]
+) -> bool:
+    """Whether any code is under one of the ICD-10-CM prefixes or is one of the SNOMED codes."""
     for system, code in pairs:
-        if system == codes.ICD10CM and code.startswith(codes.INFECTION_ICD10_PREFIXES):
+        if system == codes.ICD10CM and code.startswith(icd10_prefixes):
             return True
-        if system == codes.SNOMED and code in codes.INFECTION_SNOMED:
+        if system == codes.SNOMED and code in snomed:
             return True
     return False
 
 
-def _is_advanced(concept: Any) -> bool:
+def _is_infection(pairs: set[Coding]) -> bool:
+    """Whether a Condition code is in the app's infection value set."""
+    return _in_value_set(pairs, codes.INFECTION_ICD10_PREFIXES, codes.INFECTION_SNOMED)
+
+
+def _is_liver_disease(pairs: set[Coding]) -> bool:
+    """Whether a Condition code is in the app's liver-disease value set (section 8.6)."""
+    return _in_value_set(pairs, codes.LIVER_ICD10_PREFIXES, codes.LIVER_SNOMED)
+
+
+def _is_advanced(concept: Mapping[str, Any] | None) -> bool:
     """Tracheostomy or permanent ventilation, by code or by text."""
     if _pairs(concept) & codes.ADVANCED_SMA_CODES:
         return True
@@ -566,29 +782,55 @@ def _is_advanced(concept: Any) -> bool:
     return any(word in text for word in codes.ADVANCED_SMA_TEXT)
 
 
-def is_zolgensma(concept: Any) -> bool:
-    """An NDC under labeler 71894 or text naming onasemnogene / Zolgensma."""
-    for coding in _codings(concept):
-        digits = str(coding.get("code", "")).replace("-", "")
+def _names_zolgensma(concept: Mapping[str, Any] | None) -> bool:
+    """A ZOLGENSMA NDC (labeler 71894) or name in the concept; Malformed if ill-typed."""
+    for coding in _codings(concept, "medication"):
+        digits = str(coding.get("code") or "").replace("-", "")
         if coding.get("system") == codes.NDC and digits.startswith(codes.ZOLGENSMA_NDC_LABELER):
             return True
-    text = _all_text(concept)
+    text = _all_text(concept, "medication")
     return any(word in text for word in codes.ZOLGENSMA_TEXT)
 
 
-def _entries(bundle: Mapping[str, Any]) -> list[tuple[str | None, Resource]]:
-    """(fullUrl, resource) for each entry of an accepted Bundle type."""
+def is_zolgensma(concept: Any) -> bool:
+    """An NDC under labeler 71894 or text naming onasemnogene / Zolgensma; ill-typed is not."""
+    try:
+        return _names_zolgensma(concept)
+    except Malformed:
+        return False
+
+
+Entry = tuple[str | None, Resource]
+
+
+def _entries(bundle: Mapping[str, Any]) -> tuple[list[Entry], list[Unreadable]]:
+    """(fullUrl, resource) for each entry of an accepted Bundle type; unusable entries named."""
     kind = bundle.get("type")
-    if kind not in BUNDLE_TYPES:
-        raise BundleError(f"Bundle.type {kind!r} is not one of {', '.join(BUNDLE_TYPES)}")
-    out = []
-    for entry in bundle.get("entry") or []:
-        if isinstance(entry, Mapping) and isinstance(entry.get("resource"), Mapping):
-            out.append((entry.get("fullUrl"), entry["resource"]))
-    return out
+    if not isinstance(kind, str) or kind not in BUNDLE_TYPES:
+        raise BundleError(f"Bundle.type {_quoted(kind)} is not one of {', '.join(BUNDLE_TYPES)}")
+    raw = bundle.get("entry")
+    if raw is not None and not isinstance(raw, list):
+        raise BundleError("Bundle.entry is not a list")
+    out: list[Entry] = []
+    bad: list[Unreadable] = []
+    for i, entry in enumerate(raw or []):
+        where = Evidence(f"Bundle.entry[{i}]", "")
+        if not isinstance(entry, Mapping):
+            bad.append(Unreadable("Bundle entry", "it is not an object", where))
+            continue
+        resource, url = entry.get("resource"), entry.get("fullUrl")
+        if resource is None:
+            continue
+        if not isinstance(resource, Mapping):
+            bad.append(Unreadable("Bundle entry", "its resource is not an object", where))
+        elif url is not None and not isinstance(url, str):
+            bad.append(Unreadable("Bundle entry", "its fullUrl is not a string", where))
+        else:
+            out.append((url or None, resource))
+    return out, bad
 
 
-def _patient(entries: Iterable[tuple[str | None, Resource]]) -> tuple[str | None, Resource]:
+def _patient(entries: Iterable[Entry]) -> Entry:
     """The one Patient in the bundle."""
     patients = [(url, r) for url, r in entries if r.get("resourceType") == "Patient"]
     if not patients:
@@ -598,17 +840,27 @@ def _patient(entries: Iterable[tuple[str | None, Resource]]) -> tuple[str | None
     return patients[0]
 
 
+def _patient_id(patient: Resource, full_url: str | None) -> str:
+    """The Patient's id, else the last segment of its fullUrl; BundleError when neither."""
+    raw = patient.get("id")
+    if raw is not None and not isinstance(raw, str):
+        raise BundleError("the Patient's id is not a string")
+    patient_id = raw or (full_url or "").rsplit("/", 1)[-1]
+    if not patient_id:
+        raise BundleError("the Patient has neither an id nor a fullUrl")
+    return patient_id
+
+
 def facts_from_bundle(
     bundle: Mapping[str, Any], *, titer_codes: frozenset[Coding] = codes.DEFAULT_TITER_CODES
 ) -> PatientFacts:
     """Read one patient's Bundle into the facts the rules take."""
-    entries = _entries(bundle)
+    entries, bad_entries = _entries(bundle)
     full_url, patient = _patient(entries)
-    patient_id = str(patient.get("id") or (full_url or "").rsplit("/", 1)[-1] or "")
-    if not patient_id:
-        raise BundleError("the Patient has neither an id nor a fullUrl")
+    patient_id = _patient_id(patient, full_url)
     refs = frozenset(r for r in (f"Patient/{patient_id}", full_url) if r)
-    birth = _date(patient.get("birthDate"))
+    recorded_birth = patient.get("birthDate")
+    birth = _date(recorded_birth)
     medications = {}
     for url, resource in entries:
         if resource.get("resourceType") == "Medication":
@@ -622,11 +874,12 @@ def facts_from_bundle(
         titer_codes=frozenset(titer_codes) | codes.DEFAULT_TITER_CODES,
         medications=medications,
     )
-    if patient.get("birthDate") and birth is None:
+    reader.got.unreadable.extend(bad_entries)
+    if recorded_birth not in (None, "") and birth is None:
         reader.unreadable(
             "birth date",
-            f"'{patient['birthDate']}' is not a full date",
-            Evidence(f"Patient/{patient_id}", str(patient["birthDate"])),
+            f"'{_shown(recorded_birth)}' is not a full date",
+            Evidence(f"Patient/{patient_id}", _shown(recorded_birth)),
         )
     for url, resource in entries:
         reader.add(resource, url)
@@ -634,29 +887,39 @@ def facts_from_bundle(
 
 
 def _newest(items: list[Any], key: Any) -> tuple[Any, ...]:
-    """Items newest first by UTC instant (date-only results by their date), then reference."""
+    """Items newest first by UTC instant (date-only results by their date), then the key's rest."""
     return tuple(sorted(items, key=key, reverse=True))
+
+
+def _when(item: Measurement | LabResult | Titer) -> str:
+    """Sortable time of a result: its UTC instant, else its date."""
+    return _utc(item.evidence.recorded) or item.effective.isoformat()
 
 
 def _facts(patient_id: str, birth: dt.date | None, got: _Collected) -> PatientFacts:
     """Freeze what was collected, every list newest first."""
 
-    def by_measure(m: Measurement | LabResult | Titer) -> tuple[str, str]:
-        """Newest-first key: UTC instant, else the date, then the reference."""
-        return (_utc(m.evidence.recorded) or m.effective.isoformat(), m.evidence.reference)
+    def by_value(m: Measurement | LabResult) -> tuple[str, Decimal, str]:
+        """Newest first; at the same moment the larger value first, whatever the resource ids."""
+        return (_when(m), m.value, m.evidence.reference)
+
+    def by_time(t: Titer) -> tuple[str, str]:
+        """Newest first, then the reference."""
+        return (_when(t), t.evidence.reference)
 
     return PatientFacts(
         patient_id=patient_id,
         birth_date=birth,
-        weights_kg=_newest(got.weights, by_measure),
-        gestational_age_days=_newest(got.gestation, by_measure),
-        labs=_newest(got.labs, by_measure),
-        titers=_newest(got.titers, by_measure),
-        temperatures_c=_newest(got.temperatures, by_measure),
-        smn1_copies=_newest(got.smn1, by_measure),
-        smn2_copies=_newest(got.smn2, by_measure),
+        weights_kg=_newest(got.weights, by_value),
+        gestational_age_days=_newest(got.gestation, by_value),
+        labs=_newest(got.labs, by_value),
+        titers=_newest(got.titers, by_time),
+        temperatures_c=_newest(got.temperatures, by_value),
+        smn1_copies=_newest(got.smn1, by_value),
+        smn2_copies=_newest(got.smn2, by_value),
         sma_conditions=tuple(got.sma),
         active_infections=tuple(got.infections),
+        liver_conditions=tuple(got.liver),
         advanced_sma=tuple(got.advanced),
         prior_gene_therapy=tuple(got.prior),
         unreadable=tuple(got.unreadable),

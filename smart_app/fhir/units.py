@@ -125,21 +125,33 @@ def _known_units() -> dict[str, str]:
 KNOWN_UNITS = _known_units()
 
 
-def ucum(code: str | None, text: str | None) -> str:
+def ucum(code: object, text: object) -> str:
     """The UCUM code of a Quantity: its `code`, else its `unit` text, matched case-insensitively.
 
     Exact UCUM codes pass through; 'KG' or 'mg/dl' typed by hand map to 'kg' and 'mg/dL'.
-    Anything unknown is returned as recorded, so the caller can name it in a finding.
+    Anything unknown is returned as recorded, so the caller can name it in a finding; a code or
+    unit that is not a string raises UnitError.
     """
+    for name, candidate in (("code", code), ("unit", text)):
+        if candidate is not None and not isinstance(candidate, str):
+            raise UnitError(f"the unit {name} {_shown(candidate)} is not a string")
     for candidate in (code, text):
-        if candidate is not None and candidate.strip().lower() in KNOWN_UNITS:
+        if isinstance(candidate, str) and candidate.strip().lower() in KNOWN_UNITS:
             return KNOWN_UNITS[candidate.strip().lower()]
-    raw = (code or text or "").strip()
+    raw = str(code or text or "").strip()
     return KNOWN_UNITS.get(raw.lower(), raw)
+
+
+def _shown(value: object) -> str:
+    """A short, printable rendering of a value for a message."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 MAX_MAGNITUDE = Decimal("1e9")
 """No value the app reads is anywhere near this; larger ones are typing or encoding errors."""
+MIN_MAGNITUDE = Decimal("1e-9")
+"""Nor this small, unless zero: a smaller one is an encoding error (and would overflow a ratio)."""
 
 
 class UnitError(ValueError):
@@ -154,11 +166,19 @@ def to_canonical(
         convert = table[unit]
     except KeyError:
         raise UnitError(f"unit '{unit}' cannot be converted") from None
-    if not value.is_finite() or abs(value) > MAX_MAGNITUDE:
-        raise UnitError(f"value {value} {unit} is out of any plausible range")
+    plausible(value, unit)
     if convert is _SAME:
         return value
     return convert(value).quantize(Decimal("0.0001"), rounding=rounding)
+
+
+def plausible(value: Decimal, unit: str = "") -> Decimal:
+    """`value` itself when finite and zero or between MIN_MAGNITUDE and MAX_MAGNITUDE in size."""
+    size = value.copy_abs() if value.is_finite() else None
+    if size is None or size > MAX_MAGNITUDE or (size and size < MIN_MAGNITUDE):
+        shown = f"{value:.6g}" if value.is_finite() else str(value)
+        raise UnitError(f"value {shown} {unit}".rstrip() + " is out of any plausible range")
+    return value
 
 
 def weight_to_kg(value: Decimal, unit: str) -> Decimal:

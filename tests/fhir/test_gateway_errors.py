@@ -30,6 +30,7 @@ from smart_app.errors import (
     SmartAppError,
 )
 from smart_app.fhir.gateway import FhirGateway, Limits, PatientRecord, patient_searches
+from smart_app.rules.policy import DEFAULT_POLICY
 
 BASE = "http://fhir.test/fhir"
 HOST = "fhir.test"
@@ -758,3 +759,98 @@ def test_token_echoed_by_the_server_is_redacted(rsps: responses.RequestsMock) ->
         gw.read_patient(PID)
     assert BEARER not in str(caught.value)
     assert "[redacted]" in caught.value.outcome
+
+
+# 9. Bounded answers, malformed URLs and the record's base ---------------------------------------
+
+
+def _answer_size() -> int:
+    """The byte length of the batch-response as the fake sends it."""
+    return len(json.dumps(batch_response()).encode("utf-8"))
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "streamed"])
+def test_answer_larger_than_the_bound_is_refused(
+    rsps: responses.RequestsMock, waits: list[float], declared: bool
+) -> None:
+    """An answer past max_answer_bytes is a FhirProtocolError naming the bound, with or
+    without a Content-Length header (then the body is read in chunks and cut at the bound)."""
+    limit = _answer_size() - 1
+    headers = {"Content-Length": str(_answer_size())} if declared else {}
+    rsps.add(
+        responses.POST,
+        BASE,
+        body=json.dumps(batch_response()),
+        content_type="application/fhir+json",
+        headers=headers,
+    )
+    gw = gateway(waits, max_answer_bytes=limit)
+    error = failure(FhirProtocolError, lambda: gw.read_patient(PID))
+    assert f"larger than {limit} bytes" in str(error)
+    assert "bundle_max_bytes" in str(error)
+    assert gw.requests_sent == 1
+
+
+def test_answer_at_the_bound_is_read(rsps: responses.RequestsMock, waits: list[float]) -> None:
+    rsps.add(responses.POST, BASE, json=batch_response())
+    record = gateway(waits, max_answer_bytes=_answer_size()).read_patient(PID)
+    assert record.patient_id == PID
+
+
+def test_error_answer_larger_than_the_bound_is_refused_too(
+    rsps: responses.RequestsMock, waits: list[float]
+) -> None:
+    rsps.add(responses.POST, BASE, status=500, body="x" * 5000)
+    error = failure(
+        FhirProtocolError, lambda: gateway(waits, max_answer_bytes=1024).read_patient(PID)
+    )
+    assert "larger than 1024 bytes" in str(error)
+
+
+def test_the_default_bound_is_the_policys() -> None:
+    assert Limits().max_answer_bytes == DEFAULT_POLICY.bundle_max_bytes
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["[" * 100_000 + "]" * 100_000, '{"resourceType": "Bundle", "total": ' + "9" * 5000 + "}"],
+    ids=["nested-too-deeply", "5000-digit-number"],
+)
+def test_answer_json_python_cannot_hold_is_a_protocol_error(
+    rsps: responses.RequestsMock, waits: list[float], body: str
+) -> None:
+    rsps.add(responses.POST, BASE, body=body, content_type="application/fhir+json")
+    failure(FhirProtocolError, lambda: gateway(waits).read_patient(PID))
+
+
+@pytest.mark.parametrize(
+    "base", ["http://[::1", "http://[::1/fhir", "http://fhir.test:99999/fhir", "http://:80/fhir"]
+)
+def test_malformed_base_url_is_an_input_error(base: str) -> None:
+    error = failure(InputError, lambda: FhirGateway(base, bearer_token=BEARER))
+    assert repr(base) in str(error)
+
+
+def test_ipv6_base_url_is_accepted() -> None:
+    assert FhirGateway("http://[::1]:8080/fhir/").base_url == "http://[::1]:8080/fhir"
+
+
+def test_record_read_from_a_server_has_absolute_full_urls(
+    rsps: responses.RequestsMock, waits: list[float]
+) -> None:
+    rsps.add(responses.POST, BASE, json=batch_response())
+    record = gateway(waits).read_patient(PID)
+    assert record.base_url == BASE
+    urls = [e["fullUrl"] for e in record.bundle()["entry"]]
+    assert urls[0] == f"{BASE}/Patient/{PID}"
+    assert all(u.startswith(f"{BASE}/") for u in urls)
+    assert len(urls) == len(record.resources)
+
+
+def test_answer_with_a_lone_surrogate_is_a_protocol_error(
+    rsps: responses.RequestsMock, waits: list[float]
+) -> None:
+    body = json.dumps(batch_response()).replace('"p1"', '"p1\\ud800"', 1)
+    rsps.add(responses.POST, BASE, body=body, content_type="application/fhir+json")
+    error = failure(FhirProtocolError, lambda: gateway(waits).read_patient(PID))
+    assert "surrogate" in str(error)

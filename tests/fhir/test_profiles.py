@@ -32,7 +32,12 @@ from fhir.resources.R4B.valueset import ValueSet
 
 from smart_app.fhir import codes, profiles
 from smart_app.fhir.gateway import PatientRecord
-from smart_app.fhir.read import _is_infection, facts_from_bundle, parse_bundle_json
+from smart_app.fhir.read import (
+    _is_infection,
+    _is_liver_disease,
+    facts_from_bundle,
+    parse_bundle_json,
+)
 from smart_app.fhir.write import WRITABLE, Confirmation, OrderMode, build_transaction
 from smart_app.rules.model import ActivityKind, DecisionBranch, FindingCode, Severity
 from smart_app.rules.plan import build_plan
@@ -101,8 +106,8 @@ def _code_system() -> dict[str, Any]:
     return found
 
 
-def _value_set() -> dict[str, Any]:
-    url = f"{codes.APP_BASE}/ValueSet/infection-conditions"
+def _value_set(name: str = "infection-conditions") -> dict[str, Any]:
+    url = f"{codes.APP_BASE}/ValueSet/{name}"
     (found,) = [vs for vs in _of_type("ValueSet") if vs["url"] == url]
     return found
 
@@ -310,6 +315,7 @@ def test_the_expected_files_are_there() -> None:
         *(f"StructureDefinition-{name}.json" for name in PROFILE_TYPES),
         "CodeSystem-zolgensma-smart.json",
         "ValueSet-infection-conditions.json",
+        "ValueSet-liver-disease-conditions.json",
     }
 
 
@@ -465,17 +471,17 @@ def test_code_system_has_every_code_the_writer_uses(name: str) -> None:
 # ValueSet ------------------------------------------------------------------------------------
 
 
-def _includes() -> dict[str, dict[str, Any]]:
-    includes = _value_set()["compose"]["include"]
+def _includes(name: str = "infection-conditions") -> dict[str, dict[str, Any]]:
+    includes = _value_set(name)["compose"]["include"]
     by_system = {include["system"]: include for include in includes}
     assert len(by_system) == len(includes)
     return by_system
 
 
-def _icd_regex() -> str:
-    (only,) = _includes()[codes.ICD10CM]["filter"]
+def _icd_regex(name: str = "infection-conditions") -> str:
+    (only,) = _includes(name)[codes.ICD10CM]["filter"]
     assert (only["property"], only["op"]) == ("code", "regex")
-    assert "concept" not in _includes()[codes.ICD10CM]
+    assert "concept" not in _includes(name)[codes.ICD10CM]
     return only["value"]
 
 
@@ -533,6 +539,63 @@ def test_value_set_icd10_membership_agrees_with_the_reader(code: str, member: bo
     assert bool(re.fullmatch(regex, code)) is member
     assert bool(re.search(regex, code)) is member
     assert _is_infection({(codes.ICD10CM, code)}) is member
+
+
+LIVER = "liver-disease-conditions"
+
+
+def test_liver_value_set_header() -> None:
+    vs = _value_set(LIVER)
+    description = vs["description"].lower()
+    assert "institution" in description
+    assert "8.6" in description
+    assert "carefully considered in patients with liver impairment" in description
+    assert set(_includes(LIVER)) == {codes.SNOMED, codes.ICD10CM}
+
+
+def test_liver_value_set_snomed_codes_are_exactly_the_apps() -> None:
+    concepts = _includes(LIVER)[codes.SNOMED]["concept"]
+    assert "filter" not in _includes(LIVER)[codes.SNOMED]
+    found = [c["code"] for c in concepts]
+    assert len(found) == len(set(found))
+    assert set(found) == codes.LIVER_SNOMED
+    assert all(c.get("display") for c in concepts)
+    assert all(_is_liver_disease({(codes.SNOMED, code)}) for code in found)
+
+
+@pytest.mark.parametrize("prefix", codes.LIVER_ICD10_PREFIXES)
+def test_liver_value_set_icd10_regex_matches_every_prefix(prefix: str) -> None:
+    regex = _icd_regex(LIVER)
+    for code in (prefix, f"{prefix}.9", f"{prefix}.60"):
+        assert re.fullmatch(regex, code), code
+
+
+@pytest.mark.parametrize(
+    ("code", "member"),
+    [
+        ("K70.30", True),
+        ("K71.9", True),
+        ("K72.90", True),
+        ("K73.9", True),
+        ("K74.60", True),
+        ("K75.4", True),
+        ("K76.0", True),
+        ("K77", True),
+        ("K7", False),
+        ("K78", False),
+        ("K69", False),
+        ("K80.20", False),
+        ("K21.9", False),
+        ("B18.1", False),
+        ("P59.9", False),
+        ("XK70", False),
+    ],
+)
+def test_liver_value_set_icd10_membership_agrees_with_the_reader(code: str, member: bool) -> None:
+    regex = _icd_regex(LIVER)
+    assert bool(re.fullmatch(regex, code)) is member
+    assert _is_liver_disease({(codes.ICD10CM, code)}) is member
+    assert _is_infection({(codes.ICD10CM, code)}) is (code == "B18.1")
 
 
 # The checker against real transactions -------------------------------------------------------

@@ -11,7 +11,8 @@ import pytest
 
 from smart_app.errors import BundleError, InputError
 from smart_app.fhir import codes
-from smart_app.fhir.read import facts_from_bundle, parse_bundle_json
+from smart_app.fhir.gateway import PatientRecord
+from smart_app.fhir.read import facts_from_bundle, is_zolgensma, parse_bundle_json
 from smart_app.rules.model import Comparator, LabTest, PatientFacts, Titer
 
 PATIENT = "p1"
@@ -843,3 +844,526 @@ def test_dates_with_trailing_garbage_are_not_dates(birth: str) -> None:
     facts = read(birth_date=birth)
     assert facts.birth_date is None
     assert any(u.what == "birth date" for u in facts.unreadable)
+
+
+# One child, one weight: comparators, subjects, time taken, ties ---------------------------------
+
+
+def unread(facts: PatientFacts) -> dict[str, str]:
+    """Reason for each unreadable resource, by reference."""
+    return {u.evidence.reference: u.reason for u in facts.unreadable}
+
+
+@pytest.mark.parametrize("symbol", ["<", "<=", ">", ">="])
+def test_weight_with_a_comparator_is_unreadable_not_a_dosing_weight(symbol: str) -> None:
+    censored = weight("6.1", "2026-11-18", "censored")
+    censored["valueQuantity"]["comparator"] = symbol
+    facts = read(weight("5.9", "2026-11-01", "older"), censored)
+    assert [w.evidence.reference for w in facts.weights_kg] == ["Observation/older"]
+    (entry,) = facts.unreadable
+    assert (entry.what, entry.evidence.reference) == ("body weight", "Observation/censored")
+    assert entry.evidence.value == f"{symbol}6.1"
+    assert "bound, not a value" in entry.reason
+
+
+@pytest.mark.parametrize(
+    ("loinc", "value", "bucket"),
+    [
+        ("76516-4", {"value": 37, "code": "wk", "comparator": "<"}, "gestational_age_days"),
+        ("8310-5", {"value": 38, "code": "Cel", "comparator": ">"}, "temperatures_c"),
+        ("97654-8", {"value": 4, "code": "{copies}", "comparator": ">="}, "smn2_copies"),
+    ],
+)
+def test_other_censored_measurements_are_unreadable(
+    loinc: str, value: dict[str, Any], bucket: str
+) -> None:
+    facts = read(observation(loinc, oid="censored", valueQuantity=value))
+    assert getattr(facts, bucket) == ()
+    assert "bound, not a value" in unread(facts)["Observation/censored"]
+
+
+def test_censored_lab_keeps_its_comparator() -> None:
+    obs = observation("1742-6", oid="alt", valueQuantity={"value": 5, "code": "U/L"})
+    obs["valueQuantity"]["comparator"] = "<"
+    (lab,) = read(obs).labs
+    assert (lab.value, lab.comparator) == (5, Comparator.LT)
+
+
+@pytest.mark.parametrize("symbol", ["ad", "=", "~", "less than"])
+def test_a_comparator_fhir_does_not_define_is_unreadable(symbol: str) -> None:
+    odd = weight("6.1", "2026-11-18", "odd")
+    odd["valueQuantity"]["comparator"] = symbol
+    facts = read(odd)
+    assert facts.weights_kg == ()
+    assert "not a FHIR comparator" in unread(facts)["Observation/odd"]
+
+
+def _with_subject(subject: Any, key: str = "subject") -> dict[str, Any]:
+    obs = weight("6.0", "2026-11-18", "w")
+    del obs["subject"]
+    if subject is not None:
+        obs[key] = subject
+    return obs
+
+
+@pytest.mark.parametrize(
+    ("subject", "fragment"),
+    [
+        (None, "has no subject"),
+        ({"display": "Baby Lee"}, "not a reference to a patient"),
+        ({"reference": 7}, "not a reference to a patient"),
+        ({"reference": ""}, "not a reference to a patient"),
+        ("Patient/p1", "not a reference to a patient"),
+        ({"reference": "Patient/p2"}, "refers to Patient/p2"),
+        ({"reference": "Group/p1"}, "refers to Group/p1"),
+        ({"reference": "Patient/p1/_history/2"}, "refers to Patient/p1/_history/2"),
+        ({"reference": "http://other.example/fhir/Patient/p1"}, "other.example"),
+        ({"reference": "urn:uuid:someone-else"}, "urn:uuid:someone-else"),
+    ],
+    ids=[
+        "missing",
+        "display-only",
+        "not-a-string",
+        "empty",
+        "not-an-object",
+        "other-patient",
+        "other-type",
+        "versioned",
+        "other-server",
+        "other-full-url",
+    ],
+)
+def test_result_without_this_patient_as_subject_is_unreadable(subject: Any, fragment: str) -> None:
+    facts = read(_with_subject(subject))
+    assert facts.weights_kg == ()
+    (entry,) = facts.unreadable
+    assert (entry.what, entry.evidence.reference) == ("Observation", "Observation/w")
+    assert fragment in entry.reason
+
+
+def test_patient_element_is_not_an_observation_subject() -> None:
+    facts = read(_with_subject({"reference": f"Patient/{PATIENT}"}, key="patient"))
+    assert facts.weights_kg == ()
+    assert "has no subject" in unread(facts)["Observation/w"]
+
+
+def test_condition_without_subject_is_not_counted() -> None:
+    rsv = condition(codes.ICD10CM, "J21.0", cid="rsv")
+    del rsv["subject"]
+    facts = read(rsv)
+    assert facts.active_infections == ()
+    assert "has no subject" in unread(facts)["Condition/rsv"]
+
+
+def test_device_is_about_the_patient_by_its_patient_element() -> None:
+    device = {
+        "resourceType": "Device",
+        "id": "vent",
+        "status": "active",
+        "type": {"text": "home ventilator, ventilator dependent"},
+    }
+    assert "has no patient" in unread(read(device))["Device/vent"]
+    device["patient"] = {"reference": f"Patient/{PATIENT}"}
+    assert [e.reference for e in read(device).advanced_sma] == ["Device/vent"]
+
+
+def _absolute_bundle(*resources: dict[str, Any]) -> dict[str, Any]:
+    """A Bundle whose Patient has an absolute fullUrl on ehr.example."""
+    data = bundle(*resources)
+    data["entry"][0]["fullUrl"] = f"http://ehr.example/fhir/Patient/{PATIENT}"
+    return data
+
+
+def test_subject_by_the_patients_absolute_full_url_is_the_patient() -> None:
+    obs = _with_subject({"reference": f"http://ehr.example/fhir/Patient/{PATIENT}"})
+    facts = facts_from_bundle(_absolute_bundle(obs))
+    assert [w.evidence.reference for w in facts.weights_kg] == ["Observation/w"]
+    assert facts.unreadable == ()
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        f"http://other.example/fhir/Patient/{PATIENT}",
+        f"https://ehr.example/fhir/Patient/{PATIENT}",
+        f"http://ehr.example/Patient/{PATIENT}",
+    ],
+)
+def test_absolute_url_on_another_server_is_not_the_patient(reference: str) -> None:
+    facts = facts_from_bundle(_absolute_bundle(_with_subject({"reference": reference})))
+    assert facts.weights_kg == ()
+    assert reference in unread(facts)["Observation/w"]
+
+
+def test_relative_subject_still_works_beside_an_absolute_full_url() -> None:
+    facts = facts_from_bundle(_absolute_bundle(weight("6.0", "2026-11-18", "w")))
+    assert len(facts.weights_kg) == 1
+
+
+SERVER = "http://fhir.test/fhir"
+
+
+def _record(subject: str, *, base_url: str | None = SERVER) -> PatientFacts:
+    """Facts of a record read from SERVER, one weight with `subject`."""
+    record = PatientRecord(
+        patient_id=PATIENT,
+        resources=[patient(), _with_subject({"reference": subject})],
+        base_url=base_url,
+    )
+    return facts_from_bundle(record.bundle())
+
+
+@pytest.mark.parametrize("subject", [f"Patient/{PATIENT}", f"{SERVER}/Patient/{PATIENT}"])
+def test_server_record_accepts_relative_and_same_server_subjects(subject: str) -> None:
+    facts = _record(subject)
+    assert [w.evidence.reference for w in facts.weights_kg] == ["Observation/w"]
+    assert facts.unreadable == ()
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [f"http://elsewhere.test/fhir/Patient/{PATIENT}", f"{SERVER}/Patient/someone-else"],
+)
+def test_server_record_refuses_other_servers_and_patients(subject: str) -> None:
+    facts = _record(subject)
+    assert facts.weights_kg == ()
+    assert subject in unread(facts)["Observation/w"]
+
+
+def test_record_without_a_base_has_relative_full_urls() -> None:
+    assert _record(f"{SERVER}/Patient/{PATIENT}", base_url=None).weights_kg == ()
+    record = PatientRecord(patient_id=PATIENT, resources=[patient(), {"resourceType": "Basic"}])
+    assert [e.get("fullUrl") for e in record.bundle()["entry"]] == [f"Patient/{PATIENT}", None]
+
+
+@pytest.mark.parametrize(
+    ("when", "taken_at"),
+    [
+        ("2026-11-18T10:00:00-05:00", dt.datetime(2026, 11, 18, 15, 0, tzinfo=dt.UTC)),
+        ("2026-11-18T23:30:00Z", dt.datetime(2026, 11, 18, 23, 30, tzinfo=dt.UTC)),
+        ("2026-11-19T01:00:00+09:00", dt.datetime(2026, 11, 18, 16, 0, tzinfo=dt.UTC)),
+        ("2026-11-18", None),
+        ("2026-11-18T10:00:00", None),
+    ],
+    ids=["offset", "zulu", "across-midnight", "date-only", "no-zone"],
+)
+def test_taken_at_is_the_utc_moment_when_a_time_is_recorded(
+    when: str, taken_at: dt.datetime | None
+) -> None:
+    (w,) = read(weight("6.0", when, "w")).weights_kg
+    assert w.taken_at == taken_at
+    if taken_at is not None:
+        assert w.taken_at.utcoffset() == dt.timedelta(0)
+
+
+def test_taken_at_past_the_calendar_is_none_not_an_overflow() -> None:
+    facts = read(weight("6.0", "9999-12-31T23:00:00-05:00", "far"))
+    (w,) = facts.weights_kg
+    assert (w.effective, w.taken_at) == (dt.date(9999, 12, 31), None)
+
+
+def _ids(facts: PatientFacts) -> list[tuple[Decimal, str]]:
+    return [(w.value, w.evidence.reference) for w in facts.weights_kg]
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("2026-11-18", "2026-11-18"),
+        ("2026-11-18T10:00:00-05:00", "2026-11-18T15:00:00Z"),
+    ],
+    ids=["same-date", "same-instant"],
+)
+def test_tied_weights_are_ordered_heavier_first_whatever_their_ids(first: str, second: str) -> None:
+    facts = read(weight("6.6", first, "a"), weight("6.1", second, "b"))
+    swapped = read(weight("6.6", first, "b"), weight("6.1", second, "a"))
+    assert [w.value for w in facts.weights_kg] == [Decimal("6.6"), Decimal("6.1")]
+    assert [w.value for w in swapped.weights_kg] == [Decimal("6.6"), Decimal("6.1")]
+    assert _ids(facts) == [(Decimal("6.6"), "Observation/a"), (Decimal("6.1"), "Observation/b")]
+    assert _ids(swapped) == [(Decimal("6.6"), "Observation/b"), (Decimal("6.1"), "Observation/a")]
+
+
+def test_tied_lab_results_are_ordered_by_value_not_id() -> None:
+    def alt(value: int, oid: str) -> dict[str, Any]:
+        return observation("1742-6", oid=oid, **_value(value, "U/L"))
+
+    for facts in (read(alt(90, "a"), alt(30, "b")), read(alt(90, "b"), alt(30, "a"))):
+        assert [lab.value for lab in facts.labs_for(LabTest.ALT)] == [90, 30]
+
+
+# Liver disease Conditions (section 8.6) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("system", "code"),
+    [
+        (codes.ICD10CM, "K70.30"),
+        (codes.ICD10CM, "K72.90"),
+        (codes.ICD10CM, "K74.60"),
+        (codes.ICD10CM, "K76.0"),
+        (codes.ICD10CM, "K77"),
+        (codes.SNOMED, "235856003"),
+        (codes.SNOMED, "197321007"),
+        (codes.SNOMED, "19943007"),
+        (codes.SNOMED, "59927004"),
+    ],
+)
+def test_liver_disease_condition_is_read(system: str, code: str) -> None:
+    cond = condition(system, code, cid="liver", onsetDateTime="2026-09-01")
+    cond["code"]["text"] = "Liver disease"
+    facts = read(cond)
+    (evidence,) = facts.liver_conditions
+    assert evidence.reference == "Condition/liver"
+    assert (evidence.value, evidence.display) == ("Liver disease", "Liver disease")
+    assert evidence.date == dt.date(2026, 9, 1)
+    assert facts.active_infections == ()
+
+
+@pytest.mark.parametrize(
+    ("system", "code"),
+    [
+        (codes.ICD10CM, "K80.20"),
+        (codes.ICD10CM, "K7"),
+        (codes.ICD10CM, "B18.1"),
+        (codes.ICD10CM, "P59.9"),
+        (codes.SNOMED, "66071002"),
+        ("http://example.org/local", "K74.60"),
+    ],
+)
+def test_other_conditions_are_not_liver_disease(system: str, code: str) -> None:
+    assert read(condition(system, code)).liver_conditions == ()
+
+
+@pytest.mark.parametrize(
+    ("clinical", "verification", "fields", "counted"),
+    [
+        ("active", "confirmed", {}, True),
+        ("recurrence", "provisional", {}, True),
+        (None, None, {}, True),
+        ("resolved", "confirmed", {}, False),
+        ("inactive", "confirmed", {}, False),
+        ("active", "refuted", {}, False),
+        ("active", "entered-in-error", {}, False),
+        (None, "confirmed", {"abatementDateTime": "2026-10-01"}, False),
+    ],
+)
+def test_liver_conditions_follow_the_infection_activity_rules(
+    clinical: str | None, verification: str | None, fields: dict[str, Any], counted: bool
+) -> None:
+    cond = condition(
+        codes.ICD10CM, "K74.60", clinical=clinical, verification=verification, **fields
+    )
+    assert bool(read(cond).liver_conditions) is counted
+
+
+# A reader that never crashes: ill-typed elements make their resource unreadable ---------------
+
+
+def _alt(**fields: Any) -> dict[str, Any]:
+    return observation(
+        "1742-6",
+        oid="alt",
+        valueQuantity={"value": 28, "unit": "U/L", "system": codes.UCUM, "code": "U/L"},
+        referenceRange=[{"high": {"value": 45, "unit": "U/L", "code": "U/L"}}],
+        **fields,
+    )
+
+
+def _set(resource: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """`resource` with the element at a slash path replaced."""
+    *parents, last = path.split("/")
+    node: Any = resource
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    node[int(last) if isinstance(node, list) else last] = value
+    return resource
+
+
+ILL_TYPED = [
+    ("code/coding", 5, "code.coding is not a list"),
+    ("code/coding", "29463-7", "code.coding is not a list"),
+    ("code/coding/0", "29463-7", "code.coding[0] is not an object"),
+    ("code/coding/0/code", 29463, "code.coding[0].code is not a string"),
+    ("code/coding/0/system", [codes.LOINC], "code.coding[0].system is not a string"),
+    ("code", "body weight", "code is not a CodeableConcept"),
+    ("code/text", {"en": "weight"}, "code.text is not a string"),
+    ("valueQuantity/code", 7, "is not a string"),
+    ("valueQuantity/unit", ["kg"], "is not a string"),
+    ("valueQuantity/comparator", 1, "valueQuantity.comparator is not a string"),
+    ("valueQuantity", [6.0], "valueQuantity is not an object"),
+    ("status", ["final"], "status is not a string"),
+    ("effectiveDateTime", 20261118, "effectiveDateTime is not a string"),
+    ("id", 12, "id is not a string"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "fragment"), ILL_TYPED)
+def test_ill_typed_weight_element_makes_the_weight_unreadable(
+    path: str, value: Any, fragment: str
+) -> None:
+    bad = _set(weight("9.9", "2026-11-18", "bad"), path, value)
+    facts = read(weight("6.0", "2026-11-01", "good"), bad)
+    assert [w.evidence.reference for w in facts.weights_kg] == ["Observation/good"]
+    reasons = [u.reason for u in facts.unreadable]
+    assert len(reasons) == 1
+    assert fragment in reasons[0]
+
+
+def test_ill_typed_effective_period_is_unreadable() -> None:
+    obs = weight("6.0", "x", "p")
+    del obs["effectiveDateTime"]
+    obs["effectivePeriod"] = "2026-11-18"
+    facts = read(obs)
+    assert facts.weights_kg == ()
+    assert "effectivePeriod is not an object" in unread(facts)["Observation/p"]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "fragment"),
+    [
+        ("referenceRange", "0-45 U/L", "referenceRange is not a list"),
+        ("referenceRange/0", "0-45", "referenceRange[0] is not an object"),
+        ("referenceRange/0/high", 45, "referenceRange[0].high is not an object"),
+        ("referenceRange/0/high/code", {"code": "U/L"}, "referenceRange[0].high.code is not a"),
+        ("referenceRange/0/type", "normal", "referenceRange[0].type is not a CodeableConcept"),
+        ("referenceRange/0/age", "0-11 mo", "referenceRange[0].age is not an object"),
+    ],
+)
+def test_ill_typed_reference_range_makes_the_lab_unreadable(
+    path: str, value: Any, fragment: str
+) -> None:
+    facts = read(_set(_alt(), path, value))
+    assert facts.labs == ()
+    assert fragment in unread(facts)["Observation/alt"]
+
+
+def test_well_typed_alt_is_read_with_its_uln() -> None:
+    (lab,) = read(_alt()).labs
+    assert (lab.value, lab.reported_uln) == (28, 45)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("clinicalStatus", "active", "clinicalStatus is not a CodeableConcept"),
+        ("verificationStatus", {"coding": "confirmed"}, "verificationStatus.coding is not"),
+        ("code", ["J21.0"], "code is not a CodeableConcept"),
+        ("onsetDateTime", 2026, "onsetDateTime is not a string"),
+    ],
+)
+def test_ill_typed_condition_is_unreadable_not_counted(
+    field: str, value: Any, fragment: str
+) -> None:
+    rsv = condition(codes.ICD10CM, "J21.0", cid="rsv")
+    rsv[field] = value
+    facts = read(rsv)
+    assert facts.active_infections == ()
+    assert fragment in unread(facts)["Condition/rsv"]
+
+
+def test_ill_typed_medication_is_unreadable_and_is_zolgensma_stays_false() -> None:
+    given = med("MedicationAdministration", "completed", medicationCodeableConcept="Zolgensma")
+    facts = read(given)
+    assert facts.prior_gene_therapy == ()
+    assert "medicationCodeableConcept is not" in unread(facts)["MedicationAdministration/med"]
+    assert is_zolgensma("Zolgensma") is False
+    assert is_zolgensma({"coding": 5}) is False
+
+
+def test_ill_typed_identifier_is_unreadable() -> None:
+    order = med("MedicationRequest", "active", identifier={"system": codes.APP_IDENTIFIER})
+    assert "identifier is not a list" in unread(read(order))["MedicationRequest/med"]
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["9" * 5000, "1e999999999999999999", "1e-999999999999999999", "-1e999999999999999999"],
+    ids=["5000-digits", "huge-exponent", "tiny-exponent", "negative-huge"],
+)
+def test_absurd_numbers_make_the_weight_unreadable(number: str) -> None:
+    text = json.dumps(bundle(weight("@@", "2026-11-18", "absurd"))).replace('"@@"', number)
+    facts = facts_from_bundle(parse_bundle_json(text))
+    assert facts.weights_kg == ()
+    assert [u.evidence.reference for u in facts.unreadable] == ["Observation/absurd"]
+
+
+def test_a_5000_digit_titer_is_ambiguous_not_a_crash() -> None:
+    (t,) = read(titer(valueString=f"1:{'9' * 5000}")).titers
+    assert t.denominator is None
+
+
+@pytest.mark.parametrize(
+    ("entries", "fragment"),
+    [
+        ({"resourceType": "Observation"}, "Bundle.entry is not a list"),
+        ("entries", "Bundle.entry is not a list"),
+    ],
+)
+def test_entry_that_is_not_a_list_is_a_bundle_error(entries: Any, fragment: str) -> None:
+    data = bundle()
+    data["entry"] = entries
+    with pytest.raises(BundleError, match=fragment):
+        facts_from_bundle(data)
+
+
+@pytest.mark.parametrize(
+    ("entry", "fragment"),
+    [
+        ("not an entry", "it is not an object"),
+        ({"resource": ["Observation"]}, "its resource is not an object"),
+        ({"fullUrl": 5, "resource": {"resourceType": "Observation"}}, "fullUrl is not a string"),
+    ],
+)
+def test_unusable_bundle_entry_is_unreadable(entry: Any, fragment: str) -> None:
+    data = bundle(weight("6.0", "2026-11-18", "w"))
+    data["entry"].append(entry)
+    facts = facts_from_bundle(data)
+    assert len(facts.weights_kg) == 1
+    assert fragment in unread(facts)["Bundle.entry[2]"]
+
+
+@pytest.mark.parametrize("kind", [5, ["collection"], {"type": "collection"}])
+def test_ill_typed_bundle_type_is_a_bundle_error(kind: Any) -> None:
+    data = bundle()
+    data["type"] = kind
+    with pytest.raises(BundleError, match=r"Bundle\.type"):
+        facts_from_bundle(data)
+
+
+def test_ill_typed_patient_id_is_a_bundle_error() -> None:
+    data = bundle()
+    data["entry"][0]["resource"]["id"] = 42
+    with pytest.raises(BundleError, match="id is not a string"):
+        facts_from_bundle(data)
+
+
+@pytest.mark.parametrize("birth", [20260610, ["2026-06-10"], {"value": "2026-06-10"}])
+def test_ill_typed_birth_date_is_unreadable(birth: Any) -> None:
+    facts = read(birth_date=birth)
+    assert facts.birth_date is None
+    assert [u.what for u in facts.unreadable] == ["birth date"]
+
+
+def test_long_resource_type_in_the_error_is_cut_short() -> None:
+    with pytest.raises(BundleError) as caught:
+        parse_bundle_json(json.dumps({"resourceType": ["x" * 500]}))
+    assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize(
+    "escape",
+    ["\\ud800", "\\udfff", "x\\udc00", "\\ude42\\ud83d"],
+    ids=["high", "low", "mid", "swapped"],
+)
+def test_lone_surrogate_escape_is_a_bundle_error(escape: str) -> None:
+    text = json.dumps(bundle(weight("6.0", "2026-11-18", "w"))).replace('"kg"', f'"{escape}"', 1)
+    with pytest.raises(BundleError, match="surrogate"):
+        parse_bundle_json(text)
+
+
+def test_surrogate_pair_escape_is_read() -> None:
+    obs = weight("6.0", "2026-11-18", "w")
+    obs["code"]["text"] = "@@"
+    text = json.dumps(bundle(obs)).replace('"@@"', '"weight \\ud83d\\ude42"')
+    (w,) = facts_from_bundle(parse_bundle_json(text)).weights_kg
+    assert w.evidence.display == "weight \U0001f642"

@@ -94,6 +94,48 @@ def test_ucum_prefers_code_over_text() -> None:
     assert units.ucum(None, None) == "1"
 
 
+@pytest.mark.parametrize(
+    ("code", "text"),
+    [(7, None), (None, ["kg"]), ({"code": "kg"}, "kg"), ("kg", 1.5), (True, None)],
+    ids=["int-code", "list-unit", "dict-code", "float-unit", "bool-code"],
+)
+def test_ucum_refuses_a_code_or_unit_that_is_not_a_string(code: Any, text: Any) -> None:
+    with pytest.raises(units.UnitError, match="is not a string"):
+        units.ucum(code, text)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["1e999999999999999999", "-1e999999999999999999", "1e-999999999999999999", "9" * 5000],
+    ids=["huge-exponent", "negative-huge", "tiny", "5000-digits"],
+)
+def test_absurd_magnitudes_are_unit_errors_not_decimal_overflows(value: str) -> None:
+    with pytest.raises(units.UnitError, match="out of any plausible range"):
+        units.weight_to_kg(Decimal(value), "[lb_av]")
+    with pytest.raises(units.UnitError, match="out of any plausible range"):
+        units.plausible(Decimal(value))
+
+
+@pytest.mark.parametrize("value", ["0", "1e-9", "-1e-9", "1e9", "-1e9", "6.1"])
+def test_plausible_keeps_zero_and_values_within_the_bounds(value: str) -> None:
+    assert units.plausible(Decimal(value)) == Decimal(value)
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1.0000001e9", "9e-10"])
+def test_plausible_refuses_non_finite_and_out_of_bounds_values(value: str) -> None:
+    with pytest.raises(units.UnitError):
+        units.plausible(Decimal(value))
+
+
+@pytest.mark.parametrize("field", ["code", "unit"])
+def test_weight_with_a_unit_that_is_not_a_string_is_unreadable(field: str) -> None:
+    quantity = {"value": 6, field: 1000}
+    facts = read(observation(WEIGHT, oid="w", valueQuantity=quantity))
+    assert facts.weights_kg == ()
+    assert [u.evidence.reference for u in facts.unreadable] == ["Observation/w"]
+    assert "is not a string" in facts.unreadable[0].reason
+
+
 def test_unknown_unit_raises_unit_error_naming_it() -> None:
     with pytest.raises(units.UnitError, match="stone"):
         units.weight_to_kg(Decimal(1), "stone")
