@@ -791,7 +791,8 @@ def test_cli_followup_decision_and_alerts(
     assert cli.main(["followup", "--patient", injured, *common]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [(a["code"], a["level"], a["section"]) for a in data["alerts"]] == [
-        ("acute-liver-injury", "urgent", "5.1")
+        ("acute-liver-injury", "urgent", "5.1"),
+        ("liver-tests-worsening", "urgent", "5.1"),
     ]
 
 
