@@ -253,7 +253,9 @@ def test_day_28_follow_up_decides_the_taper_and_confirms_tasks(
 
     resulted = browser.find_elements(By.CSS_SELECTOR, "#tasks-resulted tbody tr")
     assert len(resulted) == 4
+    earlier = browser.find_element(By.ID, "notice")  # the decision's notice, still shown
     browser.find_element(By.ID, "confirm-tasks").click()
+    WebDriverWait(browser, 30).until(ec.staleness_of(earlier))
     _wait(browser, "#notice")
     assert "4 Task(s) completed" in browser.find_element(By.ID, "notice").text
     assert not browser.find_elements(By.CSS_SELECTOR, "#tasks-resulted tbody tr")
