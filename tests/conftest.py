@@ -1,13 +1,38 @@
-"""Session fixtures shared by the integration and browser tests."""
+"""Session fixtures shared by the tests: the source documents, the SMART sandbox."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from smart_app.sandbox import run
 from tests.smartsandbox import NOW, TODAY
+
+SEED_LABEL = "001_4a21bb1626926527.txt"
+SEED_HCP = "000_671695a26f6a3f3d.txt"
+
+
+def _seeds_dir() -> Path:
+    """ZOLGENSMA_SEEDS_DIR, else ../shared/seeds beside the repository."""
+    override = os.environ.get("ZOLGENSMA_SEEDS_DIR")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[2] / "shared" / "seeds"
+
+
+@pytest.fixture(scope="session")
+def seeds_dir() -> Path:
+    """The source documents; tests that compare with them are skipped, saying why, without."""
+    path = _seeds_dir()
+    if not path.is_dir():
+        pytest.skip(
+            f"source documents not found at {path}; set ZOLGENSMA_SEEDS_DIR to the directory "
+            f"holding {SEED_LABEL} and {SEED_HCP}"
+        )
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from smart_app.rules import label
 from smart_app.rules.dosing import dose_for_weight
 from smart_app.rules.model import Evidence, Measurement, PatientFacts, Plan, Status
 from smart_app.rules.plan import build_plan
+from tests.conftest import SEED_LABEL
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "infant-eligible.json"
 ON = dt.date(2026, 11, 20)
@@ -175,12 +175,6 @@ def test_not_eligible_plan_data_has_no_dose(not_eligible_plan: Plan) -> None:
 
 # The boxed warning on every plan ----------------------------------------------------------
 
-SEEDS = Path(
-    os.environ.get("ZOLGENSMA_SEEDS_DIR")
-    or Path(__file__).resolve().parents[2] / "shared" / "seeds"
-)
-SEED_LABEL = SEEDS / "001_4a21bb1626926527.txt"
-
 
 def _quoted() -> list[str]:
     """Every sentence of the short boxed warning."""
@@ -188,10 +182,8 @@ def _quoted() -> list[str]:
     return [*w.says, *w.before_infusion, *w.after_infusion]
 
 
-def test_the_boxed_warning_quotes_the_label_word_for_word() -> None:
-    if not SEED_LABEL.exists():
-        pytest.fail(f"the prescribing information is not at {SEED_LABEL}")
-    source = " ".join(SEED_LABEL.read_text(encoding="utf-8").split())
+def test_the_boxed_warning_quotes_the_label_word_for_word(seeds_dir: Path) -> None:
+    source = " ".join((seeds_dir / SEED_LABEL).read_text(encoding="utf-8").split())
     warning = label.BOXED_WARNING
     assert warning.title == "WARNING: SERIOUS LIVER INJURY and ACUTE LIVER FAILURE"
     assert warning.title in source

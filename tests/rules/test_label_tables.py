@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import re
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -37,24 +36,6 @@ HCP_ROW_RE = re.compile(r"(\d+\.\d)-(\d+\.\d)(\d+\.\d)(\d{1,2})(71894-\d{3}-(\d{
 
 def _half_up_tenth(value: Decimal) -> Decimal:
     return value.quantize(TENTH, rounding=ROUND_HALF_UP)
-
-
-def _seeds_dir() -> Path:
-    override = os.environ.get("ZOLGENSMA_SEEDS_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[3] / "shared" / "seeds"
-
-
-@pytest.fixture(scope="module")
-def seeds_dir() -> Path:
-    path = _seeds_dir()
-    if not path.is_dir():
-        pytest.skip(
-            f"source documents not found at {path}; set ZOLGENSMA_SEEDS_DIR to the directory "
-            f"holding {SEED_LABEL} and {SEED_HCP}"
-        )
-    return path
 
 
 # --- table shape -------------------------------------------------------------------------
