@@ -258,7 +258,7 @@ def _finding(
 
 
 def _judge_panel(
-    facts: PatientFacts, *, since: dt.date, on: dt.date
+    facts: PatientFacts, *, since: dt.date, on: dt.date, since_why: str = ""
 ) -> tuple[list[Interpreted], list[str], list[Finding], bool, list[LabResult]]:
     """Interpret the newest liver panel since `since`: (panel, reasons, findings, ok, and the
     results at or above 2 x ULN, any of ALT, AST, total bilirubin, PT, INR, that call for the
@@ -275,8 +275,8 @@ def _judge_panel(
                 _finding(
                     FollowUpCode.LIVER_PANEL_MISSING,
                     Severity.INCOMPLETE,
-                    f"No {test} result since {since}: the liver assessment needs ALT, AST, total "
-                    "bilirubin, PT and INR.",
+                    f"No {test} result since {since}{since_why}: the liver assessment needs ALT, "
+                    "AST, total bilirubin, PT and INR.",
                     "2.1; 2.3",
                 )
             )
@@ -327,7 +327,8 @@ def _weight(
                 FollowUpCode.WEIGHT_STALE,
                 Severity.INCOMPLETE,
                 f"The newest weight ({newest.value} kg on {newest.effective}) is {age} days old, "
-                f"over {policy.weight_max_age_days}: re-weigh before the steroid dose is set.",
+                f"over {policy.weight_max_age_days} ({policy.cite('weight_max_age_days')}): "
+                "re-weigh before the steroid dose is set.",
                 "2.1",
                 newest.evidence,
             )
@@ -365,7 +366,15 @@ def decide(
         if latest is None
         else latest.decided_on + dt.timedelta(days=1)
     )
-    panel, reasons, findings, labs_ok, consult = _judge_panel(facts, since=since, on=on)
+    since_why = (
+        f" (the day-30 window opens {policy.weekly_window_days} day(s) before infusion + 28, "
+        f"{policy.cite('weekly_window_days')})"
+        if latest is None
+        else ", the day after the last decision"
+    )
+    panel, reasons, findings, labs_ok, consult = _judge_panel(
+        facts, since=since, on=on, since_why=since_why
+    )
     if exam_normal is False:
         reasons.append("the clinical exam is not normal")
     weight, weight_findings = _weight(facts, on=on, policy=policy)

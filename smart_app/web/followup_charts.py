@@ -112,9 +112,9 @@ def follow_up_charts(found: FollowUp, facts: PatientFacts, *, policy: Policy) ->
         ),
         Chart(
             key="bilirubin-inr",
-            title="Total bilirubin and INR (multiples of the upper limit of normal)",
+            title="Total bilirubin, PT and INR (multiples of the upper limit of normal)",
             unit="x ULN",
-            series=_uln_series(facts, (LabTest.BILIRUBIN_TOTAL, LabTest.INR), found),
+            series=_uln_series(facts, (LabTest.BILIRUBIN_TOTAL, LabTest.PT, LabTest.INR), found),
             hlines=(HLine(Decimal(1), "ULN", danger=True),),
             vlines=markers,
             x_range=x_range,

@@ -217,3 +217,18 @@ def test_the_iv_alternative_is_quoted_in_the_course_and_the_counseling() -> None
     (liver,) = [p for p in label.COUNSELING if p.topic == "liver"]
     assert "intravenously" in liver.text
     assert "mg" not in liver.text.split("intravenously")[0][-60:]  # no invented conversion
+
+
+# Limits from the policy say so ------------------------------------------------------------------
+
+
+def test_follow_up_findings_name_the_institution_defaults_they_use() -> None:
+    labs = changed(normal_labs(), drop=((ALT, 28),))
+    decision = decide(
+        patient(labs, weights=(-8,)), plan(), on=day(28), policy=POLICY, exam_normal=True
+    )
+    messages = {f.code: f.message for f in decision.findings}
+    assert (
+        "institution default: weekly_window_days = 1" in messages[FollowUpCode.LIVER_PANEL_MISSING]
+    )
+    assert "institution default: weight_max_age_days = 30" in messages[FollowUpCode.WEIGHT_STALE]
