@@ -52,8 +52,9 @@ QUANTITY_COMPARATORS = frozenset({"<", "<=", ">=", ">"})
 SHOWN_CHARS = 120
 """Recorded values quoted in messages are cut to this many characters."""
 JSON_INT_DIGITS = 4000
-SURROGATE = re.compile("[\ud800-\udfff]")
 """Longer integers are kept as Decimal: Python refuses to convert ~4,300 digits to int."""
+SURROGATE = re.compile("[\ud800-\udfff]")
+"""An unpaired UTF-16 surrogate, which no UTF-8 output can carry."""
 TITER_PATTERN = re.compile(r"(<=|>=|≤|≥|<|>)?\s*1\s*:\s*(\d+(?:\.\d+)?)")
 TITER_SYMBOLS = {"≤": "<=", "≥": ">="}
 
