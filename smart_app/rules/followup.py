@@ -9,7 +9,7 @@ from enum import StrEnum
 
 from smart_app.rules import label
 from smart_app.rules.alerts import post_infusion_alerts
-from smart_app.rules.eligibility import current
+from smart_app.rules.eligibility import current, weights_disagree, weights_together
 from smart_app.rules.extension import proposed_draws
 from smart_app.rules.labs import Interpreted, interpret
 from smart_app.rules.model import (
@@ -41,6 +41,7 @@ from smart_app.rules.monitoring import (
     taper_liver_days,
     three_months_after,
 )
+from smart_app.rules.plan import dosing_weight
 from smart_app.rules.policy import Policy
 from smart_app.rules.steroids import daily_dose_mg, taper_steps, volume_ml
 
@@ -309,7 +310,8 @@ def _judge_panel(
 def _weight(
     facts: PatientFacts, *, on: dt.date, policy: Policy
 ) -> tuple[Measurement | None, list[Finding]]:
-    """The weight for the new steroid dose: the newest one, recent enough (infants grow)."""
+    """The weight for the new steroid dose: the newest one, recent enough (infants grow); weights
+    taken together that disagree are chosen as the plan chooses them, never by record order."""
     newest = current(facts.weights_kg, on=on)
     if newest is None:
         return None, [
@@ -333,7 +335,26 @@ def _weight(
                 newest.evidence,
             )
         ]
-    return newest, []
+    chosen = dosing_weight(facts, on=on, infusion_date=on, policy=policy) or newest
+    together = weights_together(facts, on=on, policy=policy)
+    if not weights_disagree(together, policy=policy):
+        return chosen, []
+    shown = " and ".join(
+        f"{m.value} kg ({m.evidence.reference}, {m.evidence.recorded or m.effective})"
+        for m in sorted(together, key=lambda m: -m.value)
+    )
+    return chosen, [
+        _finding(
+            FollowUpCode.WEIGHT_DISCREPANCY,
+            Severity.NEEDS_REVIEW,
+            f"Weights taken together disagree: {shown} "
+            f"({policy.cite('weight_discrepancy_fraction', 'weight_pair_hours')}). The steroid "
+            f"dose is set on the heavier, {chosen.value} kg, as the plan's dose is: confirm it, "
+            "or re-weigh the infant or mark the wrong weight entered-in-error.",
+            "2.1",
+            *(m.evidence for m in together),
+        )
+    ]
 
 
 def _step(

@@ -215,6 +215,7 @@ class FollowUpCode(StrEnum):
     ULN_MISSING = "uln-missing"
     WEIGHT_MISSING = "follow-up-weight-missing"
     WEIGHT_STALE = "follow-up-weight-stale"
+    WEIGHT_DISCREPANCY = "follow-up-weight-discrepancy"
     DECISION_AFTER_FULL_DOSE = "decision-after-full-dose-ended"
     INFUSION_NOT_RECORDED = "infusion-not-recorded"
     NO_STEROID_ORDER = "no-steroid-order-today"

@@ -17,7 +17,15 @@ import pytest
 
 from smart_app.rules import label
 from smart_app.rules.followup import decide, follow_up
-from smart_app.rules.model import DecisionBranch, FollowUpCode, LabTest, Severity
+from smart_app.rules.model import (
+    DecisionBranch,
+    Evidence,
+    FollowUpCode,
+    LabTest,
+    Measurement,
+    PatientFacts,
+    Severity,
+)
 from smart_app.rules.steroids import steroid_course
 from tests.rules.test_followup import (
     ALT,
@@ -232,3 +240,45 @@ def test_follow_up_findings_name_the_institution_defaults_they_use() -> None:
         "institution default: weekly_window_days = 1" in messages[FollowUpCode.LIVER_PANEL_MISSING]
     )
     assert "institution default: weight_max_age_days = 30" in messages[FollowUpCode.WEIGHT_STALE]
+
+
+# One child, one weight at the day-30 decision too (2.1) -----------------------------------------
+
+
+def _with_weights(*kg_and_ref: tuple[str, str]) -> PatientFacts:
+    """The usual patient, plus weights taken on day 28 (date only)."""
+    base = patient()
+    extra = tuple(
+        Measurement(Decimal(kg), "kg", day(28), Evidence(ref, kg, "kg", day(28)))
+        for kg, ref in kg_and_ref
+    )
+    newest_first = tuple(
+        sorted((*extra, *base.weights_kg), key=lambda m: m.effective, reverse=True)
+    )
+    return dataclasses.replace(base, weights_kg=newest_first)
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [
+        (("6.1", "Observation/w-a"), ("6.6", "Observation/w-b")),
+        (("6.6", "Observation/w-a"), ("6.1", "Observation/w-b")),
+    ],
+)
+def test_disagreeing_weights_at_the_decision_dose_on_the_heavier_and_say_so(
+    weights: tuple[tuple[str, str], ...],
+) -> None:
+    decision = decide(_with_weights(*weights), plan(), on=day(28), policy=POLICY, exam_normal=True)
+    assert decision.weight is not None
+    assert decision.weight.value == Decimal("6.6")
+    assert decision.full_dose_mg_per_day == Decimal("6.6")
+    (finding,) = [f for f in decision.findings if f.code is FollowUpCode.WEIGHT_DISCREPANCY]
+    assert finding.severity is Severity.NEEDS_REVIEW
+    assert "6.6 kg (Observation/w-" in finding.message and "6.1 kg" in finding.message
+    assert "institution default: weight_discrepancy_fraction = 0.05" in finding.message
+
+
+def test_agreeing_weights_at_the_decision_raise_nothing() -> None:
+    facts = _with_weights(("6.10", "Observation/w-a"), ("6.12", "Observation/w-b"))
+    decision = decide(facts, plan(), on=day(28), policy=POLICY, exam_normal=True)
+    assert not [f for f in decision.findings if f.code is FollowUpCode.WEIGHT_DISCREPANCY]
