@@ -33,6 +33,7 @@ from smart_app.rules.model import (
 )
 from smart_app.rules.monitoring import LIVER_PANEL, lab_draws
 from smart_app.rules.policy import DEFAULT_POLICY
+from tests.rules.test_followup import planned
 
 INFUSION = dt.date(2026, 11, 24)
 POLICY = DEFAULT_POLICY
@@ -87,17 +88,7 @@ def lab(
 
 def task(item: ScheduleItem, status: str = "completed") -> PlannedTask:
     """The Task the plan writer creates for a lab draw."""
-    return PlannedTask(
-        reference=f"Task/d{item.day}",
-        item=f"task/lab-draw/day{item.day}",
-        kind=ActivityKind.LAB_DRAW,
-        day=item.day,
-        window_start=item.window_start,
-        window_end=item.window_end,
-        tests=item.tests,
-        status=status,
-        description=item.activity,
-    )
+    return planned(item, item.day, status)
 
 
 DRAWS = lab_draws(INFUSION, policy=POLICY)
