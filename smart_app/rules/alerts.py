@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from smart_app.rules import label
-from smart_app.rules.labs import Interpreted, interpret
+from smart_app.rules.labs import Interpreted, display_unit, interpret, shown
 from smart_app.rules.model import (
-    CANONICAL_UNIT,
     Alert,
     AlertCode,
     AlertLevel,
@@ -37,9 +36,6 @@ CENSORED_BELOW = (Comparator.LT, Comparator.LE)
 """The true value lies below the one reported: never 'above' anything for certain."""
 CENSORED_ABOVE = (Comparator.GT, Comparator.GE)
 """The true value lies above the one reported: never 'below' anything for certain."""
-
-DISPLAY_UNIT: dict[LabTest, str] = {LabTest.INR: "", LabTest.PLATELETS: "x 10^3/uL"}
-"""How units read in messages where the UCUM code would not ({INR}, 10*3/uL)."""
 
 AMINOTRANSFERASES = (LabTest.ALT, LabTest.AST)
 COAGULATION = (LabTest.INR, LabTest.PT)
@@ -113,24 +109,12 @@ class _Arm:
     gap: str = ""
 
 
-def _unit(test: LabTest) -> str:
-    """The unit as shown in messages."""
-    return DISPLAY_UNIT.get(test, CANONICAL_UNIT[test])
-
-
-def _value(result: LabResult) -> str:
-    """Value, censoring comparator and unit as the laboratory reported them."""
-    prefix = "" if result.comparator is Comparator.EQ else result.comparator.value
-    unit = _unit(result.test)
-    return f"{prefix}{result.value} {unit}" if unit else f"{prefix}{result.value}"
-
-
 def _describe(seen: Interpreted) -> str:
     """'ALT 1020 U/L = 22.67 x ULN on 2026-11-20', naming a fallback ULN when one was used."""
     result = seen.result
-    text = f"{result.test} {_value(result)} = {seen.multiple_of_uln} x ULN on {result.effective}"
+    text = f"{result.test} {shown(result)} = {seen.multiple_of_uln} x ULN on {result.effective}"
     if seen.source is UlnSource.FALLBACK:
-        unit = _unit(result.test)
+        unit = display_unit(result.test)
         text += f" (fallback ULN {seen.uln}{' ' + unit if unit else ''})"
     return text
 
@@ -219,10 +203,10 @@ def _rising(ctx: _Context, test: LabTest) -> _Criterion | None:
     if not _above(seen, ONE) or newest.value < previous.value + rise_min:
         return None
     which = "baseline " if previous.effective <= ctx.infusion_date else ""
-    unit = _unit(test)
+    unit = display_unit(test)
     return _Criterion(
         f"{_describe(seen)}, up {newest.value - previous.value}{' ' + unit if unit else ''} "
-        f"from {which}{_value(previous)} on {previous.effective} (rise >= {rise_min})",
+        f"from {which}{shown(previous)} on {previous.effective} (rise >= {rise_min})",
         ctx.policy.cite(field),
         (newest.evidence, previous.evidence),
     )
@@ -258,7 +242,7 @@ def _worsening(ctx: _Context, test: LabTest) -> tuple[_Criterion, bool] | None:
     coagulation = test in COAGULATION
     urgent = seen.exceeds(multiple) if coagulation else seen.reaches(multiple)
     against = (
-        f"above its pre-infusion {_value(baseline)} on {baseline.effective}"
+        f"above its pre-infusion {shown(baseline)} on {baseline.effective}"
         if baseline is not None
         else "with no pre-infusion result to compare"
     )
@@ -267,7 +251,7 @@ def _worsening(ctx: _Context, test: LabTest) -> tuple[_Criterion, bool] | None:
     evidence = [newest.evidence, *([baseline.evidence] if baseline else [])]
     if previous is not None and previous is not baseline:
         trend = "up" if newest.value > previous.value else "not up"
-        text += f"; {trend} from {_value(previous)} on day {ctx.day(previous)}"
+        text += f"; {trend} from {shown(previous)} on day {ctx.day(previous)}"
         evidence.append(previous.evidence)
     if urgent:
         tier = "above" if coagulation else "at or above"
@@ -325,8 +309,8 @@ def _creatinine_arm(ctx: _Context) -> _Arm:
         return _Arm()
     return _Arm(
         _Criterion(
-            f"creatinine {_value(post)} on {post.effective} against baseline "
-            f"{_value(baseline)} on {baseline.effective} (>= {factor} x baseline)",
+            f"creatinine {shown(post)} on {post.effective} against baseline "
+            f"{shown(baseline)} on {baseline.effective} (>= {factor} x baseline)",
             f"tma_creatinine_rise_fraction = {fraction}",
             (post.evidence, baseline.evidence),
         )
@@ -344,8 +328,8 @@ def _hemoglobin_arm(ctx: _Context) -> _Arm:
         return _Arm()
     return _Arm(
         _Criterion(
-            f"hemoglobin {_value(post)} on {post.effective} against baseline "
-            f"{_value(baseline)} on {baseline.effective} (down "
+            f"hemoglobin {shown(post)} on {post.effective} against baseline "
+            f"{shown(baseline)} on {baseline.effective} (down "
             f"{baseline.value - post.value} g/dL, >= {drop})",
             f"tma_hemoglobin_drop_g_per_dl = {drop}",
             (post.evidence, baseline.evidence),
@@ -360,12 +344,12 @@ def _platelet_alerts(ctx: _Context) -> list[Alert]:
     if newest is None or newest.comparator in CENSORED_ABOVE or not newest.value < threshold:
         return []
     low = (
-        f"platelet count {_value(newest)} on {newest.effective} (day {ctx.day(newest)} after "
-        f"infusion) is below {threshold} {_unit(LabTest.PLATELETS)}"
+        f"platelet count {shown(newest)} on {newest.effective} (day {ctx.day(newest)} after "
+        f"infusion) is below {threshold} {display_unit(LabTest.PLATELETS)}"
     )
     baseline = ctx.baseline(LabTest.PLATELETS)
     before = (
-        f"baseline {_value(baseline)} on {baseline.effective}"
+        f"baseline {shown(baseline)} on {baseline.effective}"
         if baseline is not None
         else "no baseline platelet count"
     )

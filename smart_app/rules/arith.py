@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
@@ -33,6 +34,14 @@ def anniversary(birth_date: dt.date, *, years: int) -> dt.date:
         return birth_date.replace(year=birth_date.year + years)
     except ValueError:
         return birth_date.replace(year=birth_date.year + years, day=28)
+
+
+def add_months(date: dt.date, *, months: int) -> dt.date:
+    """The same day `months` calendar months later, or that month's last day if it is shorter
+    (2026-11-30 + 3 months = 2027-02-28)."""
+    index = date.month - 1 + months
+    year, month = date.year + index // 12, index % 12 + 1
+    return dt.date(year, month, min(date.day, calendar.monthrange(year, month)[1]))
 
 
 def weeks_days(days: int) -> str:

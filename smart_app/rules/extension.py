@@ -19,10 +19,8 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
-from smart_app.rules.alerts import DISPLAY_UNIT
-from smart_app.rules.labs import interpret
+from smart_app.rules.labs import display_unit, interpret, newest_final, shown
 from smart_app.rules.model import (
-    CANONICAL_UNIT,
     ActivityKind,
     Comparator,
     DecisionBranch,
@@ -63,17 +61,9 @@ class _Need:
     institution_default: bool
 
 
-def _shown(result: LabResult) -> str:
-    """'<20 x 10^3/uL': value, censoring comparator and unit as reported."""
-    prefix = "" if result.comparator is Comparator.EQ else result.comparator.value
-    unit = DISPLAY_UNIT.get(result.test, CANONICAL_UNIT[result.test])
-    return f"{prefix}{result.value} {unit}".strip()
-
-
 def _amount(test: LabTest, value: Decimal) -> str:
     """A limit with its display unit."""
-    unit = DISPLAY_UNIT.get(test, CANONICAL_UNIT[test])
-    return f"{value} {unit}".strip()
+    return f"{value} {display_unit(test)}".strip()
 
 
 def below(result: LabResult, limit: Decimal) -> bool | None:
@@ -116,11 +106,6 @@ def _last_draw(state: PlanState, tests: tuple[LabTest, ...]) -> PlannedTask | No
     return None if found is None or found.status == STOPPED else found
 
 
-def _newest(facts: PatientFacts, test: LabTest, *, start: dt.date, on: dt.date) -> LabResult | None:
-    """The newest final result of `test` dated from `start` through `on`."""
-    return next((r for r in facts.labs_for(test) if r.final and start <= r.effective <= on), None)
-
-
 def _earliest(state: PlanState, task: PlannedTask, results: list[LabResult]) -> dt.date:
     """A week after the later of the draw's date and its newest result."""
     due = state.infusion_date + dt.timedelta(days=task.day)
@@ -138,7 +123,7 @@ def _platelets(
     """Platelets below the pre-infusion count or the threshold at the last scheduled draw."""
     test = LabTest.PLATELETS
     last = _last_draw(state, (test,))
-    result = _newest(facts, test, start=last.window_start, on=on) if last else None
+    result = newest_final(facts, test, start=last.window_start, end=on) if last else None
     if last is None or result is None:
         return None
     baseline = next((r for r in facts.labs_for(test) if r.effective <= state.infusion_date), None)
@@ -146,7 +131,7 @@ def _platelets(
     parts = []
     if baseline is not None and (low := below(result, baseline.value)) is not False:
         parts.append(
-            f"{_below_text(low)} the pre-infusion count {_shown(baseline)} on {baseline.effective}"
+            f"{_below_text(low)} the pre-infusion count {shown(baseline)} on {baseline.effective}"
         )
     by_threshold_only = not parts
     if (low := below(result, threshold)) is not False:
@@ -162,7 +147,7 @@ def _platelets(
         tests=(test,),
         section="2.3; 5.3",
         reasons=(
-            f"platelets {_shown(result)} on {result.effective}: {'; '.join(parts)}",
+            f"platelets {shown(result)} on {result.effective}: {'; '.join(parts)}",
             PLATELET_WORDS,
         ),
         earliest=_earliest(state, last, [result]),
@@ -173,7 +158,7 @@ def _platelets(
 
 def _taper_recorded(state: PlanState) -> bool:
     """The newest recorded liver assessment decided the taper."""
-    latest = max(state.decisions, key=lambda d: (d.decided_on, d.key), default=None)
+    latest = state.latest_decision
     return latest is not None and latest.branch is DecisionBranch.TAPER
 
 
@@ -183,7 +168,7 @@ def _liver(facts: PatientFacts, state: PlanState, *, on: dt.date, policy: Policy
     if last is None or not _taper_recorded(state):
         return None
     tests = tuple(t for t in LIVER_PANEL if t in last.tests)
-    results = [_newest(facts, t, start=last.window_start, on=on) for t in tests]
+    results = [newest_final(facts, t, start=last.window_start, end=on) for t in tests]
     found = [r for r in results if r is not None]
     if len(found) < len(tests):
         return None
@@ -192,7 +177,7 @@ def _liver(facts: PatientFacts, state: PlanState, *, on: dt.date, policy: Policy
         seen = interpret(result, birth_date=facts.birth_date)
         if seen.uln is None:
             reasons.append(
-                f"{result.test} {_shown(result)} on {result.effective} has no ULN, reported or "
+                f"{result.test} {shown(result)} on {result.effective} has no ULN, reported or "
                 "configured: it cannot be shown to be normal"
             )
             continue
@@ -205,7 +190,7 @@ def _liver(facts: PatientFacts, state: PlanState, *, on: dt.date, policy: Policy
                 else policy.cite("uln_fallback_version")
             )
             reasons.append(
-                f"{result.test} {_shown(result)} on {result.effective} {verb} its ULN "
+                f"{result.test} {shown(result)} on {result.effective} {verb} its ULN "
                 f"{_amount(result.test, seen.uln)} ({source})"
             )
     if not reasons:

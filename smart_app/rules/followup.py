@@ -11,7 +11,7 @@ from smart_app.rules import label
 from smart_app.rules.alerts import post_infusion_alerts
 from smart_app.rules.eligibility import current, weights_disagree, weights_together
 from smart_app.rules.extension import proposed_draws
-from smart_app.rules.labs import Interpreted, interpret
+from smart_app.rules.labs import Interpreted, interpret, newest_final
 from smart_app.rules.model import (
     ActivityKind,
     Alert,
@@ -26,7 +26,6 @@ from smart_app.rules.model import (
     Phase,
     PlannedTask,
     PlanState,
-    RecordedDecision,
     ScheduleItem,
     Severity,
     SteroidOrder,
@@ -222,11 +221,6 @@ def _first_panel_start(state: PlanState, policy: Policy) -> dt.date:
     return check - dt.timedelta(days=policy.weekly_window_days)
 
 
-def _latest(decisions: tuple[RecordedDecision, ...]) -> RecordedDecision | None:
-    """The newest recorded decision."""
-    return max(decisions, key=lambda d: (d.decided_on, d.key), default=None)
-
-
 def _continuation_end(orders: tuple[SteroidOrder, ...]) -> dt.date | None:
     """The last day of full-dose treatment ordered so far (full dose or continuation)."""
     full = [o.end for o in orders if o.role is not SteroidRole.TAPER_STEP]
@@ -235,7 +229,7 @@ def _continuation_end(orders: tuple[SteroidOrder, ...]) -> dt.date | None:
 
 def decision_due(state: PlanState, facts: PatientFacts, *, on: dt.date, policy: Policy) -> bool:
     """The day-30 check is due, or a continued full dose has new results or is ending."""
-    latest = _latest(state.decisions)
+    latest = state.latest_decision
     if latest is None:
         return on >= _first_panel_start(state, policy)
     if latest.branch is DecisionBranch.TAPER:
@@ -381,7 +375,7 @@ def decide(
 ) -> Decision:
     """The liver assessment: taper when unremarkable and the exam is normal, else continue."""
     orders = _live(state)
-    latest = _latest(state.decisions)
+    latest = state.latest_decision
     since = (
         _first_panel_start(state, policy)
         if latest is None
@@ -528,13 +522,6 @@ def _result_row(
     )
 
 
-def _matching(
-    facts: PatientFacts, test: LabTest, *, start: dt.date, end: dt.date
-) -> LabResult | None:
-    """The newest final result of a test dated within [start, end]."""
-    return next((r for r in facts.labs_for(test) if r.final and start <= r.effective <= end), None)
-
-
 def _late_limit(
     task: PlannedTask, test: LabTest, tasks: tuple[PlannedTask, ...], on: dt.date
 ) -> dt.date:
@@ -563,11 +550,11 @@ def task_view(
     if auto:
         end = min(task.window_end, on)
         for test in task.tests:
-            found = _matching(facts, test, start=task.window_start, end=end)
+            found = newest_final(facts, test, start=task.window_start, end=end)
             if found is None and on > task.window_end:
                 limit = _late_limit(task, test, tasks, on)
                 after = task.window_end + dt.timedelta(days=1)
-                found = _matching(facts, test, start=after, end=limit)
+                found = newest_final(facts, test, start=after, end=limit)
                 late = late or found is not None
             if found is None:
                 missing.append(test)
@@ -589,7 +576,7 @@ def _phase(
         return Phase.PRE_INFUSION
     if due:
         return Phase.LIVER_ASSESSMENT_DUE
-    latest = _latest(state.decisions)
+    latest = state.latest_decision
     if latest is None or latest.branch is DecisionBranch.CONTINUE:
         return Phase.FULL_DOSE
     orders = _live(state)

@@ -10,7 +10,36 @@ from decimal import Decimal
 from functools import cache
 from importlib import resources
 
-from smart_app.rules.model import CANONICAL_UNIT, LabResult, LabTest, UlnSource
+from smart_app.rules.model import (
+    CANONICAL_UNIT,
+    Comparator,
+    LabResult,
+    LabTest,
+    PatientFacts,
+    UlnSource,
+)
+
+DISPLAY_UNIT: dict[LabTest, str] = {LabTest.INR: "", LabTest.PLATELETS: "x 10^3/uL"}
+"""How units read in messages where the UCUM code would not ({INR}, 10*3/uL)."""
+
+
+def display_unit(test: LabTest) -> str:
+    """A test's unit as shown in messages."""
+    return DISPLAY_UNIT.get(test, CANONICAL_UNIT[test])
+
+
+def shown(result: LabResult) -> str:
+    """Value, censoring comparator and unit as the laboratory reported them ('<20 x 10^3/uL')."""
+    prefix = "" if result.comparator is Comparator.EQ else result.comparator.value
+    unit = display_unit(result.test)
+    return f"{prefix}{result.value} {unit}" if unit else f"{prefix}{result.value}"
+
+
+def newest_final(
+    facts: PatientFacts, test: LabTest, *, start: dt.date, end: dt.date
+) -> LabResult | None:
+    """The newest final result of `test` dated within [start, end]."""
+    return next((r for r in facts.labs_for(test) if r.final and start <= r.effective <= end), None)
 
 
 @dataclass(frozen=True)

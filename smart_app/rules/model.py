@@ -507,3 +507,8 @@ class PlanState:
     tasks: tuple[PlannedTask, ...]
     decisions: tuple[RecordedDecision, ...] = ()
     consult: str | None = None
+
+    @property
+    def latest_decision(self) -> RecordedDecision | None:
+        """The newest recorded liver assessment decision, or None."""
+        return max(self.decisions, key=lambda d: (d.decided_on, d.key), default=None)

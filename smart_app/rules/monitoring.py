@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from smart_app.rules import label
+from smart_app.rules.arith import add_months
 from smart_app.rules.model import ActivityKind, LabTest, ScheduleItem, SteroidCourse
 from smart_app.rules.policy import Policy
 from smart_app.rules.steroids import daily_dose_mg, volume_ml
@@ -29,16 +29,9 @@ MONITORING_MONTHS = 3
 and 5.3: platelets 'every other week for the second and third months'."""
 
 
-def months_after(date: dt.date, months: int) -> dt.date:
-    """The same day `months` calendar months later, or that month's last day if it is shorter."""
-    index = date.month - 1 + months
-    year, month = date.year + index // 12, index % 12 + 1
-    return dt.date(year, month, min(date.day, calendar.monthrange(year, month)[1]))
-
-
 def three_months_after(infusion_date: dt.date) -> dt.date:
     """The date monitoring reaches 3 calendar months after infusion (2026-11-30 -> 2027-02-28)."""
-    return months_after(infusion_date, MONITORING_MONTHS)
+    return add_months(infusion_date, months=MONITORING_MONTHS)
 
 
 @dataclass(frozen=True)
