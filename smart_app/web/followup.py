@@ -13,7 +13,7 @@ from smart_app.errors import WriteBackError, WriteBlocked
 from smart_app.fhir import summary
 from smart_app.fhir.followup_write import Confirmed
 from smart_app.fhir.gateway import FhirGateway, PatientRecord
-from smart_app.fhir.write import Written
+from smart_app.fhir.write import Outcome, Written
 from smart_app.rules import label
 from smart_app.rules.model import ActivityKind, TaskState
 from smart_app.web import charts, context
@@ -112,7 +112,7 @@ def _write(
     following: service.Following,
     action: Callable[[Confirmed], list[Written]],
     *,
-    notice: Callable[[int], str],
+    notice: Callable[[list[Written]], str],
 ) -> tuple[str, int]:
     """Run one confirmed write; show the page again with what was written, or why not."""
     confirmed = Confirmed(
@@ -132,7 +132,7 @@ def _write(
         context_id,
         launched,
         after or following,
-        notice=notice(len(written)),
+        notice=notice(written),
         written=[render.written_data(w) for w in written],
     )
 
@@ -155,14 +155,15 @@ def show(context_id: str) -> tuple[str, int] | Response:
     return _render(context_id, launched, following)
 
 
-def _tasks_notice(following: service.Following, written: int) -> str:
-    """What the Task confirmation wrote: completions, new draws (and the CarePlan), Provenance."""
-    proposed = len(following.followup.proposed)
-    if not proposed:
-        return f"{written - 1} Task(s) completed, with Provenance."
-    completed = written - proposed - 2
+def _tasks_notice(written: list[Written]) -> str:
+    """What the Task confirmation wrote, counted from the server's answer for each entry."""
+    tasks = [w for w in written if w.reference.startswith("Task/")]
+    completed = sum(w.outcome is Outcome.UPDATED for w in tasks)
+    created = sum(w.outcome is Outcome.CREATED for w in tasks)
+    if not created:
+        return f"{completed} Task(s) completed, with Provenance."
     return (
-        f"{completed} Task(s) completed and {proposed} further lab-draw Task(s) created until "
+        f"{completed} Task(s) completed and {created} further lab-draw Task(s) created until "
         "results are back to baseline, on the CarePlan, with Provenance."
     )
 
@@ -191,7 +192,7 @@ def confirm_tasks(context_id: str) -> tuple[str, int] | Response:
         lambda confirmed: service.complete_tasks(
             gateway, following, confirmed, manual_items=manual
         ),
-        notice=lambda n: _tasks_notice(following, n),
+        notice=_tasks_notice,
     )
 
 
@@ -240,5 +241,7 @@ def decide(context_id: str) -> tuple[str, int] | Response:
         launched,
         following,
         lambda confirmed: service.record_decision(gateway, following, confirmed),
-        notice=lambda n: f"Liver assessment recorded ({branch}): {n} resources in one transaction.",
+        notice=lambda written: (
+            f"Liver assessment recorded ({branch}): {len(written)} resources in one transaction."
+        ),
     )

@@ -201,7 +201,7 @@ def test_the_follow_up_page_shows_and_confirms_the_proposed_draw_once(
     url = f"{launched.plan_url}followup/tasks"
     confirmed = browser.post(url, data=form, timeout=60)
     assert confirmed.status_code == 200, confirmed.text
-    assert "1 further lab-draw Task(s) created" in confirmed.text
+    assert "0 Task(s) completed and 1 further lab-draw Task(s) created" in confirmed.text
     assert 'id="tasks-proposed"' not in confirmed.text
     after = _draws(smart_sandbox, COMPLETE)
     assert sorted(after) == sorted([*before, f"{before[0].rsplit('/', 1)[0]}/day100"])
