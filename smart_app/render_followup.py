@@ -160,7 +160,7 @@ def decision_data(decision: Decision | None) -> dict[str, Any] | None:
 def _proposed(item: ScheduleItem) -> dict[str, Any]:
     """A further draw proposed until results are back to baseline (a Task once confirmed)."""
     return {
-        "item": f"task/{item.kind.value}/day{item.day}",
+        "item": item.task_item,
         "kind": item.kind.value,
         "day": item.day,
         "hcp_day": item.hcp_day,

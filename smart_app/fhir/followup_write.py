@@ -15,7 +15,6 @@ from smart_app.fhir.write import (
     EntryBuilder,
     OrderMode,
     steroid_order_body,
-    task_item,
     task_resource,
 )
 from smart_app.rules import label
@@ -130,7 +129,7 @@ class _FollowUpBuilder(EntryBuilder):
                 item, self.state.care_plan, patient=self.patient, recorded=self.recorded
             )
             task |= self.requester()
-            new.append(self.add(task, task_item(item), profile="zolgensma-task"))
+            new.append(self.add(task, item.task_item, profile="zolgensma-task"))
         old = self.raw(self.state.care_plan)
         have = {a.get("reference", {}).get("reference") for a in old.get("activity") or []}
         activity = [*(old.get("activity") or [])]
@@ -366,7 +365,7 @@ class _DecisionBuilder(_FollowUpBuilder):
             )
             old_task = existing.get(day)
             if old_task is None:
-                self.new.append(self.add(resource, task_item(item), profile="zolgensma-task"))
+                self.new.append(self.add(resource, item.task_item, profile="zolgensma-task"))
             elif (
                 old_task.tests != item.tests
                 or (old_task.window_start, old_task.window_end)

@@ -459,7 +459,7 @@ class _Builder(EntryBuilder):
         """One Task for a scheduled monitoring activity or decision point."""
         task = task_resource(item, care_plan, patient=self.patient, recorded=self.recorded)
         task |= self.requester()
-        return self.add(task, task_item(item), profile="zolgensma-task")
+        return self.add(task, item.task_item, profile="zolgensma-task")
 
     def care_plan(self) -> str:
         """The CarePlan: its fullUrl is needed before its activities exist."""
@@ -602,11 +602,6 @@ def steroid_order_body(
             },
         },
     }
-
-
-def task_item(item: ScheduleItem) -> str:
-    """The identifier item of a scheduled activity's Task."""
-    return f"task/{item.kind.value}/day{item.day}"
 
 
 def task_resource(

@@ -211,7 +211,7 @@ def check_weight(ctx: Context) -> list[Finding]:
     ]
 
 
-def _weight_shown(m: Measurement) -> str:
+def weight_shown(m: Measurement) -> str:
     """'6.6 kg (Observation/b, 2026-11-18)': a weight with its source and when it was taken."""
     return f"{m.value} kg ({m.evidence.reference}, {m.evidence.recorded or m.effective})"
 
@@ -258,7 +258,7 @@ def check_weight_discrepancy(ctx: Context) -> list[Finding]:
         Finding(
             FindingCode.WEIGHT_DISCREPANCY,
             Severity.NEEDS_REVIEW,
-            f"Weights taken together disagree: {_listed([_weight_shown(m) for m in shown])} "
+            f"Weights taken together disagree: {_listed([weight_shown(m) for m in shown])} "
             f"{bands}{differ} "
             f"({ctx.policy.cite('weight_discrepancy_fraction', 'weight_pair_hours')}; weights on "
             "one date, or within that many hours when both are timed, are compared). The plan "

@@ -9,7 +9,12 @@ from enum import StrEnum
 
 from smart_app.rules import label
 from smart_app.rules.alerts import post_infusion_alerts
-from smart_app.rules.eligibility import current, weights_disagree, weights_together
+from smart_app.rules.eligibility import (
+    current,
+    weight_shown,
+    weights_disagree,
+    weights_together,
+)
 from smart_app.rules.extension import proposed_draws
 from smart_app.rules.labs import Interpreted, interpret, newest_final
 from smart_app.rules.model import (
@@ -333,10 +338,7 @@ def _weight(
     together = weights_together(facts, on=on, policy=policy)
     if not weights_disagree(together, policy=policy):
         return chosen, []
-    shown = " and ".join(
-        f"{m.value} kg ({m.evidence.reference}, {m.evidence.recorded or m.effective})"
-        for m in sorted(together, key=lambda m: -m.value)
-    )
+    shown = " and ".join(weight_shown(m) for m in sorted(together, key=lambda m: -m.value))
     return chosen, [
         _finding(
             FollowUpCode.WEIGHT_DISCREPANCY,

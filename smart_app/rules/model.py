@@ -343,6 +343,11 @@ class ScheduleItem:
         """The manufacturer's day numbering: Day 1 is the day before infusion, Day 2 infusion."""
         return self.day + 2
 
+    @property
+    def task_item(self) -> str:
+        """The item its Task is known by, after the plan key ('task/lab-draw/day7')."""
+        return f"task/{self.kind.value}/day{self.day}"
+
 
 @dataclass(frozen=True)
 class CounselingPoint:
