@@ -6,8 +6,10 @@ STAMP := $(VENV)/.installed-dev
 FHIR_VENV := .venv-fhir
 FHIR_STAMP := $(FHIR_VENV)/.installed-sekmet-0.1.1
 FHIR_PORT ?= 8080
+NODE_DIR := tests/medplum
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed-lock
 
-.PHONY: demo test lint unit fuzz venv fhir-server browser clean
+.PHONY: demo test lint unit fuzz venv fhir-server browser node clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,11 +44,23 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	fi
 
+# Debian's Node and npm when missing; then the pinned Medplum packages of the second test FHIR
+# server (tests/medplum) when package-lock.json is newer than the last install, or never installed.
+node:
+	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm >/dev/null; \
+	fi
+	@if [ ! -f $(NODE_STAMP) ] || [ $(NODE_DIR)/package-lock.json -nt $(NODE_STAMP) ]; then \
+	  npm ci --no-audit --no-fund --prefix $(NODE_DIR) && touch $(NODE_STAMP); \
+	fi
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-unit: $(STAMP) $(FHIR_STAMP) browser
+unit: $(STAMP) $(FHIR_STAMP) browser node
 	$(BIN)/pytest
 
 test: lint unit
