@@ -1,7 +1,8 @@
 """The sandbox EHR as a Flask app: settings, the factory `create_ehr`, and the launcher pages.
 
 Endpoints (under `public_base`):
-- `/` launcher (patients, one Launch button each), `POST /launch`, `/chart/<launch_id>`;
+- `/` launcher (patients, one Launch button each; `?access=read-only` launches allow reading
+  only), `POST /launch`, `/chart/<launch_id>`;
 - `/fhir/.well-known/smart-configuration`, `/fhir/metadata`, `/oauth/jwks`,
   `/oauth/authorize`, `/oauth/token` (see oauth.py);
 - `/fhir/...`: the authorized pass-through to `fhir_upstream` (see proxy.py).
@@ -20,7 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from flask import Flask, Response, jsonify, redirect, render_template, request, url_for
 from joserfc.jwk import RSAKey
 
-from smart_app.sandbox.oauth import SandboxOAuth, csrf_ok, csrf_token
+from smart_app.sandbox.oauth import READ_ONLY, SandboxOAuth, csrf_ok, csrf_token
 from smart_app.sandbox.proxy import Upstream, register_proxy
 
 
@@ -149,6 +150,7 @@ def create_ehr(settings: EhrSettings) -> Flask:
             patients=settings.patients,
             clients=settings.clients,
             client=client,
+            read_only=request.args.get("access") == READ_ONLY,
             csrf_token=csrf_token(),
         )
 
@@ -161,11 +163,18 @@ def create_ehr(settings: EhrSettings) -> Flask:
         patient = patients.get(request.form.get("patient_id", ""))
         if client is None or patient is None:
             return _problem("Unknown patient or app", "Choose a patient from the list.")
+        read_only = request.form.get("access") == READ_ONLY
         tab = oauth.create_launch(
-            client_id=client.client_id, patient_id=patient.patient_id, need_patient_banner=True
+            client_id=client.client_id,
+            patient_id=patient.patient_id,
+            need_patient_banner=True,
+            read_only=read_only,
         )
         embedded = oauth.create_launch(
-            client_id=client.client_id, patient_id=patient.patient_id, companion=tab
+            client_id=client.client_id,
+            patient_id=patient.patient_id,
+            companion=tab,
+            read_only=read_only,
         )
         return redirect(url_for("chart", launch_id=embedded), code=303)
 

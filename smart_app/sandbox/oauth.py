@@ -7,6 +7,8 @@
   unused and unexpired; it is spent when the code is issued. Without `launch`, scope
   `launch/patient` shows a patient picker (CSRF-protected); otherwise the signed-in practitioner
   is approved at once.
+- A launch (or the picker) may allow reading only: the code, and every token from it, then carry
+  the requested scopes without create, update or delete (`scopes.read_only`).
 - Refresh tokens only when `offline_access` or `online_access` is granted. They do not expire and
   rotate: every refresh answers a new refresh token and revokes the one presented.
 - `id_token` (RS256, `kid` from /oauth/jwks) when `openid` is granted; its `fhirUser` claim when
@@ -86,6 +88,8 @@ SCOPES_SUPPORTED = [
     "user/*.cruds",
 ]
 CSRF_KEY = "sandbox_csrf"
+READ_ONLY = "read-only"
+"""The form value (launcher, picker) that allows the app to read only."""
 
 
 def digest(secret: str) -> str:
@@ -119,6 +123,8 @@ class LaunchContext:
     patient: str | None = None
     encounter: str | None = None
     need_patient_banner: bool = False
+    read_only: bool = False
+    """The user allowed reading only: writes are taken out of the granted scopes."""
 
     def token_fields(self) -> dict[str, Any]:
         """The SMART launch-context fields of a token response."""
@@ -675,14 +681,19 @@ class SandboxOAuth:
             context = launch.context
         else:
             picked = getattr(request, "smart_patient", None)
-            context = LaunchContext(patient=picked, need_patient_banner=picked is not None)
+            context = LaunchContext(
+                patient=picked,
+                need_patient_banner=picked is not None,
+                read_only=getattr(request, "smart_read_only", False),
+            )
+        scope = request.scope or ""
         now = self.settings.clock()
         self.store.save_code(
             AuthCode(
                 key=digest(code),
                 client_id=client_id,
                 redirect_uri=request.payload.redirect_uri,
-                scope=request.scope or "",
+                scope=scopes.read_only(scope) if context.read_only else scope,
                 user_id=request.user.get_user_id(),
                 context=context,
                 nonce=data.get("nonce") or None,
@@ -758,9 +769,11 @@ class SandboxOAuth:
         encounter_id: str | None = None,
         need_patient_banner: bool = False,
         companion: str | None = None,
+        read_only: bool = False,
     ) -> str:
-        """A new single-use EHR launch id for the client, bound to the patient."""
-        context = LaunchContext(patient_id, encounter_id, need_patient_banner)
+        """A new single-use EHR launch id for the client, bound to the patient (and, with
+        `read_only`, granting the requested scopes without any write)."""
+        context = LaunchContext(patient_id, encounter_id, need_patient_banner, read_only)
         return self.store.create_launch(client_id=client_id, context=context, companion=companion)
 
     def smart_configuration(self) -> dict[str, Any]:
@@ -861,6 +874,7 @@ class SandboxOAuth:
             if choice not in {p.patient_id for p in self.settings.patients}:
                 return self._picker(grant, problem="Choose a patient.")
             req.smart_patient = choice
+            req.smart_read_only = request.form.get("access") == READ_ONLY
         return self.server.create_authorization_response(
             request=req, grant_user=self.user, grant=grant
         )
@@ -870,7 +884,7 @@ class SandboxOAuth:
         hidden = [
             (key, value)
             for key in request.values
-            if key not in ("csrf_token", "patient_choice", "decision")
+            if key not in ("csrf_token", "patient_choice", "decision", "access")
             for value in request.values.getlist(key)
         ]
         patients: tuple[LauncherPatient, ...] = self.settings.patients

@@ -36,6 +36,7 @@ Lookup = Callable[[str], list[Resource]]
 ACTIONS = "cruds"
 V1_ACTIONS = {"read": frozenset("rs"), "write": frozenset("cud"), "*": frozenset(ACTIONS)}
 V2_ACTIONS = re.compile(r"c?r?u?d?s?")
+READ_ACTIONS = "rs"
 RESOURCE_SCOPE = re.compile(r"(patient|user|system)/(\*|[A-Z][A-Za-z]{1,63})\.([a-z*]+)(?:\?(.*))?")
 TYPE_NAME = re.compile(r"[A-Z][A-Za-z]{1,63}")
 OTHER_SCOPES = frozenset(
@@ -139,6 +140,28 @@ def parse_resource_scope(scope: str) -> Permission | None:
         return None
     restrictions = tuple(parse_qsl(query, keep_blank_values=True)) if query else ()
     return Permission(level, resource_type, granted, restrictions)
+
+
+def read_only(scope: str) -> str:
+    """The scope with every create, update and delete permission taken out, in the syntax it
+    came in (`.*` becomes `.read`, `.cruds` becomes `.rs`); what a user who allows reading only
+    grants. Non-resource scopes are kept; a resource scope left with nothing is dropped."""
+    out: list[str] = []
+    for item in scope.split():
+        match = RESOURCE_SCOPE.fullmatch(item)
+        if match is None or parse_resource_scope(item) is None:
+            out.append(item)
+            continue
+        level, resource_type, actions, query = match.groups()
+        if actions in ("read", "*"):
+            kept = "read"
+        elif actions == "write":
+            kept = ""
+        else:
+            kept = "".join(a for a in actions if a in READ_ACTIONS)
+        if kept:
+            out.append(f"{level}/{resource_type}.{kept}" + (f"?{query}" if query else ""))
+    return " ".join(out)
 
 
 def known_scopes(scope: str | None) -> list[str]:

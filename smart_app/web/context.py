@@ -9,7 +9,8 @@ from typing import Any
 from flask import session
 
 from smart_app.errors import LaunchError, SessionExpired
-from smart_app.web.smart import Endpoints, TokenGrant
+from smart_app.web.grants import Grants
+from smart_app.web.smart import ContextItem, Endpoints, TokenGrant
 
 PENDING_LIFETIME_S = 600
 MAX_PENDING = 8
@@ -27,6 +28,8 @@ class Pending:
     issuer: str | None
     jwks_uri: str | None
     created: float
+    scope: str = ""
+    """The scopes asked for (granted when the token response names none)."""
 
     def endpoints(self) -> Endpoints:
         """Enough of the discovery result to exchange the code and verify the id_token."""
@@ -48,11 +51,32 @@ class LaunchContext:
     need_patient_banner: bool = True
     smart_style_url: str = ""
     fhir_user: str = ""
+    fhir_context: tuple[ContextItem, ...] = ()
+    """SMART 2.x fhirContext: what else the EHR had open (kept, not yet shown)."""
 
     @property
     def is_open(self) -> bool:
         """An open server, reached without a token."""
         return not self.access_token
+
+    def grants(self) -> Grants:
+        """What the launch may do: its granted scopes; anything on an open server."""
+        return Grants.everything() if self.is_open else Grants.parse(self.scope)
+
+    def context_references(self, resource_type: str) -> tuple[str, ...]:
+        """The fhirContext references to resources of one type (e.g. an Encounter)."""
+        return tuple(
+            item.reference
+            for item in self.fhir_context
+            if item.reference and item.kind == resource_type
+        )
+
+    @classmethod
+    def from_stored(cls, raw: dict[str, Any]) -> LaunchContext:
+        """A context as kept in the session (fhirContext items stored as dicts)."""
+        items = raw.get("fhir_context") or ()
+        kept = tuple(i if isinstance(i, ContextItem) else ContextItem(**i) for i in items)
+        return cls(**{**raw, "fhir_context": kept})
 
     def grant(self) -> TokenGrant:
         """The token as a TokenGrant, for refreshing."""
@@ -66,6 +90,7 @@ class LaunchContext:
             need_patient_banner=self.need_patient_banner,
             smart_style_url=self.smart_style_url or None,
             fhir_user=self.fhir_user or None,
+            fhir_context=self.fhir_context,
         )
 
     @classmethod
@@ -83,6 +108,7 @@ class LaunchContext:
             need_patient_banner=grant.need_patient_banner,
             smart_style_url=grant.smart_style_url or "",
             fhir_user=grant.fhir_user or "",
+            fhir_context=grant.fhir_context,
         )
 
 
@@ -135,7 +161,7 @@ def load_context(context_id: str) -> LaunchContext:
     raw = _table("contexts").get(context_id)
     if raw is None:
         raise SessionExpired("this launch is no longer open here; relaunch the app from the EHR")
-    return LaunchContext(**raw)
+    return LaunchContext.from_stored(raw)
 
 
 def replace_context(context_id: str, context: LaunchContext) -> None:

@@ -45,6 +45,7 @@ def launch() -> Response:
             issuer=endpoints.issuer,
             jwks_uri=endpoints.jwks_uri,
             created=state.clock(),
+            scope=authorize.scope,
         ),
     )
     current_app.logger.info(
@@ -75,6 +76,7 @@ def callback() -> Response:
         nonce=pending.nonce,
         http=state.http,
         clock=state.clock,
+        requested_scope=pending.scope,
     )
     context_id = context.open_context(
         context.LaunchContext.from_grant(

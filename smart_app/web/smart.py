@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -25,6 +26,13 @@ TIMEOUT_S = 10
 REFRESH_MARGIN_S = 60
 ID_TOKEN_ALGS = ["RS256", "RS384", "ES256", "ES384"]
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+MAX_CONTEXT_ITEMS = 32
+MAX_CONTEXT_TEXT = 1024
+"""Bounds on the fhirContext kept in the session (its items are short references)."""
+REFERENCE_TYPE = re.compile(
+    r"(?:^|/)([A-Z][A-Za-z]{1,63})/[A-Za-z0-9.-]{1,64}(?:/_history/[^/]+)?$"
+)
+"""The resource type of a (relative or absolute) literal reference."""
 
 READ_TYPES = (
     "Patient",
@@ -60,6 +68,62 @@ class Endpoints:
 
 
 @dataclass(frozen=True)
+class ContextItem:
+    """One fhirContext item of a token response (SMART 2.x): what the EHR had open besides the
+    patient, by reference, canonical URL or identifier (`system|value`), with its type and role."""
+
+    reference: str | None = None
+    canonical: str | None = None
+    identifier: str | None = None
+    resource_type: str | None = None
+    role: str | None = None
+
+    @classmethod
+    def from_json(cls, raw: Any) -> ContextItem | None:
+        """An item from the token response (an object, or a bare reference string as in SMART
+        2.0.0), or None when it names nothing usable."""
+        if isinstance(raw, str):
+            raw = {"reference": raw}
+        if not isinstance(raw, Mapping):
+            return None
+        identifier = raw.get("identifier")
+        token = None
+        if isinstance(identifier, Mapping) and _short(identifier.get("value")):
+            token = f"{_short(identifier.get('system')) or ''}|{identifier['value']}"
+        item = cls(
+            reference=_short(raw.get("reference")),
+            canonical=_short(raw.get("canonical")),
+            identifier=token if token and len(token) <= MAX_CONTEXT_TEXT else None,
+            resource_type=_short(raw.get("type")),
+            role=_short(raw.get("role")),
+        )
+        return item if item.reference or item.canonical or item.identifier else None
+
+    @property
+    def kind(self) -> str | None:
+        """The resource type: `type`, else the one its literal reference names."""
+        if self.resource_type:
+            return self.resource_type
+        match = REFERENCE_TYPE.search(self.reference or "")
+        return match.group(1) if match else None
+
+
+def _short(value: Any) -> str | None:
+    """A non-empty string of bounded length, else None."""
+    if isinstance(value, str) and value.strip() and len(value) <= MAX_CONTEXT_TEXT:
+        return value.strip()
+    return None
+
+
+def fhir_context(raw: Any) -> tuple[ContextItem, ...]:
+    """The usable items of a token response's fhirContext (anything else ignored)."""
+    if not isinstance(raw, list):
+        return ()
+    items = (ContextItem.from_json(item) for item in raw[:MAX_CONTEXT_ITEMS])
+    return tuple(item for item in items if item is not None)
+
+
+@dataclass(frozen=True)
 class TokenGrant:
     """A token response, checked: the tokens and the launch context."""
 
@@ -72,6 +136,7 @@ class TokenGrant:
     need_patient_banner: bool
     smart_style_url: str | None
     fhir_user: str | None
+    fhir_context: tuple[ContextItem, ...] = ()
 
 
 def _https_or_loopback(url: str, *, what: str) -> str:
@@ -140,7 +205,11 @@ def scopes(endpoints: Endpoints, *, standalone: bool) -> str:
     for kind in READ_TYPES:
         wanted.append(f"patient/{kind}.rs" if v2 else f"patient/{kind}.read")
     for kind in WRITE_TYPES:
-        wanted.append(f"patient/{kind}.crus" if v2 else f"patient/{kind}.*")
+        # v1: `.read` and `.write` rather than `.*`, naming what the app does (v1 has no
+        # write scope without delete: `.write` is create, update and delete)
+        wanted.extend(
+            [f"patient/{kind}.crus"] if v2 else [f"patient/{kind}.read", f"patient/{kind}.write"]
+        )
     if "permission-online" in endpoints.capabilities:
         wanted.append("online_access")
     elif "permission-offline" in endpoints.capabilities:
@@ -156,6 +225,8 @@ class AuthorizeRequest:
     state: str
     code_verifier: str
     nonce: str
+    scope: str
+    """The scopes asked for: what was granted when the token response names none."""
 
 
 def _oauth(
@@ -206,7 +277,7 @@ def authorize_request(
         url, _ = oauth.create_authorization_url(
             endpoints.authorize, state=state, code_verifier=verifier, **extra
         )
-    return AuthorizeRequest(url=url, state=state, code_verifier=verifier, nonce=nonce)
+    return AuthorizeRequest(url=url, state=state, code_verifier=verifier, nonce=nonce, scope=scope)
 
 
 def exchange_code(
@@ -218,8 +289,12 @@ def exchange_code(
     nonce: str,
     http: requests.Session,
     clock: Callable[[], float] = time.time,
+    requested_scope: str = "",
 ) -> TokenGrant:
-    """Trade the code (with the PKCE verifier) for tokens; verify the id_token."""
+    """Trade the code (with the PKCE verifier) for tokens; verify the id_token.
+
+    A token response without `scope` granted what was asked (`requested_scope`, RFC 6749 5.1).
+    """
     with _oauth(registration, token_endpoint=endpoints.token) as oauth:
         try:
             token = oauth.fetch_token(
@@ -231,6 +306,8 @@ def exchange_code(
             )
         except (AuthlibBaseError, requests.RequestException, ValueError) as exc:
             raise LaunchError(f"the token request was refused: {_reason(exc)}") from None
+    if "scope" not in token:
+        token = {**token, "scope": requested_scope}
     return _grant(token, registration, endpoints, nonce=nonce, http=http, clock=clock)
 
 
@@ -267,6 +344,7 @@ def refresh(
         need_patient_banner=previous.need_patient_banner,
         smart_style_url=previous.smart_style_url,
         fhir_user=previous.fhir_user,
+        fhir_context=previous.fhir_context,
     )
 
 
@@ -313,6 +391,10 @@ def _grant(
             id_token, registration, endpoints, nonce=nonce, http=http, clock=clock
         )
         fhir_user = claims.get("fhirUser") or claims.get("profile")
+    if not isinstance(fhir_user, str) or not fhir_user:
+        # the token response itself (same authenticated channel as the access token): how a
+        # server without a JWKS can still name the user, so Provenance keeps its author
+        fhir_user = _short(token.get("fhirUser"))
     return TokenGrant(
         access_token=access,
         refresh_token=token.get("refresh_token") or None,
@@ -323,6 +405,7 @@ def _grant(
         need_patient_banner=token.get("need_patient_banner") is not False,
         smart_style_url=_style_url(token.get("smart_style_url"), registration.iss),
         fhir_user=fhir_user if isinstance(fhir_user, str) else None,
+        fhir_context=fhir_context(token.get("fhirContext")),
     )
 
 

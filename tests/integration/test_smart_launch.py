@@ -137,15 +137,21 @@ class Chart:
     tab_src: str
 
 
-def open_chart(browser: requests.Session, ehr_base: str, patient_id: str) -> Chart:
-    """Press Launch for a patient on the sandbox's launcher; read the chart's two launch URLs."""
-    launcher = browser.get(f"{ehr_base}/", timeout=30)
+def open_chart(
+    browser: requests.Session, ehr_base: str, patient_id: str, *, read_only: bool = False
+) -> Chart:
+    """Press Launch for a patient on the sandbox's launcher (with the launcher's "read only"
+    access chosen, or not); read the chart's two launch URLs."""
+    params = {"access": "read-only"} if read_only else {}
+    launcher = browser.get(f"{ehr_base}/", params=params, timeout=30)
     assert launcher.status_code == 200
     form = {
         "csrf_token": field(launcher.text, "csrf_token"),
         "client_id": field(launcher.text, "client_id"),
         "patient_id": patient_id,
     }
+    if read_only:
+        form["access"] = field(launcher.text.split("<table", 1)[1], "access")
     chart = browser.post(f"{ehr_base}/launch", data=form, timeout=30)
     assert chart.status_code == 200, chart.text
     frame = re.search(r'<iframe[^>]* src="([^"]+)"', chart.text)
@@ -180,10 +186,15 @@ def finish(browser: requests.Session, url: str, app_base: str) -> Launched:
 
 
 def ehr_launch(
-    browser: requests.Session, sandbox: run.Sandbox, patient_id: str, *, tab: bool = False
+    browser: requests.Session,
+    sandbox: run.Sandbox,
+    patient_id: str,
+    *,
+    tab: bool = False,
+    read_only: bool = False,
 ) -> Launched:
     """Launch the app from a patient's chart: in the iframe, or in a new tab."""
-    chart = open_chart(browser, sandbox.ehr_base, patient_id)
+    chart = open_chart(browser, sandbox.ehr_base, patient_id, read_only=read_only)
     return finish(browser, chart.tab_src if tab else chart.frame_src, sandbox.app_base)
 
 
@@ -725,3 +736,87 @@ def test_the_ehr_refuses_fhir_requests_outside_the_grant(
         == []
     )
     assert upstream_search(sandbox, f"Patient?identifier=urn:test:smart-launch|{marker}") == []
+
+
+# --- 9. a read-only grant ------------------------------------------------------------------------
+
+FOLLOWUP_PATIENT = "zs-day-45-taper"
+"""On a plan, with Tasks to confirm; only read (here and in test_followup_web.py)."""
+
+
+def _own_counts(sandbox: run.Sandbox, patient_id: str) -> dict[str, int]:
+    """How many of each type the app writes the patient has on the real server."""
+    kinds = ("MedicationRequest", "CarePlan", "Task", "DetectedIssue", "ServiceRequest")
+    counts = {
+        kind: len(upstream_search(sandbox, f"{kind}?patient={patient_id}&_count=500"))
+        for kind in kinds
+    }
+    counts["Provenance"] = len(upstream_search(sandbox, "Provenance?_count=1000"))
+    return counts
+
+
+def _post_forms(page: str) -> list[str]:
+    """The action of every POST form on an app page."""
+    return re.findall(r'<form method="post" action="([^"]+)"', page)
+
+
+def test_a_read_only_grant_shows_the_plan_offers_no_write_and_refuses_one(
+    smart_sandbox: run.Sandbox, browser: requests.Session, store: SessionStore
+) -> None:
+    sandbox = smart_sandbox
+    full = ehr_launch(browser, sandbox, READ_PATIENT)
+    assert "Write plan to chart" in full.page
+    form = write_form(full.page)
+
+    launched = ehr_launch(browser, sandbox, READ_PATIENT, read_only=True)
+    asked = query(launched.hops[0].location or "")
+    assert grants_write(scope_set(asked["scope"]), "CarePlan")  # the app asked to write
+    context = store.context(browser, launched.context_id)
+    granted = scope_set(context["scope"])
+    assert granted and not [
+        s for s in granted if s.startswith("patient/") and "c" in s.split(".")[1]
+    ]
+    assert not grants_write(granted, "CarePlan")
+
+    page = unescape(launched.page)
+    assert "Eligibility on" in page and "Kit NDC" in page
+    assert "Write plan to chart" not in page
+    assert _post_forms(page) == []
+    assert "Writing is not offered with this launch's access." in page
+    assert "read-only access, so the app cannot write the plan to the chart" in page
+
+    before = _own_counts(sandbox, READ_PATIENT)
+    refused = browser.post(f"{launched.plan_url}write", data=form, timeout=60)
+    assert refused.status_code == 403, refused.text
+    message = alert(refused.text)
+    assert message.startswith("Not written")
+    assert "Nothing was written" in message and "read-only access" in message
+    assert _own_counts(sandbox, READ_PATIENT) == before
+
+
+def test_a_read_only_grant_offers_no_follow_up_write_and_refuses_one(
+    smart_sandbox: run.Sandbox, browser: requests.Session
+) -> None:
+    sandbox = smart_sandbox
+    full = ehr_launch(browser, sandbox, FOLLOWUP_PATIENT)
+    assert 'id="tasks-form"' in full.page
+    fingerprint = re.search(
+        r'id="tasks-form".*?name="fingerprint" value="([^"]*)"', full.page, re.DOTALL
+    )
+    assert fingerprint
+    form = {"csrf_token": field(full.page, "csrf_token"), "fingerprint": fingerprint.group(1)}
+
+    launched = ehr_launch(browser, sandbox, FOLLOWUP_PATIENT, read_only=True)
+    page = unescape(launched.page)
+    assert 'id="where-h"' in page  # the follow-up view, read in full
+    assert _post_forms(page) == []
+    assert "Confirming Tasks is not offered with this launch's access." in page
+    assert "cannot record completed Tasks" in page
+
+    before = _own_counts(sandbox, FOLLOWUP_PATIENT)
+    refused = browser.post(f"{launched.plan_url}followup/tasks", data=form, timeout=60)
+    assert refused.status_code == 403, refused.text
+    error = unescape(refused.text.split('id="error"', 1)[1].split("</section>", 1)[0])
+    assert "Not written" in error and "Nothing was written" in error
+    assert "read-only access" in error
+    assert _own_counts(sandbox, FOLLOWUP_PATIENT) == before

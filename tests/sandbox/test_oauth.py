@@ -137,16 +137,19 @@ def exchange(client: FlaskClient, code: str, verifier: str | None, **extra: Any)
 
 
 def launch_via_page(
-    client: FlaskClient, patient_id: str, *, client_id: str = CLIENT_ID
+    client: FlaskClient, patient_id: str, *, client_id: str = CLIENT_ID, access: str | None = None
 ) -> tuple[str, str, str]:
     """Launch from the launcher page: (embedded launch id, tab launch id, chart HTML)."""
-    page = client.get("/").get_data(as_text=True)
+    page = client.get("/", query_string={"access": access} if access else {}).get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page)
     assert token
-    answer = client.post(
-        "/launch",
-        data={"csrf_token": token.group(1), "client_id": client_id, "patient_id": patient_id},
+    form = {"csrf_token": token.group(1), "client_id": client_id, "patient_id": patient_id}
+    hidden = re.search(
+        r'<input type="hidden" name="access" value="([^"]+)">', page.split("<table", 1)[-1]
     )
+    if hidden:
+        form["access"] = hidden.group(1)
+    answer = client.post("/launch", data=form)
     assert answer.status_code == 303
     chart = client.get(answer.headers["Location"]).get_data(as_text=True)
     frame = re.search(r'<iframe[^>]*src="([^"]+)"', chart)
@@ -533,6 +536,113 @@ def test_refresh_can_narrow_the_scope(client: FlaskClient, patient_id: str) -> N
     )
     assert narrower.status_code == 200
     assert narrower.get_json()["scope"] == "patient/*.rs online_access"
+
+
+WRITE_SCOPE = "launch openid fhirUser patient/*.rs patient/MedicationRequest.crus online_access"
+
+
+def _ehr_launch_token(client: FlaskClient, patient_id: str, *, access: str | None) -> Any:
+    """An EHR launch from the launcher with the given access choice; the token response."""
+    launch, _, _ = launch_via_page(client, patient_id, access=access)
+    verifier, challenge = pkce()
+    params = redirect_params(
+        authorize(client, scope=WRITE_SCOPE, launch=launch, challenge=challenge)
+    )
+    answer = exchange(client, params["code"], verifier)
+    assert answer.status_code == 200, answer.get_json()
+    return answer.get_json()
+
+
+def _create_order(client: FlaskClient, token: str, patient_id: str) -> TestResponse:
+    """POST a MedicationRequest for the launch patient through the gateway."""
+    order = {
+        "resourceType": "MedicationRequest",
+        "status": "draft",
+        "intent": "proposal",
+        "medicationCodeableConcept": {"text": "read-only test"},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "identifier": [{"system": "urn:test:read-only", "value": secrets.token_hex(8)}],
+    }
+    return client.post(
+        "/fhir/MedicationRequest", json=order, headers={"Authorization": f"Bearer {token}"}
+    )
+
+
+def test_the_launcher_offers_a_read_only_launch(client: FlaskClient, patient_id: str) -> None:
+    """The launcher's access choice: everything by default, read only on request."""
+    default = client.get("/").get_data(as_text=True)
+    assert '<option value="read-only">' in default
+    assert 'name="access" value="read-only"' not in default
+    chosen = client.get("/", query_string={"access": "read-only"}).get_data(as_text=True)
+    assert '<option value="read-only" selected>' in chosen
+    assert chosen.count('<input type="hidden" name="access" value="read-only">') == 2
+    assert "with <strong>read-only</strong> access" in chosen
+
+
+def test_a_read_only_ehr_launch_grants_the_asked_scopes_without_writes(
+    client: FlaskClient, patient_id: str
+) -> None:
+    """The code and its tokens carry no c/u/d; the gateway refuses a write; a refresh cannot
+    widen it; reads still work."""
+    token = _ehr_launch_token(client, patient_id, access="read-only")
+    assert token["scope"] == (
+        "launch openid fhirUser patient/*.rs patient/MedicationRequest.rs online_access"
+    )
+    assert token["patient"] == patient_id
+    headers = {"Authorization": f"Bearer {token['access_token']}"}
+    assert client.get(f"/fhir/Patient/{patient_id}", headers=headers).status_code == 200
+    refused = _create_order(client, token["access_token"], patient_id)
+    assert refused.status_code == 403, refused.get_data(as_text=True)
+    assert "MedicationRequest" in refused.get_data(as_text=True)
+    renewed = client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": token["refresh_token"],
+            "client_id": CLIENT_ID,
+        },
+    ).get_json()
+    assert renewed["scope"] == token["scope"]
+    widened = client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": renewed["refresh_token"],
+            "client_id": CLIENT_ID,
+            "scope": "patient/MedicationRequest.crus",
+        },
+    ).get_json()
+    assert widened["error"] == "invalid_scope"
+
+
+def test_an_ehr_launch_by_default_grants_what_is_asked(
+    client: FlaskClient, patient_id: str
+) -> None:
+    token = _ehr_launch_token(client, patient_id, access=None)
+    assert token["scope"] == WRITE_SCOPE
+    created = _create_order(client, token["access_token"], patient_id)
+    assert created.status_code == 201, created.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("ticked", "read_only"), [(True, True), (False, False)])
+def test_the_picker_can_allow_reading_only(
+    client: FlaskClient, patient_id: str, ticked: bool, read_only: bool
+) -> None:
+    verifier, challenge = pkce()
+    scope = "launch/patient openid fhirUser patient/*.cruds"
+    page = authorize(client, scope=scope, challenge=challenge)
+    html = page.get_data(as_text=True)
+    assert 'type="checkbox" id="access" name="access" value="read-only"' in html
+    form = _picker_form(html)
+    assert "access" not in form
+    form.update({"patient_choice": patient_id, "decision": "allow"})
+    if ticked:
+        form["access"] = "read-only"
+    params = redirect_params(client.post("/oauth/authorize", data=form))
+    token = exchange(client, params["code"], verifier).get_json()
+    expected = "patient/*.rs" if read_only else "patient/*.cruds"
+    assert token["scope"] == f"launch/patient openid fhirUser {expected}"
+    assert token["patient"] == patient_id
 
 
 def test_expired_token_is_401(fhir_base: str, patients: Any, patient_id: str) -> None:

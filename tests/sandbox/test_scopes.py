@@ -489,3 +489,36 @@ def test_malformed_bundles_are_refused(bundle: Any) -> None:
     refusals = scopes.authorize_bundle(grant, bundle, lookup=lookup, fhir_base=BASE)
     assert refusals
     assert all(r.status == 400 for r in refusals)
+
+
+@pytest.mark.parametrize(
+    ("scope", "expected"),
+    [
+        ("patient/*.cruds", "patient/*.rs"),
+        ("patient/*.*", "patient/*.read"),
+        ("patient/*.read patient/*.write", "patient/*.read"),
+        ("patient/Task.cu", ""),
+        ("patient/Task.crus user/CarePlan.cd", "patient/Task.rs"),
+        ("patient/Task.write", ""),
+        (
+            "patient/Observation.rs?category=laboratory",
+            "patient/Observation.rs?category=laboratory",
+        ),
+        (
+            "patient/Observation.crs?category=laboratory",
+            "patient/Observation.rs?category=laboratory",
+        ),
+        (
+            "launch openid patient/Patient.rs patient/MedicationRequest.crus online_access",
+            "launch openid patient/Patient.rs patient/MedicationRequest.rs online_access",
+        ),
+        ("launch patient/Task.uc", "launch patient/Task.uc"),  # not a scope: left to the parser
+    ],
+)
+def test_read_only_takes_out_every_write_in_the_syntax_it_came_in(
+    scope: str, expected: str
+) -> None:
+    narrowed = scopes.read_only(scope)
+    assert narrowed == expected
+    grant = Grant.from_scope(narrowed, patient=CTX)
+    assert not [p for p in grant.permissions if p.actions & set("cud")]

@@ -25,7 +25,7 @@ from joserfc.jwk import KeySet, OctKey, RSAKey
 
 from smart_app.config import ClientType, Registration
 from smart_app.errors import LaunchError, SessionExpired
-from smart_app.web import smart
+from smart_app.web import grants, smart
 from smart_app.web.smart import (
     REFRESH_MARGIN_S,
     Endpoints,
@@ -396,20 +396,43 @@ def test_scopes_v1_syntax_otherwise() -> None:
     wanted = scopes(endpoints(capabilities=frozenset({"permission-v1"})), standalone=False).split()
     assert "patient/Observation.read" in wanted
     assert "patient/Patient.read" in wanted
-    assert "patient/MedicationRequest.*" in wanted
-    assert "patient/CarePlan.*" in wanted
+    assert "patient/MedicationRequest.read" in wanted
+    assert "patient/MedicationRequest.write" in wanted
+    assert "patient/CarePlan.write" in wanted
     assert not [s for s in wanted if s.endswith((".rs", ".crus"))]
+
+
+@pytest.mark.parametrize("caps", [frozenset(), frozenset({"permission-v1"})], ids=["none", "v1"])
+def test_scopes_v1_fallback_asks_for_read_and_write_never_star(caps: frozenset[str]) -> None:
+    """`.*` would include delete, which the app never does: the exact v1 scope string."""
+    wanted = scopes(endpoints(capabilities=caps), standalone=False)
+    reads = " ".join(f"patient/{kind}.read" for kind in smart.READ_TYPES)
+    writes = " ".join(f"patient/{kind}.read patient/{kind}.write" for kind in smart.WRITE_TYPES)
+    assert wanted == f"launch openid fhirUser {reads} {writes}"
+    assert ".*" not in wanted and "*" not in wanted
 
 
 @pytest.mark.parametrize("v2", [True, False])
 def test_scopes_cover_every_read_and_write_type(v2: bool) -> None:
     caps = frozenset({"permission-v2"}) if v2 else frozenset()
     wanted = set(scopes(endpoints(capabilities=caps), standalone=False).split())
-    read, write = (".rs", ".crus") if v2 else (".read", ".*")
+    read = ".rs" if v2 else ".read"
     for kind in smart.READ_TYPES:
         assert f"patient/{kind}{read}" in wanted
     for kind in smart.WRITE_TYPES:
-        assert f"patient/{kind}{write}" in wanted
+        needed = [".crus"] if v2 else [".read", ".write"]
+        assert {f"patient/{kind}{suffix}" for suffix in needed} <= wanted
+
+
+@pytest.mark.parametrize("v2", [True, False])
+@pytest.mark.parametrize("write", list(grants.Write))
+def test_scopes_asked_for_allow_every_write(v2: bool, write: grants.Write) -> None:
+    caps = frozenset({"permission-v2"}) if v2 else frozenset()
+    granted = grants.Grants.parse(scopes(endpoints(capabilities=caps), standalone=False))
+    assert grants.refusal(granted, write) is None
+    # v2 asks for no delete; v1 has no write scope without it (`.write` is c+u+d)
+    deletable = {k for k in smart.READ_TYPES + smart.WRITE_TYPES if "d" in granted.allowed(k)}
+    assert deletable == (set() if v2 else set(smart.WRITE_TYPES))
 
 
 def test_scopes_ehr_launch_asks_for_launch() -> None:
@@ -817,6 +840,126 @@ def test_exchange_refuses_a_bad_id_token(jwks: responses.RequestsMock, server_ke
         exchange(eps=BASE_ENDPOINTS)
 
 
+def test_exchange_without_scope_in_the_answer_granted_what_was_asked(
+    rsps: responses.RequestsMock,
+) -> None:
+    rsps.post(TOKEN, json=token_response(scope=None))
+    asked = "launch openid patient/*.rs patient/Task.cu"
+    assert exchange(requested_scope=asked).scope == asked
+
+
+def test_exchange_an_explicit_scope_wins_over_what_was_asked(rsps: responses.RequestsMock) -> None:
+    rsps.post(TOKEN, json=token_response(scope="launch patient/*.rs"))
+    assert exchange(requested_scope="launch patient/*.cruds").scope == "launch patient/*.rs"
+
+
+def test_authorize_request_remembers_the_scope_it_asked_for() -> None:
+    request = authorize_request(registration(), BASE_ENDPOINTS, launch="l")
+    assert request.scope == query(request.url)["scope"]
+    assert "patient/Task.crus" in request.scope.split()
+
+
+def test_exchange_takes_fhir_user_from_the_token_response_without_a_jwks(
+    rsps: responses.RequestsMock, server_key: RSAKey
+) -> None:
+    """CapabilityStatement discovery: no JWKS, so the id_token is unverifiable and unused, but
+    the token response's own fhirUser keeps Provenance's author."""
+    user = f"{ISS}/Practitioner/practitioner-7"
+    body = token_response(
+        id_token=sign(id_claims(fhirUser=f"{ISS}/Practitioner/from-the-id-token"), server_key),
+        fhirUser=user,
+    )
+    rsps.post(TOKEN, json=body)
+    grant = exchange(eps=endpoints(jwks_uri=None))
+    assert grant.fhir_user == user
+
+
+def test_exchange_takes_fhir_user_from_the_token_response_without_an_id_token(
+    rsps: responses.RequestsMock,
+) -> None:
+    rsps.post(TOKEN, json=token_response(fhirUser="Practitioner/p9"))
+    assert exchange(eps=endpoints(jwks_uri=None)).fhir_user == "Practitioner/p9"
+
+
+def test_exchange_the_verified_id_token_wins_over_the_token_response(
+    jwks: responses.RequestsMock, server_key: RSAKey
+) -> None:
+    body = token_response(id_token=sign(id_claims(), server_key), fhirUser="Practitioner/other")
+    jwks.post(TOKEN, json=body)
+    assert exchange(eps=BASE_ENDPOINTS).fhir_user == f"{ISS}/Practitioner/practitioner-7"
+
+
+@pytest.mark.parametrize("value", [42, "", "   ", ["Practitioner/p9"], {"reference": "x"}])
+def test_exchange_ignores_an_unusable_fhir_user_in_the_token_response(
+    rsps: responses.RequestsMock, value: Any
+) -> None:
+    rsps.post(TOKEN, json=token_response(fhirUser=value))
+    assert exchange(eps=endpoints(jwks_uri=None)).fhir_user is None
+
+
+def test_exchange_reads_fhir_context(rsps: responses.RequestsMock) -> None:
+    """SMART 2.x fhirContext: references, canonicals and identifiers, with type and role."""
+    context = [
+        {"reference": "Encounter/enc-2"},
+        {"reference": "ServiceRequest/sr-1", "role": "https://example.org/launch-role/order"},
+        {"canonical": "http://example.org/Questionnaire/q|1.0", "type": "Questionnaire"},
+        {"identifier": {"system": "urn:oid:1.2.3", "value": "img-7"}, "type": "ImagingStudy"},
+        {"type": "Encounter"},
+        "DiagnosticReport/dr-3",
+        42,
+        {"reference": ""},
+        {"reference": "x" * 2000},
+    ]
+    rsps.post(TOKEN, json=token_response(fhirContext=context))
+    items = exchange().fhir_context
+    assert items == (
+        smart.ContextItem(reference="Encounter/enc-2"),
+        smart.ContextItem(
+            reference="ServiceRequest/sr-1", role="https://example.org/launch-role/order"
+        ),
+        smart.ContextItem(
+            canonical="http://example.org/Questionnaire/q|1.0", resource_type="Questionnaire"
+        ),
+        smart.ContextItem(identifier="urn:oid:1.2.3|img-7", resource_type="ImagingStudy"),
+        smart.ContextItem(reference="DiagnosticReport/dr-3"),
+    )
+    assert [item.kind for item in items] == [
+        "Encounter",
+        "ServiceRequest",
+        "Questionnaire",
+        "ImagingStudy",
+        "DiagnosticReport",
+    ]
+
+
+@pytest.mark.parametrize("value", [None, "Encounter/e1", {"reference": "Encounter/e1"}, 7])
+def test_exchange_without_a_fhir_context_list_keeps_none(
+    rsps: responses.RequestsMock, value: Any
+) -> None:
+    rsps.post(TOKEN, json=token_response(fhirContext=value))
+    assert exchange().fhir_context == ()
+
+
+def test_exchange_bounds_the_fhir_context_it_keeps(rsps: responses.RequestsMock) -> None:
+    many = [{"reference": f"Observation/o{i}"} for i in range(500)]
+    rsps.post(TOKEN, json=token_response(fhirContext=many))
+    assert len(exchange().fhir_context) == smart.MAX_CONTEXT_ITEMS
+
+
+@pytest.mark.parametrize(
+    ("reference", "kind"),
+    [
+        ("Encounter/e1", "Encounter"),
+        ("https://ehr.example.org/fhir/Encounter/e1", "Encounter"),
+        ("Encounter/e1/_history/3", "Encounter"),
+        ("e1", None),
+        ("#contained", None),
+    ],
+)
+def test_context_item_kind_from_its_reference(reference: str, kind: str | None) -> None:
+    assert smart.ContextItem(reference=reference).kind == kind
+
+
 def test_exchange_with_id_token_but_no_jwks_uri_ignores_its_claims(
     rsps: responses.RequestsMock, server_key: RSAKey
 ) -> None:
@@ -1092,6 +1235,19 @@ def test_refresh_keeps_the_old_refresh_token_when_none_is_sent(
     assert grant.refresh_token == "REFRESH-OLD"
     assert grant.expires_at == NOW + 300
     assert grant.scope == PREVIOUS.scope
+
+
+def test_refresh_keeps_the_fhir_context(rsps: responses.RequestsMock) -> None:
+    item = smart.ContextItem(reference="Encounter/enc-9")
+    rsps.post(TOKEN, json={"access_token": "ACCESS-NEW", "token_type": "Bearer"})
+    grant = refresh(
+        registration(),
+        BASE_ENDPOINTS,
+        refresh_token="REFRESH-OLD",
+        previous=dataclasses.replace(PREVIOUS, fhir_context=(item,)),
+        clock=clock,
+    )
+    assert grant.fhir_context == (item,)
 
 
 def test_refresh_takes_a_new_scope(rsps: responses.RequestsMock) -> None:
