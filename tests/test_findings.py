@@ -3,6 +3,8 @@
 Every fixture in tests/fixtures/bundles/ is examples/infant-eligible.json with its own Patient
 id (``fx-<file name>``) and the smallest realistic change that raises exactly one finding. All
 are evaluated on 2026-11-20 for an infusion on 2026-11-24, except where DATES says otherwise.
+The codes only a read from a server can raise (READ_ONLY) are raised here from the eligible
+example with the read notes a server read would carry.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from smart_app.fhir.read import facts_from_bundle, parse_bundle_json
+from smart_app.fhir.read import ReadNotes, facts_from_bundle, parse_bundle_json
 from smart_app.rules.labs import fallback_table
 from smart_app.rules.model import Finding, FindingCode, LabTest, Plan, Severity, Status
 from smart_app.rules.plan import build_plan
@@ -57,6 +59,9 @@ EXPECTED_SEVERITY: dict[FindingCode, Severity] = {
     FindingCode.ULN_FALLBACK_USED: Severity.NEEDS_REVIEW,
     FindingCode.RESULT_UNREADABLE: Severity.NEEDS_REVIEW,
     FindingCode.STEROID_START_PASSED: Severity.NEEDS_REVIEW,
+    FindingCode.MEDICATION_UNRESOLVED: Severity.NEEDS_REVIEW,
+    FindingCode.SEARCHES_EMPTY: Severity.INCOMPLETE,
+    FindingCode.SEARCH_TRUNCATED: Severity.NEEDS_REVIEW,
     FindingCode.LIVE_VACCINE_CAUTION: Severity.INFO,
     FindingCode.WEIGHT_BETWEEN_BANDS: Severity.INFO,
     FindingCode.SMA_DIAGNOSIS_NOT_RECORDED: Severity.INFO,
@@ -67,6 +72,11 @@ EXPECTED_SEVERITY: dict[FindingCode, Severity] = {
 
 BASE_CODES = frozenset({FindingCode.SMN2_COPY_NUMBER, FindingCode.CAREGIVER_COUNSELING})
 """The info findings the eligible example itself raises."""
+
+READ_ONLY = frozenset({FindingCode.SEARCHES_EMPTY, FindingCode.SEARCH_TRUNCATED})
+"""Codes raised from what a read from a server saw (its notes), never by a Bundle file."""
+FIXTURE_CODES = [code for code in FindingCode if code not in READ_ONLY]
+"""Codes with a fixture Bundle of their own."""
 
 EXTRAS: dict[str, frozenset[FindingCode]] = {
     # 2nd birthday 2026-11-25, the day after the infusion: still under 2, no age finding.
@@ -81,7 +91,7 @@ EXTRAS: dict[str, frozenset[FindingCode]] = {
 """Fixture files beyond one per code, with the exact codes each must raise."""
 
 EXPECTED_CODES: dict[str, frozenset[FindingCode]] = {
-    **{code.value: BASE_CODES | {code} for code in FindingCode},
+    **{code.value: BASE_CODES | {code} for code in FIXTURE_CODES},
     **EXTRAS,
 }
 """Every fixture's exact set of finding codes: its own change and nothing else."""
@@ -184,7 +194,7 @@ def test_expected_severity_covers_every_code() -> None:
 
 def test_every_code_has_a_fixture_and_every_fixture_is_a_code_or_documented_extra() -> None:
     names = set(_fixture_names())
-    codes = {code.value for code in FindingCode}
+    codes = {code.value for code in FIXTURE_CODES}
     assert codes - names == set(), "finding codes without a fixture"
     assert names - codes == set(EXTRAS), "fixtures that are neither a code nor a listed extra"
 
@@ -219,7 +229,7 @@ def test_base_example_is_eligible_with_a_dose_and_a_prednisolone_course() -> Non
 # One fixture per code ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("code", list(FindingCode), ids=lambda c: c.value)
+@pytest.mark.parametrize("code", FIXTURE_CODES, ids=lambda c: c.value)
 def test_fixture_raises_its_code_with_the_specified_severity(code: FindingCode) -> None:
     plan = plan_for(code.value)
     found = findings_of(plan, code)
@@ -238,7 +248,7 @@ def test_fixture_raises_its_code_with_the_specified_severity(code: FindingCode) 
     assert plan.patient_id == f"fx-{code.value}"
 
 
-@pytest.mark.parametrize("code", list(FindingCode), ids=lambda c: c.value)
+@pytest.mark.parametrize("code", FIXTURE_CODES, ids=lambda c: c.value)
 def test_the_fixture_change_caused_the_code(code: FindingCode) -> None:
     assert (code in base_plan().eligibility.codes()) is (code in BASE_CODES)
 
@@ -286,6 +296,9 @@ def test_fixture_is_a_well_formed_r4_bundle_for_its_own_patient(name: str) -> No
             assert resource["status"]
         if kind == "Condition":
             assert resource["clinicalStatus"]["coding"][0]["system"]
+        if "medicationReference" in resource:
+            assert resource["medicationReference"]["reference"].startswith("Medication/")
+            continue
         concept = resource.get("code") or resource.get("medicationCodeableConcept")
         assert concept["coding"], f"{kind}/{rid} has no coding"
         assert all(c["system"] and c["code"] for c in concept["coding"])
@@ -358,6 +371,52 @@ def test_prior_onasemnogene_cites_the_administration() -> None:
     assert evidence.reference == "MedicationAdministration/zolgensma-admin"
     assert "completed" in evidence.value
     assert evidence.date == dt.date(2026, 10, 15)
+
+
+def test_medication_unresolved_names_the_administration_and_its_reference() -> None:
+    plan = plan_for(FindingCode.MEDICATION_UNRESOLVED.value)
+    finding = only(plan, FindingCode.MEDICATION_UNRESOLVED)
+    (evidence,) = finding.evidence
+    assert evidence.reference == "MedicationAdministration/outside-admin"
+    assert evidence.value == "Medication/outside-kit"
+    assert evidence.date == dt.date(2026, 10, 15)
+    assert "MedicationAdministration/outside-admin" in finding.message
+    assert "'Medication/outside-kit'" in finding.message
+    assert "not in the Bundle" in finding.message
+    prior = only(plan_for(FindingCode.PRIOR_ONASEMNOGENE.value), FindingCode.PRIOR_ONASEMNOGENE)
+    assert finding.section == prior.section == "1; 6.2"
+    assert plan.dose is not None  # needs review, not blocked: the clinician checks the EHR
+
+
+def test_medication_unresolved_is_prior_onasemnogene_once_the_medication_is_read() -> None:
+    bundle = parse_bundle_json(_bundle_text(FindingCode.MEDICATION_UNRESOLVED.value))
+    kit = {"system": "http://hl7.org/fhir/sid/ndc", "code": "71894-124-04"}
+    bundle["entry"].append(
+        {
+            "fullUrl": "http://ehr.example/fhir/Medication/outside-kit",
+            "resource": {
+                "resourceType": "Medication",
+                "id": "outside-kit",
+                "code": {"coding": [kit]},
+            },
+        }
+    )
+    plan = _plan_of(bundle)
+    assert plan.eligibility.codes() == BASE_CODES | {FindingCode.PRIOR_ONASEMNOGENE}
+    assert plan.eligibility.status is Status.NOT_ELIGIBLE
+    (evidence,) = only(plan, FindingCode.PRIOR_ONASEMNOGENE).evidence
+    assert evidence.reference == "MedicationAdministration/outside-admin"
+
+
+def test_medication_unresolved_gives_the_servers_reason() -> None:
+    bundle = parse_bundle_json(_bundle_text(FindingCode.MEDICATION_UNRESOLVED.value))
+    why = "the server answered not found (404)"
+    notes = ReadNotes(unresolved=(("Medication/outside-kit", why),))
+    facts = facts_from_bundle(bundle, notes=notes)
+    plan = build_plan(facts, on=ON, infusion_date=INFUSION)
+    finding = only(plan, FindingCode.MEDICATION_UNRESOLVED)
+    assert f"could not be read: {why}." in finding.message
+    assert "not in the Bundle" not in finding.message
 
 
 def test_preterm_message_names_the_date_term_age_is_reached() -> None:
@@ -630,6 +689,87 @@ def test_exchanged_ids_give_the_same_plan() -> None:
         .replace("<b>", "Observation/weight")
     )
     assert swapped == mine
+
+
+# Codes only a read from a server raises ------------------------------------------------------
+
+SEARCHES = (
+    "Observation?patient=infant-eligible&_sort=-date&code=http%3A%2F%2Floinc.org|29463-7",
+    "Condition?patient=infant-eligible&_count=100",
+)
+
+
+def _read_plan(bundle: dict[str, Any], notes: ReadNotes | None) -> Plan:
+    """The plan for a Bundle read with a server read's notes (None: a Bundle file)."""
+    return build_plan(facts_from_bundle(bundle, notes=notes), on=ON, infusion_date=INFUSION)
+
+
+def _patient_only() -> dict[str, Any]:
+    """The eligible example's Patient and nothing else: what an empty read returns."""
+    bundle = _base_dict()
+    bundle["entry"] = bundle["entry"][:1]
+    return bundle
+
+
+def test_every_read_only_code_has_a_specified_severity() -> None:
+    assert set(FIXTURE_CODES) | READ_ONLY == set(FindingCode)
+    assert all(code in EXPECTED_SEVERITY for code in READ_ONLY)
+
+
+def test_searches_empty_when_the_patient_was_read_and_every_search_found_nothing() -> None:
+    floors = "weights since 2026-05-24 (institution default: weight_search_days = 180)"
+    plan = _read_plan(_patient_only(), ReadNotes(searched=SEARCHES, empty=SEARCHES, floors=floors))
+    finding = only(plan, FindingCode.SEARCHES_EMPTY)
+    assert finding.severity is EXPECTED_SEVERITY[FindingCode.SEARCHES_EMPTY]
+    assert "every one of the 2 searches" in finding.message
+    assert "search support" in finding.message
+    assert "granted scopes" in finding.message
+    assert f"The dated searches asked for {floors}." in finding.message
+    assert finding.evidence[0].reference == "Patient/infant-eligible"
+    # The "missing" findings stay; the new one says why they may be missing.
+    assert {
+        FindingCode.WEIGHT_MISSING,
+        FindingCode.BASELINE_LAB_MISSING,
+    } <= plan.eligibility.codes()
+    assert plan.eligibility.status is Status.INCOMPLETE
+
+
+def test_a_refused_search_does_not_count_as_found() -> None:
+    notes = ReadNotes(searched=SEARCHES, empty=SEARCHES[:1], refused=SEARCHES[1:])
+    assert FindingCode.SEARCHES_EMPTY in _read_plan(_patient_only(), notes).eligibility.codes()
+
+
+@pytest.mark.parametrize(
+    "notes",
+    [
+        None,
+        ReadNotes(),
+        ReadNotes(searched=SEARCHES, empty=SEARCHES[:1]),
+        ReadNotes(searched=SEARCHES, refused=SEARCHES),
+    ],
+    ids=["bundle-file", "no-searches", "one-found-something", "all-refused"],
+)
+def test_searches_empty_not_raised_unless_every_answered_search_was_empty(
+    notes: ReadNotes | None,
+) -> None:
+    assert FindingCode.SEARCHES_EMPTY not in _read_plan(_patient_only(), notes).eligibility.codes()
+
+
+def test_search_truncated_for_a_search_not_ordered_by_date() -> None:
+    cut = SEARCHES[1]
+    plan = _read_plan(_base_dict(), ReadNotes(searched=SEARCHES, truncated=(cut,)))
+    assert plan.eligibility.codes() == BASE_CODES | {FindingCode.SEARCH_TRUNCATED}
+    finding = only(plan, FindingCode.SEARCH_TRUNCATED)
+    assert finding.severity is EXPECTED_SEVERITY[FindingCode.SEARCH_TRUNCATED]
+    assert cut in finding.message
+    assert [e.reference for e in finding.evidence] == [cut]
+    assert plan.eligibility.status is Status.NEEDS_REVIEW
+
+
+def test_search_truncated_not_raised_for_a_search_ordered_newest_first() -> None:
+    plan = _read_plan(_base_dict(), ReadNotes(searched=SEARCHES, truncated=SEARCHES[:1]))
+    assert plan.eligibility.codes() == BASE_CODES
+    assert plan.eligibility.status is Status.ELIGIBLE
 
 
 # Ordering --------------------------------------------------------------------------------

@@ -28,10 +28,13 @@ from smart_app.fhir.units import (
 from smart_app.rules.model import (
     Comparator,
     Evidence,
+    Finding,
+    FindingCode,
     LabResult,
     LabTest,
     Measurement,
     PatientFacts,
+    Severity,
     Titer,
     Unreadable,
 )
@@ -57,6 +60,14 @@ SURROGATE = re.compile("[\ud800-\udfff]")
 """An unpaired UTF-16 surrogate, which no UTF-8 output can carry."""
 TITER_PATTERN = re.compile(r"(<=|>=|≤|≥|<|>)?\s*1\s*:\s*(\d+(?:\.\d+)?)")
 TITER_SYMBOLS = {"≤": "<=", "≥": ">="}
+MEDICATION_USES = frozenset(
+    {"MedicationAdministration", "MedicationStatement", "MedicationRequest"}
+)
+"""Resources that name a medication given, taken or ordered (a prior ZOLGENSMA dose, section 1)."""
+HISTORY = re.compile(r"/_history/[^/]*$")
+"""A version suffix on a reference: Medication/m1/_history/2 is Medication/m1."""
+NEWEST_FIRST = "_sort=-date"
+"""Searches ordered newest first: a page bound drops only their oldest results."""
 
 
 class Reading(StrEnum):
@@ -82,6 +93,30 @@ PRENATAL_OK = frozenset({Reading.GESTATION, Reading.SMN1, Reading.SMN2})
 MUST_BE_POSITIVE = frozenset({Reading.WEIGHT, Reading.GESTATION})
 
 Kind = Reading | LabTest
+
+
+@dataclass(frozen=True)
+class ReadNotes:
+    """What a read from a server saw besides the resources it returned."""
+
+    searched: tuple[str, ...] = ()
+    """Every search sent (relative URLs); the Patient read is not one."""
+    empty: tuple[str, ...] = ()
+    """Searches that found nothing (an OperationOutcome alone is nothing)."""
+    truncated: tuple[str, ...] = ()
+    """Searches with more pages than the app reads."""
+    refused: tuple[str, ...] = ()
+    """Searches the server refused (4xx); each is replaced (the titer by text) or noted."""
+    unresolved: tuple[tuple[str, str], ...] = ()
+    """(medicationReference, why it could not be read), after the extra read for them."""
+    floors: str = ""
+    """How far back the dated searches asked, as a clinician reads it ('' for none)."""
+
+    @property
+    def all_empty(self) -> bool:
+        """True when searches were answered and every one found nothing."""
+        answered = set(self.searched) - set(self.refused)
+        return bool(answered) and answered <= set(self.empty)
 
 
 def parse_bundle_json(text: str) -> dict[str, Any]:
@@ -324,6 +359,8 @@ class _Collected:
     liver: list[Evidence] = field(default_factory=list)
     advanced: list[Evidence] = field(default_factory=list)
     prior: list[Evidence] = field(default_factory=list)
+    unresolved: list[Evidence] = field(default_factory=list)
+    """Medication uses whose medicationReference could not be followed (value: the reference)."""
     unreadable: list[Unreadable] = field(default_factory=list)
 
     def sizes(self) -> dict[str, int]:
@@ -451,17 +488,7 @@ class _Reader:
 
     def _observation_kind(self, obs: Resource) -> Kind | None:
         """What an Observation is, by code (or by 'AAV9' in its text for the titer)."""
-        concept = _concept(obs, "code")
-        pairs = _pairs(concept)
-        for reading, wanted in READING_CODES.items():
-            if pairs & wanted:
-                return reading
-        for test, wanted in codes.LABS.items():
-            if pairs & wanted:
-                return test
-        if pairs & self.titer_codes or codes.TITER_TEXT in _all_text(concept):
-            return Reading.TITER
-        return None
+        return _kind(obs, self.titer_codes)
 
     def _store(
         self,
@@ -490,7 +517,7 @@ class _Reader:
             bucket = self.got.smn1 if kind is Reading.SMN1 else self.got.smn2
             bucket.append(Measurement(value, "{copies}", effective, evidence, taken_at))
         elif kind is Reading.WEIGHT:
-            kg = weight_to_kg(value, unit)
+            kg = _plain(weight_to_kg(value, unit))
             self.got.weights.append(Measurement(kg, "kg", effective, evidence, taken_at))
         elif kind is Reading.GESTATION:
             days = to_canonical(value, unit, GESTATION_TO_DAYS)
@@ -618,8 +645,9 @@ class _Reader:
         _objects(med, "identifier")
         if kind == "MedicationRequest" and codes.app_identifier_values(med):
             return
-        concept = self._medication(med)
-        if not _names_zolgensma(concept):
+        concept, missing = self._medication(med)
+        named = _names_zolgensma(concept)
+        if not named and missing is None:
             return
         period = _opt_obj(med, "effectivePeriod") or {}
         when = _date(
@@ -628,20 +656,90 @@ class _Reader:
             or _opt_str(period, "start", "effectivePeriod.start")
         )
         shown = _text(concept, "medication")
+        if not named:
+            self.got.unresolved.append(Evidence(ref, missing or "", date=when, display=shown))
+            return
         self.got.prior.append(Evidence(ref, f"{kind} {status}: {shown}", date=when, display=shown))
 
-    def _medication(self, med: Resource) -> Mapping[str, Any] | None:
-        """The medication's CodeableConcept: inline, or the referenced Medication's code."""
+    def _medication(self, med: Resource) -> tuple[Mapping[str, Any] | None, str | None]:
+        """(the medication's CodeableConcept, None), inline or from the referenced Medication; for
+        a reference that cannot be followed, (its display as text, the reference as recorded)."""
         reference = _opt_obj(med, "medicationReference")
         if reference is None:
-            return _concept(med, "medicationCodeableConcept")
-        target = self.medications.get(
-            _opt_str(reference, "reference", "medicationReference.reference") or ""
-        )
+            return _concept(med, "medicationCodeableConcept"), None
+        recorded = _opt_str(reference, "reference", "medicationReference.reference") or ""
         display = _opt_str(reference, "display", "medicationReference.display") or ""
+        target = self._referenced(med, recorded)
         if target is None:
-            return {"text": display}
-        return _concept(target, "code", "referenced Medication's code") or {"text": display}
+            return {"text": display}, recorded
+        return _concept(target, "code", "referenced Medication's code") or {"text": display}, None
+
+    def _referenced(self, med: Resource, reference: str) -> Resource | None:
+        """The Medication a reference names: contained ('#id'), or read with the record."""
+        if not reference:
+            return None
+        if reference.startswith("#"):
+            return next(
+                (
+                    item
+                    for item in _objects(med, "contained")
+                    if item.get("resourceType") == "Medication" and item.get("id") == reference[1:]
+                ),
+                None,
+            )
+        return self.medications.get(reference) or self.medications.get(HISTORY.sub("", reference))
+
+
+def _kind(obs: Resource, titer_codes: frozenset[Coding]) -> Kind | None:
+    """What an Observation is, by code (or by 'AAV9' in its text for the titer)."""
+    concept = _concept(obs, "code")
+    pairs = _pairs(concept)
+    for reading, wanted in READING_CODES.items():
+        if pairs & wanted:
+            return reading
+    for test, wanted in codes.LABS.items():
+        if pairs & wanted:
+            return test
+    if pairs & titer_codes or codes.TITER_TEXT in _all_text(concept):
+        return Reading.TITER
+    return None
+
+
+def titer_date(resource: Resource, titer_codes: frozenset[Coding]) -> dt.date | None:
+    """The date of an Observation the reader files as an anti-AAV9 titer (by code, or 'AAV9' in
+    its text); None for anything else, or a titer without a full date."""
+    if resource.get("resourceType") != "Observation":
+        return None
+    try:
+        titer = _kind(resource, titer_codes | codes.DEFAULT_TITER_CODES) is Reading.TITER
+        return _date(_recorded(resource)) if titer else None
+    except Malformed:
+        return None
+
+
+def medication_reference(resource: Resource) -> str | None:
+    """The literal reference of a medication use's medicationReference; None for an inline
+    code, a contained Medication ('#id') or anything that is not a medication use."""
+    if resource.get("resourceType") not in MEDICATION_USES:
+        return None
+    reference = resource.get("medicationReference")
+    target = reference.get("reference") if isinstance(reference, Mapping) else None
+    if not isinstance(target, str) or not target or target.startswith("#"):
+        return None
+    return target
+
+
+def without_version(reference: str) -> str:
+    """A reference without its /_history/<version> suffix."""
+    return HISTORY.sub("", reference)
+
+
+def _plain(value: Decimal) -> Decimal:
+    """One representation per value, for values compared and shown by value: no trailing zeros
+    and no exponent (3.0 and 3 are 3; 6.1200 is 6.12; 3000 stays 3000)."""
+    normal = value.normalize()
+    exponent = normal.as_tuple().exponent
+    return normal.quantize(Decimal(1)) if isinstance(exponent, int) and exponent > 0 else normal
 
 
 def _plausible_or_none(value: Decimal) -> Decimal | None:
@@ -853,9 +951,13 @@ def _patient_id(patient: Resource, full_url: str | None) -> str:
 
 
 def facts_from_bundle(
-    bundle: Mapping[str, Any], *, titer_codes: frozenset[Coding] = codes.DEFAULT_TITER_CODES
+    bundle: Mapping[str, Any],
+    *,
+    titer_codes: frozenset[Coding] = codes.DEFAULT_TITER_CODES,
+    notes: ReadNotes | None = None,
 ) -> PatientFacts:
-    """Read one patient's Bundle into the facts the rules take."""
+    """Read one patient's Bundle into the facts the rules take; `notes` (for a record read from
+    a server) say what the read saw besides the resources, and become findings here too."""
     entries, bad_entries = _entries(bundle)
     full_url, patient = _patient(entries)
     patient_id = _patient_id(patient, full_url)
@@ -884,7 +986,73 @@ def facts_from_bundle(
         )
     for url, resource in entries:
         reader.add(resource, url)
-    return _facts(patient_id, birth, reader.got)
+    findings = read_findings(patient_id, reader.got.unresolved, notes)
+    return replace(_facts(patient_id, birth, reader.got), read_findings=findings)
+
+
+def read_findings(
+    patient_id: str, unresolved: Iterable[Evidence], notes: ReadNotes | None
+) -> tuple[Finding, ...]:
+    """Findings on what the reading could not settle: medication references it could not follow
+    (a prior ZOLGENSMA dose must not be missed), every search empty, unordered searches cut."""
+    why = dict(notes.unresolved) if notes else {}
+    found = [
+        _unresolved_finding(e, why.get(e.value, ""), live=notes is not None) for e in unresolved
+    ]
+    if notes is not None and notes.all_empty:
+        found.append(
+            Finding(
+                FindingCode.SEARCHES_EMPTY,
+                Severity.INCOMPLETE,
+                f"The server returned Patient/{patient_id}, but every one of the "
+                f"{len(set(notes.searched) - set(notes.refused))} searches for the patient's "
+                "results, conditions and medications came back empty. The chart may hold "
+                "nothing yet; more often the server does not support these searches (patient=, "
+                "code=, date=) or the SMART scopes granted to the app do not cover Observation, "
+                "Condition and the medication resources. Check the server's search support and "
+                "the granted scopes before taking any 'missing' finding at its word."
+                + (f" The dated searches asked for {notes.floors}." if notes.floors else ""),
+                "2.1; 2.3",
+                (Evidence(f"Patient/{patient_id}", ""),),
+            )
+        )
+    unordered = [s for s in notes.truncated if NEWEST_FIRST not in s] if notes else []
+    if unordered:
+        found.append(
+            Finding(
+                FindingCode.SEARCH_TRUNCATED,
+                Severity.NEEDS_REVIEW,
+                f"The server holds more than the app reads for {', '.join(unordered)}: these "
+                "searches are not ordered by date, so what was left unread may be anything, an "
+                "active infection or a prior ZOLGENSMA dose among them. Review these records in "
+                "the EHR.",
+                "1; 2.1; 5.2",
+                tuple(Evidence(search, "") for search in unordered),
+            )
+        )
+    return tuple(found)
+
+
+def _unresolved_finding(use: Evidence, why: str, *, live: bool) -> Finding:
+    """A medication use whose medicationReference could not be followed: it may be ZOLGENSMA."""
+    target = use.value
+    if not target:
+        why = "it is not a literal reference"
+    elif target.startswith("#"):
+        why = why or f"the resource contains no Medication {target}"
+    else:
+        why = why or ("the server did not return it" if live else "it is not in the Bundle")
+    shown = f"'{_shown(target)}'" if target else "a reference"
+    named = f" (shown as '{_shown(use.display)}')" if use.display else ""
+    return Finding(
+        FindingCode.MEDICATION_UNRESOLVED,
+        Severity.NEEDS_REVIEW,
+        f"{use.reference} names its medication by {shown}{named}, which could not be read: "
+        f"{why}. Whether it records ZOLGENSMA is unknown, and repeat administration has not "
+        "been evaluated: check the medication in the EHR before planning an infusion.",
+        "1; 6.2",
+        (use,),
+    )
 
 
 def _newest(items: list[Any], key: Any) -> tuple[Any, ...]:

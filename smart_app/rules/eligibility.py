@@ -700,6 +700,11 @@ def check_unreadable(ctx: Context) -> list[Finding]:
     ]
 
 
+def check_read(ctx: Context) -> list[Finding]:
+    """What the reading could not settle (built with the facts): never silently dropped."""
+    return list(ctx.facts.read_findings)
+
+
 def check_steroid_timing(ctx: Context) -> list[Finding]:
     """Section 2.1: corticosteroids start one day before infusion."""
     start = ctx.infusion_date - dt.timedelta(days=1)
@@ -767,6 +772,7 @@ CHECKS: tuple[Check, ...] = (
     check_genetics,
     check_advanced_sma,
     check_unreadable,
+    check_read,
     check_steroid_timing,
     check_counseling,
 )

@@ -85,6 +85,7 @@ class FindingCode(StrEnum):
     ANTI_AAV9_TITER_AMBIGUOUS = "anti-aav9-titer-ambiguous"
     BASELINE_LAB_MISSING = "baseline-lab-missing"
     SMN1_BIALLELIC_NOT_CONFIRMED = "smn1-biallelic-not-confirmed"
+    SEARCHES_EMPTY = "searches-empty"
     # needs-review
     LIVER_FUNCTION_ELEVATED = "liver-function-elevated"
     HEPATIC_IMPAIRMENT = "hepatic-impairment"
@@ -93,6 +94,8 @@ class FindingCode(StrEnum):
     ULN_FALLBACK_USED = "uln-fallback-used"
     RESULT_UNREADABLE = "result-unreadable"
     STEROID_START_PASSED = "steroid-start-passed"
+    MEDICATION_UNRESOLVED = "medication-unresolved"
+    SEARCH_TRUNCATED = "search-truncated"
     # info
     LIVE_VACCINE_CAUTION = "live-vaccine-caution"
     WEIGHT_BETWEEN_BANDS = "weight-between-bands"
@@ -202,6 +205,9 @@ class PatientFacts:
     liver_conditions: tuple[Evidence, ...] = ()
     """Active Conditions in the app's liver-disease value set (section 8.6)."""
     unreadable: tuple[Unreadable, ...] = ()
+    read_findings: tuple[Finding, ...] = ()
+    """What the reading itself could not settle: medications it could not follow, searches that
+    came back empty or were cut short (built where the facts are, from the record's notes)."""
 
     def labs_for(self, test: LabTest) -> tuple[LabResult, ...]:
         """Results of one test, newest first."""

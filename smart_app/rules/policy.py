@@ -28,6 +28,11 @@ ALL_BASELINE_TESTS: tuple[LabTest, ...] = (
 )
 """Every test the app can ask for at baseline."""
 
+THREE_MONTHS_MAX_DAYS = 92
+"""The longest 3 calendar months (section 5.1: liver monitoring for at least 3 months)."""
+MAX_SEARCH_DAYS = 3660
+"""Ten years: the widest date floor on a server search."""
+
 LABEL_BASELINE_TESTS: tuple[LabTest, ...] = tuple(
     test for test in ALL_BASELINE_TESTS if test is not LabTest.TROPONIN_I
 )
@@ -103,11 +108,21 @@ class Policy:
     fraction, or fall in different kit bands, are a discrepancy (section 2.1)."""
     bundle_max_bytes: int = 20 * 1024 * 1024
     """The largest Bundle file or server answer the app reads."""
+    weight_search_days: int = 180
+    """A server is asked for weights dated at most this many days before the reading date (at
+    least weight_max_age_days, so a stale weight is still named with its date)."""
+    lab_search_days: int = 180
+    """A server is asked for lab results dated at most this many days before the reading date:
+    at least the baseline look-back plus the follow-up period after infusion (followup_days)."""
+    temperature_search_days: int = 14
+    """A server is asked for body temperatures dated at most this many days before the reading
+    date (at least fever_lookback_days)."""
 
     def __post_init__(self) -> None:
         """Refuse a policy with values out of range, or a taper that would stop abruptly."""
         self._check_ranges()
         self._check_taper()
+        self._check_search_floors()
 
     def _check_ranges(self) -> None:
         """Every number finite and in a range where the rules still mean what they say."""
@@ -199,6 +214,36 @@ class Policy:
             )
         if any(later >= earlier for earlier, later in pairwise(doses)):
             raise PolicyError("policy: taper doses must fall at every step")
+
+    @property
+    def followup_days(self) -> int:
+        """Days after infusion the follow-up reads results for: 3 calendar months of liver
+        monitoring (5.1), the troponin and TMA draws, and the longest steroid course."""
+        course = label.STEROID_FULL_DOSE_DAYS + self.continuation_days + sum(self.taper_step_days)
+        return max(
+            THREE_MONTHS_MAX_DAYS,
+            *self.troponin_days,
+            *self.tma_lab_days,
+            self.tma_alert_days,
+            course,
+        )
+
+    def _check_search_floors(self) -> None:
+        """Every date floor on a server search covers the look-back of the rules reading it."""
+        needs = {
+            "weight_search_days": (self.weight_max_age_days, "weight_max_age_days"),
+            "temperature_search_days": (self.fever_lookback_days, "fever_lookback_days"),
+            "lab_search_days": (
+                self.baseline_lab_max_age_days + self.followup_days,
+                "baseline_lab_max_age_days plus the follow-up period",
+            ),
+        }
+        for name, (least, why) in needs.items():
+            days = getattr(self, name)
+            if not least <= days <= MAX_SEARCH_DAYS:
+                raise PolicyError(
+                    f"policy: {name} must lie in {least}-{MAX_SEARCH_DAYS} days (at least {why})"
+                )
 
     def cite(self, *names: str) -> str:
         """'institution default: name = value, ...' for the policy fields a message relies on."""

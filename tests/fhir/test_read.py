@@ -12,8 +12,24 @@ import pytest
 from smart_app.errors import BundleError, InputError
 from smart_app.fhir import codes
 from smart_app.fhir.gateway import PatientRecord
-from smart_app.fhir.read import facts_from_bundle, is_zolgensma, parse_bundle_json
-from smart_app.rules.model import Comparator, LabTest, PatientFacts, Titer
+from smart_app.fhir.read import (
+    ReadNotes,
+    facts_from_bundle,
+    is_zolgensma,
+    parse_bundle_json,
+    titer_date,
+)
+from smart_app.rules.eligibility import weights_disagree, weights_together
+from smart_app.rules.model import (
+    Comparator,
+    Finding,
+    FindingCode,
+    LabTest,
+    PatientFacts,
+    Severity,
+    Titer,
+)
+from smart_app.rules.policy import DEFAULT_POLICY
 
 PATIENT = "p1"
 BIRTH = "2026-06-10"
@@ -1367,3 +1383,182 @@ def test_surrogate_pair_escape_is_read() -> None:
     text = json.dumps(bundle(obs)).replace('"@@"', '"weight \\ud83d\\ude42"')
     (w,) = facts_from_bundle(parse_bundle_json(text)).weights_kg
     assert w.evidence.display == "weight \U0001f642"
+
+
+# Medication references that cannot be followed ---------------------------------------------
+
+
+def unresolved(facts: PatientFacts) -> list[Finding]:
+    """The medication-unresolved findings of the facts."""
+    return [f for f in facts.read_findings if f.code is FindingCode.MEDICATION_UNRESOLVED]
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [
+        ("MedicationAdministration", "completed"),
+        ("MedicationStatement", "active"),
+        ("MedicationRequest", "active"),
+    ],
+)
+def test_reference_to_a_medication_not_in_the_bundle_is_a_needs_review_finding(
+    kind: str, status: str
+) -> None:
+    use = med(kind, status, "use", medicationReference={"reference": "Medication/elsewhere"})
+    facts = read(use)
+    (finding,) = unresolved(facts)
+    assert finding.severity is Severity.NEEDS_REVIEW
+    assert finding.section == "1; 6.2"
+    assert f"{kind}/use names its medication by 'Medication/elsewhere'" in finding.message
+    assert "it is not in the Bundle" in finding.message
+    assert [(e.reference, e.value) for e in finding.evidence] == [
+        (f"{kind}/use", "Medication/elsewhere")
+    ]
+    assert facts.prior_gene_therapy == ()
+
+
+def test_unresolved_reference_whose_display_names_zolgensma_is_a_prior_dose() -> None:
+    use = med(
+        "MedicationAdministration",
+        "completed",
+        "given",
+        medicationReference={"reference": "Medication/kit", "display": "Zolgensma kit"},
+    )
+    facts = read(use)
+    assert [e.reference for e in facts.prior_gene_therapy] == ["MedicationAdministration/given"]
+    assert unresolved(facts) == []
+
+
+def test_unresolved_reference_keeps_its_display_in_the_message() -> None:
+    use = med(
+        "MedicationStatement",
+        "active",
+        "stmt",
+        medicationReference={"reference": "Medication/x", "display": "gene therapy"},
+    )
+    (finding,) = unresolved(read(use))
+    assert "(shown as 'gene therapy')" in finding.message
+
+
+def test_contained_medication_is_followed() -> None:
+    use = med(
+        "MedicationAdministration",
+        "completed",
+        "given",
+        contained=[{"resourceType": "Medication", "id": "kit", "code": ndc(ZOLGENSMA_NDC)}],
+        medicationReference={"reference": "#kit"},
+    )
+    facts = read(use)
+    assert [e.reference for e in facts.prior_gene_therapy] == ["MedicationAdministration/given"]
+    assert unresolved(facts) == []
+
+
+def test_contained_reference_to_nothing_is_unresolved() -> None:
+    use = med("MedicationAdministration", "completed", medicationReference={"reference": "#kit"})
+    (finding,) = unresolved(read(use))
+    assert "the resource contains no Medication #kit" in finding.message
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["Medication/kit/_history/3", "http://ehr.example/fhir/Medication/kit"],
+    ids=["versioned", "absolute"],
+)
+def test_versioned_and_absolute_references_are_followed(reference: str) -> None:
+    medication = {"resourceType": "Medication", "id": "kit", "code": ndc(ZOLGENSMA_NDC)}
+    use = med("MedicationStatement", "completed", "s", medicationReference={"reference": reference})
+    data = bundle(medication, use)
+    data["entry"][1]["fullUrl"] = "http://ehr.example/fhir/Medication/kit"
+    facts = facts_from_bundle(parse_bundle_json(json.dumps(data)))
+    assert [e.reference for e in facts.prior_gene_therapy] == ["MedicationStatement/s"]
+    assert unresolved(facts) == []
+
+
+def test_reference_without_a_literal_reference_is_unresolved() -> None:
+    use = med("MedicationRequest", "active", "req", medicationReference={"display": "kit"})
+    (finding,) = unresolved(read(use))
+    assert "MedicationRequest/req names its medication by a reference" in finding.message
+    assert "it is not a literal reference" in finding.message
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [("MedicationAdministration", "not-done"), ("MedicationRequest", "cancelled")],
+)
+def test_unresolved_reference_of_a_medication_not_given_is_not_a_finding(
+    kind: str, status: str
+) -> None:
+    use = med(kind, status, medicationReference={"reference": "Medication/elsewhere"})
+    assert unresolved(read(use)) == []
+
+
+def test_unresolved_reference_on_the_apps_own_order_is_not_a_finding() -> None:
+    own = med(
+        "MedicationRequest",
+        "active",
+        "own",
+        medicationReference={"reference": "Medication/pred"},
+        identifier=[{"system": f"{codes.APP_IDENTIFIER}/medication-request", "value": "plan-1"}],
+    )
+    assert unresolved(read(own)) == []
+
+
+def test_the_reads_reason_replaces_the_bundle_default() -> None:
+    use = med("MedicationAdministration", "completed", medicationReference={"reference": "M/x"})
+    data = parse_bundle_json(json.dumps(bundle(use)))
+    why = "it points to another server"
+    facts = facts_from_bundle(data, notes=ReadNotes(unresolved=(("M/x", why),)))
+    (finding,) = unresolved(facts)
+    assert f"could not be read: {why}." in finding.message
+
+
+def test_a_record_read_from_a_server_passes_its_notes_a_file_record_none() -> None:
+    record = PatientRecord(patient_id=PATIENT, resources=[patient()])
+    assert record.notes() is None
+    record.base_url = "http://fhir.test/fhir"
+    record.searched = ["Condition?patient=p1"]
+    record.empty = ["Condition?patient=p1"]
+    record.unresolved = {"Medication/b": "why b", "Medication/a": "why a"}
+    notes = record.notes()
+    assert notes is not None
+    assert notes.all_empty
+    assert notes.unresolved == (("Medication/a", "why a"), ("Medication/b", "why b"))
+
+
+def test_titer_date_is_the_readers_titer() -> None:
+    local = ("urn:lab", "AAV9AB")
+    coded = titer(valueString="<1:25")
+    text_only = observation({"text": "Anti-AAV9 total antibody"}, when="2026-11-02")
+    weight_obs = weight("6.1", "2026-11-18", "w")
+    assert titer_date(coded, frozenset()) == dt.date(2026, 11, 9)
+    assert titer_date(text_only, frozenset()) == dt.date(2026, 11, 2)
+    assert titer_date(weight_obs, frozenset()) is None
+    assert titer_date(observation(local[1], system=local[0]), frozenset({local})) is not None
+    assert titer_date({"resourceType": "Observation", "code": "AAV9"}, frozenset()) is None
+
+
+# Decimals by value -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("number", "unit"),
+    [("3", "kg"), ("3.0", "kg"), ("3.000", "kg"), ("3000", "g"), ("3000.0", "g")],
+)
+def test_a_weight_is_one_value_whatever_its_spelling(number: str, unit: str) -> None:
+    obs = observation("29463-7", oid="w", when="2026-11-18", **_value("@@", unit))
+    text = json.dumps(bundle(obs)).replace('"@@"', number)
+    (w,) = facts_from_bundle(parse_bundle_json(text)).weights_kg
+    assert w.value == Decimal(3)
+    assert str(w.value) == "3"
+    assert w.evidence.value == number
+
+
+def test_weights_spelled_differently_at_one_time_are_not_a_discrepancy() -> None:
+    a = weight("@a", "2026-11-18T09:00:00Z", "a")
+    b = weight("@b", "2026-11-18T09:00:00Z", "b")
+    text = json.dumps(bundle(a, b)).replace('"@a"', "6.0").replace('"@b"', "6")
+    facts = facts_from_bundle(parse_bundle_json(text))
+    assert {str(w.value) for w in facts.weights_kg} == {"6"}
+    together = weights_together(facts, on=dt.date(2026, 11, 20), policy=DEFAULT_POLICY)
+    assert len(together) == 2
+    assert not weights_disagree(together, policy=DEFAULT_POLICY)
