@@ -16,12 +16,19 @@ from typing import NoReturn
 
 from smart_app import clock, render, render_followup, service
 from smart_app.config import load_policy
-from smart_app.errors import FhirError, InputError, SmartAppError, WriteBackError, WriteBlocked
+from smart_app.errors import (
+    FhirError,
+    InputError,
+    SmartAppError,
+    WriteBackError,
+    WriteBlocked,
+    WriteIncomplete,
+)
 from smart_app.fhir import codes
 from smart_app.fhir.gateway import FhirGateway, Limits
 from smart_app.fhir.read import facts_from_bundle, parse_bundle_json
 from smart_app.fhir.units import UnitError, weight_to_kg
-from smart_app.fhir.write import Confirmation, OrderMode, Written
+from smart_app.fhir.written import Confirmation, OrderMode, Strategy, WriteState, Written
 from smart_app.rules.dosing import dose_for_weight, no_kit_reason
 from smart_app.rules.model import Plan
 from smart_app.rules.plan import build_plan, check_calendar
@@ -31,6 +38,7 @@ EXIT_OK = 0
 EXIT_INPUT = 2
 EXIT_SERVER = 3
 EXIT_NOT_WRITTEN = 4
+EXIT_UNKNOWN = 5
 TOKEN_ENV = "ZOLGENSMA_SMART_BEARER_TOKEN"  # noqa: S105 - the variable name, not a secret
 
 
@@ -92,7 +100,15 @@ def _parser() -> _Parser:
         metavar="T",
         help=f"access token for the server (better: set {TOKEN_ENV}, kept out of `ps`)",
     )
-    plan.add_argument("--write", action="store_true", help="write the plan back (1 transaction)")
+    plan.add_argument("--write", action="store_true", help="write the plan back")
+    plan.add_argument(
+        "--write-strategy",
+        type=Strategy,
+        choices=list(Strategy),
+        default=Strategy.AUTO,
+        help="how the write reaches the server: auto (from its CapabilityStatement, default), "
+        "transaction, lookup (search, then plain creates) or per-resource (one by one)",
+    )
     plan.add_argument(
         "--dry-run-bundle",
         type=Path,
@@ -171,8 +187,9 @@ def run_plan(args: argparse.Namespace) -> str:
     evaluation = service.evaluate(
         gateway, args.patient, on=on, infusion_date=infusion, policy=policy, titer_codes=titer_codes
     )
+    truncated = _note_truncated(evaluation.record.truncated)
     if not (args.write or args.dry_run_bundle):
-        return _render(evaluation.plan, args.format, None)
+        return _render(evaluation.plan, args.format, None, truncated=truncated)
     confirmation = Confirmation(
         recorded=clock.now(),
         acknowledged=frozenset(args.acknowledge),
@@ -182,30 +199,57 @@ def run_plan(args: argparse.Namespace) -> str:
     try:
         if args.dry_run_bundle:
             _save_json(args.dry_run_bundle, service.transaction(evaluation, confirmation))
-            return _render(evaluation.plan, args.format, None)
-        written = service.write(gateway, evaluation, confirmation)
+            return _render(evaluation.plan, args.format, None, truncated=truncated)
+        written = service.write(gateway, evaluation, confirmation, strategy=args.write_strategy)
     except (WriteBlocked, WriteBackError) as exc:
-        raise NotWritten(str(exc), _render(evaluation.plan, args.format, [])) from exc
-    return _render(evaluation.plan, args.format, written)
+        raise NotWritten(
+            str(exc), _render(evaluation.plan, args.format, [], truncated=truncated)
+        ) from exc
+    except WriteIncomplete as exc:
+        output = _render(
+            evaluation.plan, args.format, list(exc.report.written), truncated=truncated
+        )
+        unknown = exc.report.state is WriteState.UNKNOWN
+        raise NotWritten(
+            str(exc), output, exit_code=EXIT_UNKNOWN if unknown else EXIT_NOT_WRITTEN
+        ) from exc
+    return _render(evaluation.plan, args.format, written, truncated=truncated)
 
 
 class NotWritten(SmartAppError):
-    """The plan was evaluated but not written; carries the rendered plan."""
+    """The plan was evaluated but not (wholly) written; carries the rendered plan."""
 
-    def __init__(self, message: str, output: str) -> None:
+    def __init__(self, message: str, output: str, *, exit_code: int = EXIT_NOT_WRITTEN) -> None:
         super().__init__(message)
         self.output = output
+        self.exit_code = exit_code
 
 
-def _render(plan: Plan, fmt: Format, written: list[Written] | None) -> str:
-    """The plan as JSON or text, with what was written when a write was asked for."""
+def _render(
+    plan: Plan, fmt: Format, written: list[Written] | None, *, truncated: list[str] | None = None
+) -> str:
+    """The plan as JSON or text, with what was written when a write was asked for, and the
+    searches of a server read cut at the page bound (key `truncated`, only when there are)."""
     rows = None if written is None else [render.written_data(w) for w in written]
     if fmt is Format.TEXT:
-        return render.plan_text(plan) + ("" if rows is None else render.written_text(rows))
+        cut = render.truncated_text(truncated or [])
+        return render.plan_text(plan) + cut + ("" if rows is None else render.written_text(rows))
     data = render.plan_data(plan)
+    if truncated:
+        data["truncated"] = truncated
     if rows is not None:
         data["written"] = rows
     return render.to_json(data)
+
+
+def _note_truncated(searches: list[str]) -> list[str]:
+    """Say on stderr when searches were cut at the page bound; return them."""
+    if searches:
+        sys.stderr.write(
+            f"zolgensma-smart: note: {len(searches)} search(es) had more results than the app "
+            f"reads; the rest was not seen: {'; '.join(searches)}\n"
+        )
+    return searches
 
 
 def _gateway(base_url: str, token: str | None, policy: Policy) -> FhirGateway:
@@ -282,9 +326,13 @@ def run_followup(args: argparse.Namespace) -> str:
             f"Patient/{args.patient} has no active ZOLGENSMA plan written by this app: "
             "evaluate and write one with `zolgensma-smart plan --write` first"
         )
+    truncated = _note_truncated(following.record.truncated)
     if args.format is Format.TEXT:
-        return render_followup.followup_text(following.followup)
-    return render.to_json(render_followup.followup_data(following.followup))
+        return render_followup.followup_text(following.followup) + render.truncated_text(truncated)
+    data = render_followup.followup_data(following.followup)
+    if truncated:
+        data["truncated"] = truncated
+    return render.to_json(data)
 
 
 def run_dose(args: argparse.Namespace) -> str:
@@ -317,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NotWritten as exc:
         sys.stdout.write(exc.output)
         sys.stderr.write(f"zolgensma-smart: not written: {exc}\n")
-        return EXIT_NOT_WRITTEN
+        return exc.exit_code
     except FhirError as exc:
         sys.stderr.write(f"zolgensma-smart: FHIR server: {exc}\n")
         return EXIT_SERVER

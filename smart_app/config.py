@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from smart_app.errors import ConfigError, PolicyError
-from smart_app.fhir.write import OrderMode
+from smart_app.fhir.written import OrderMode, Strategy
 from smart_app.rules.model import LabTest
 from smart_app.rules.policy import DEFAULT_POLICY, Policy
 
@@ -94,6 +94,8 @@ class Registration:
     client_secret: str = field(default="", repr=False)
     private_jwk: Mapping[str, Any] | None = field(default=None, repr=False)
     jwt_alg: str = "RS384"
+    write_strategy: Strategy = Strategy.AUTO
+    """How writes reach this server; auto chooses from its CapabilityStatement."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ _REGISTRATION_KEYS = {
     "client_secret_env",
     "private_key_file",
     "jwt_alg",
+    "write_strategy",
 }
 
 
@@ -181,7 +184,17 @@ def _registration(raw: Mapping[str, Any], *, where: str, env: Mapping[str, str])
         client_secret=secret,
         private_jwk=jwk,
         jwt_alg=raw.get("jwt_alg", "RS384"),
+        write_strategy=_write_strategy(raw.get("write_strategy", "auto"), where=where),
     )
+
+
+def _write_strategy(text: str, *, where: str) -> Strategy:
+    """A registration's write strategy, checked."""
+    try:
+        return Strategy(text)
+    except ValueError:
+        kinds = ", ".join(s.value for s in Strategy)
+        raise ConfigError(f"{where}: write_strategy must be one of {kinds}") from None
 
 
 def _private_jwk(path_text: str, *, where: str) -> dict[str, Any]:

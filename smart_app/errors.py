@@ -1,5 +1,12 @@
 """One exception hierarchy, each carrying a message a clinician or an operator can act on."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from smart_app.fhir.written import WriteReport
+
 
 class SmartAppError(Exception):
     """Base of every error the app raises on purpose."""
@@ -33,6 +40,11 @@ class FhirUnreachable(FhirError):
 
 class FhirProtocolError(FhirError):
     """An answer that is not the FHIR JSON asked for."""
+
+
+class FhirAnswerLost(FhirError):
+    """A write was sent but its answer was lost (time-out, reset, unreadable or 5xx): the
+    server may or may not have applied it."""
 
 
 class FhirUnauthorized(FhirError):
@@ -77,6 +89,14 @@ class WriteBackError(SmartAppError):
     def __init__(self, message: str, *, entry: str | None = None) -> None:
         super().__init__(message)
         self.entry = entry
+
+
+class WriteIncomplete(SmartAppError):
+    """A write the server applied in part, or whose outcome is unknown; carries the report."""
+
+    def __init__(self, message: str, *, report: WriteReport) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class ConfigError(InputError):

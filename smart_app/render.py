@@ -14,7 +14,7 @@ from smart_app.rules.dosing import between_bands, no_kit_reason, sci
 from smart_app.rules.model import Dose, Evidence, Finding, Plan, ScheduleItem, SteroidCourse
 
 if TYPE_CHECKING:
-    from smart_app.fhir.write import Written
+    from smart_app.fhir.written import WriteReport, Written
 
 
 def iso_day(value: dt.date | None) -> str | None:
@@ -161,6 +161,21 @@ def wrap(text: str, indent: int) -> str:
     return textwrap.fill(text, width=96, initial_indent=pad, subsequent_indent=pad)
 
 
+def truncated_text(searches: list[str]) -> str:
+    """A paragraph naming the searches cut at the page bound ('' when none were)."""
+    if not searches:
+        return ""
+    listed = "; ".join(searches)
+    return (
+        wrap(
+            f"TRUNCATED: {len(searches)} search(es) had more results than the app reads; the "
+            f"rest (the oldest, where sorted by date) was not seen: {listed}",
+            0,
+        )
+        + "\n"
+    )
+
+
 def _evidence_line(e: Evidence) -> str:
     """'Observation/x: 1:25 (2026-11-01)'."""
     value = f"{e.value} {e.unit}".strip()
@@ -278,19 +293,41 @@ def dose_table(rows: list[dict[str, Any]]) -> str:
 
 
 def written_data(written: Written) -> dict[str, str]:
-    """One written resource as JSON."""
-    return {"reference": written.reference, "outcome": written.outcome.value}
+    """One resource of a write as JSON: its reference, outcome, item and the server's words."""
+    row = {"reference": written.reference, "outcome": written.outcome.value}
+    if written.item:
+        row["item"] = written.item
+    if written.detail:
+        row["detail"] = written.detail
+    return row
+
+
+def report_data(report: WriteReport, message: str) -> dict[str, Any]:
+    """A partial or unknown write for the page: its state, the message and every entry."""
+    return {
+        "state": report.state.value,
+        "strategy": report.strategy.value,
+        "read_back": report.read_back,
+        "message": message,
+        "rows": [written_data(w) for w in report.written],
+    }
 
 
 def written_text(rows: list[dict[str, str]]) -> str:
-    """The WRITTEN section of the text report."""
+    """The WRITTEN section of the text report: every entry's outcome, failures with why."""
     if not rows:
         return "\nWRITTEN: nothing\n"
-    counts = {
-        o: sum(1 for r in rows if r["outcome"] == o) for o in ("created", "existing", "updated")
-    }
-    summary = ", ".join(f"{n} {o}" for o, n in counts.items() if n)
-    lines = [f"\nWRITTEN ({summary}):"] + [f"  {r['outcome']:<8} {r['reference']}" for r in rows]
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["outcome"]] = counts.get(row["outcome"], 0) + 1
+    summary = ", ".join(f"{n} {o}" for o, n in counts.items())
+    width = max(len(o) for o in counts)
+    lines = [f"\nWRITTEN ({summary}):"]
+    for row in rows:
+        line = f"  {row['outcome']:<{width}} {row['reference']}"
+        if row.get("detail") and row["outcome"] == "failed":
+            line += f"  ({row['detail']})"
+        lines.append(line)
     return "\n".join(lines) + "\n"
 
 

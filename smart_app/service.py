@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from smart_app.errors import WriteBlocked
 from smart_app.fhir import codes
 from smart_app.fhir.followup_write import Confirmed, completion_bundle, decision_bundle
 from smart_app.fhir.gateway import FhirGateway, PatientRecord
+from smart_app.fhir.plan_bundle import build_transaction
 from smart_app.fhir.plan_state import plan_state
 from smart_app.fhir.read import facts_from_bundle
-from smart_app.fhir.write import (
-    Confirmation,
-    Written,
-    build_transaction,
-    send_transaction,
-    write_plan,
-)
+from smart_app.fhir.transaction import send
+from smart_app.fhir.written import Confirmation, Strategy, Written
 from smart_app.rules.followup import FollowUp, follow_up
-from smart_app.rules.model import PatientFacts, Plan, PlanState
+from smart_app.rules.model import FindingCode, PatientFacts, Plan, PlanState
 from smart_app.rules.plan import build_plan
 from smart_app.rules.policy import DEFAULT_POLICY, Policy
+
+FOLLOW_UP_READ_FINDINGS = frozenset({FindingCode.SEARCHES_EMPTY, FindingCode.SEARCH_TRUNCATED})
+"""What the read could not settle that matters after infusion too (a prior dose does not)."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ def evaluate(
     titer_codes: frozenset[codes.Coding] = codes.DEFAULT_TITER_CODES,
 ) -> Evaluation:
     """One batch read, then the pure rules."""
-    record = gateway.read_patient(patient_id, titer_codes=titer_codes)
+    record = gateway.read_patient(patient_id, on=on, policy=policy, titer_codes=titer_codes)
     return evaluate_record(
         record, on=on, infusion_date=infusion_date, policy=policy, titer_codes=titer_codes
     )
@@ -58,7 +57,7 @@ def evaluate_record(
     titer_codes: frozenset[codes.Coding] = codes.DEFAULT_TITER_CODES,
 ) -> Evaluation:
     """The plan for a record already read."""
-    facts = facts_from_bundle(record.bundle(), titer_codes=titer_codes)
+    facts = facts_from_bundle(record.bundle(), titer_codes=titer_codes, notes=record.notes())
     plan = build_plan(facts, on=on, infusion_date=infusion_date, policy=policy)
     return Evaluation(record=record, facts=facts, plan=plan)
 
@@ -69,10 +68,15 @@ def transaction(evaluation: Evaluation, confirmation: Confirmation) -> dict[str,
 
 
 def write(
-    gateway: FhirGateway, evaluation: Evaluation, confirmation: Confirmation
+    gateway: FhirGateway,
+    evaluation: Evaluation,
+    confirmation: Confirmation,
+    *,
+    strategy: Strategy = Strategy.AUTO,
 ) -> list[Written]:
-    """Write the plan in one transaction."""
-    return write_plan(gateway, evaluation.plan, evaluation.facts, evaluation.record, confirmation)
+    """Write the plan: composed as one transaction, sent by the server's strategy."""
+    bundle = build_transaction(evaluation.plan, evaluation.facts, evaluation.record, confirmation)
+    return send(gateway, bundle, strategy=strategy)
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ def read_followup(
     titer_codes: frozenset[codes.Coding] = codes.DEFAULT_TITER_CODES,
 ) -> Following | None:
     """One batch read; None when the patient has no active plan of this app."""
-    record = gateway.read_patient(patient_id, titer_codes=titer_codes)
+    record = gateway.read_patient(patient_id, on=on, policy=policy, titer_codes=titer_codes)
     return follow_record(
         record, on=on, policy=policy, exam_normal=exam_normal, titer_codes=titer_codes
     )
@@ -113,8 +117,10 @@ def follow_record(
     state = plan_state(record)
     if state is None:
         return None
-    facts = facts_from_bundle(record.bundle(), titer_codes=titer_codes)
+    facts = facts_from_bundle(record.bundle(), titer_codes=titer_codes, notes=record.notes())
     found = follow_up(facts, state, on=on, policy=policy, exam_normal=exam_normal)
+    read = tuple(f for f in facts.read_findings if f.code in FOLLOW_UP_READ_FINDINGS)
+    found = replace(found, findings=(*read, *found.findings)) if read else found
     return Following(record=record, facts=facts, state=state, followup=found)
 
 
@@ -124,6 +130,7 @@ def complete_tasks(
     confirmed: Confirmed,
     *,
     manual_items: frozenset[str] = frozenset(),
+    strategy: Strategy = Strategy.AUTO,
 ) -> list[Written]:
     """Complete every resulted Task (and the ticked manual ones) and create the proposed
     further draws, in one transaction."""
@@ -137,7 +144,7 @@ def complete_tasks(
         proposed=following.followup.proposed,
         confirmed=confirmed,
     )
-    return send_transaction(gateway, bundle)
+    return send(gateway, bundle, strategy=strategy)
 
 
 def decision_transaction(following: Following, confirmed: Confirmed) -> dict[str, object]:
@@ -156,7 +163,11 @@ def decision_transaction(following: Following, confirmed: Confirmed) -> dict[str
 
 
 def record_decision(
-    gateway: FhirGateway, following: Following, confirmed: Confirmed
+    gateway: FhirGateway,
+    following: Following,
+    confirmed: Confirmed,
+    *,
+    strategy: Strategy = Strategy.AUTO,
 ) -> list[Written]:
-    """Record the decision in one idempotent transaction."""
-    return send_transaction(gateway, decision_transaction(following, confirmed))
+    """Record the decision, composed as one idempotent transaction."""
+    return send(gateway, decision_transaction(following, confirmed), strategy=strategy)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -64,6 +66,14 @@ def load_patient(base: str, bundle: Mapping[str, Any], *, suffix: str | None = N
     status, answer = http_json(
         "POST", base, {"resourceType": "Bundle", "type": "transaction", "entry": entries}
     )
+    if status == 400 and "not supported" in json.dumps(answer):
+        for entry in entries:  # a server without transactions: one PUT each
+            status, answer = http_json(
+                "PUT", f"{base}/{entry['request']['url']}", entry["resource"]
+            )
+            if status not in (200, 201):
+                raise RuntimeError(f"loading the fixture failed: {status} {answer}")
+        return patient_id
     if status != 200:
         raise RuntimeError(f"loading the fixture failed: {status} {answer}")
     return patient_id
@@ -82,9 +92,25 @@ def search(base: str, query: str) -> list[dict[str, Any]]:
     return out
 
 
+class FaultMode(StrEnum):
+    """What the proxy does to a matching request."""
+
+    ANSWER = "answer"
+    """Answer with the fault's status and body; the server never sees the request."""
+    DROP_AFTER = "drop-after"
+    """Forward (the server applies it), then close the connection without an answer."""
+    STALL_AFTER = "stall-after"
+    """Forward, then hold the answer longer than the client waits."""
+    GARBLE_AFTER = "garble-after"
+    """Forward, then answer 200 with a body that is not JSON."""
+    STALE_ENTRY = "stale-entry"
+    """Forward with a stale version in If-Match (entry `entry` of a Bundle, or the header):
+    the server itself refuses that entry."""
+
+
 @dataclass
 class Fault:
-    """An answer the proxy gives instead of forwarding, once, for a matching request."""
+    """What the proxy does, once, to a matching request instead of plainly forwarding it."""
 
     method: str
     path: str
@@ -92,6 +118,9 @@ class Fault:
     body: dict[str, Any]
     after: int = 0
     """Let this many matching requests through first."""
+    mode: FaultMode = FaultMode.ANSWER
+    entry: int = 0
+    stall_s: float = 3.0
 
 
 @dataclass
@@ -110,6 +139,22 @@ class Proxy:
             self.calls.clear()
             self.faults.clear()
 
+    def fault_next(
+        self,
+        method: str,
+        path: str,
+        mode: FaultMode,
+        *,
+        after: int = 0,
+        entry: int = 0,
+        stall_s: float = 3.0,
+    ) -> None:
+        """Apply a fault that lets the request reach the server (or corrupts it on the way)."""
+        with self.lock:
+            self.faults.append(
+                Fault(method, path, 0, {}, after, mode=mode, entry=entry, stall_s=stall_s)
+            )
+
     def fail_next(self, method: str, path: str, status: int, text: str, *, after: int = 0) -> None:
         """Answer a later matching request (after `after` others) with an OperationOutcome."""
         body = {
@@ -118,6 +163,30 @@ class Proxy:
         }
         with self.lock:
             self.faults.append(Fault(method, path, status, body, after))
+
+
+def _matches(pattern: str, path: str) -> bool:
+    """A fault's path: exact, or a prefix ending in '*'."""
+    return path == pattern or (pattern.endswith("*") and path.startswith(pattern[:-1]))
+
+
+def _stale(
+    body: bytes | None, headers: dict[str, str], entry: int
+) -> tuple[bytes | None, dict[str, str]]:
+    """The request with a version no server holds in If-Match: entry `entry` of a Bundle (a
+    negative `entry`: its first update), or the If-Match header of a single update."""
+    stale = 'W/"999999"'
+    data = json.loads(body) if body else None
+    if isinstance(data, dict) and data.get("resourceType") == "Bundle":
+        if entry < 0:
+            entry = next(i for i, e in enumerate(data["entry"]) if e["request"]["method"] == "PUT")
+        request = data["entry"][entry]["request"]
+        request["ifMatch"] = stale
+        return json.dumps(data).encode(), headers
+    return body, {
+        **{k: v for k, v in headers.items() if k.lower() != "if-match"},
+        "If-Match": stale,
+    }
 
 
 @contextlib.contextmanager
@@ -139,14 +208,19 @@ def proxy(target: str) -> Iterator[Proxy]:
             with state.lock:
                 state.calls.append((self.command, self.path))
                 fault = next(
-                    (f for f in state.faults if f.method == self.command and f.path == path), None
+                    (
+                        f
+                        for f in state.faults
+                        if f.method == self.command and _matches(f.path, path)
+                    ),
+                    None,
                 )
                 if fault and fault.after > 0:
                     fault.after -= 1
                     fault = None
                 elif fault:
                     state.faults.remove(fault)
-            if fault:
+            if fault and fault.mode is FaultMode.ANSWER:
                 self._reply(fault.status, json.dumps(fault.body).encode(), {})
                 return
             headers = {
@@ -154,6 +228,8 @@ def proxy(target: str) -> Iterator[Proxy]:
                 for k, v in self.headers.items()
                 if k.lower() in ("content-type", "accept", "authorization", "if-match")
             }
+            if fault and fault.mode is FaultMode.STALE_ENTRY:
+                body, headers = _stale(body, headers, fault.entry)
             rest = self.path.removeprefix("/fhir")
             request = urllib.request.Request(  # noqa: S310 - the test's own target
                 state.target + rest, data=body, method=self.command, headers=headers
@@ -164,10 +240,33 @@ def proxy(target: str) -> Iterator[Proxy]:
             except urllib.error.HTTPError as exc:
                 status, data, extra = exc.code, exc.read(), exc.headers
             data = data.replace(state.target.encode(), state.base.encode())
-            self._reply(status, data, {"Retry-After": extra.get("Retry-After")})
+            if fault and fault.mode is FaultMode.DROP_AFTER:
+                self.close_connection = True
+                return
+            if fault and fault.mode is FaultMode.STALL_AFTER:
+                time.sleep(fault.stall_s)
+            if fault and fault.mode is FaultMode.GARBLE_AFTER:
+                status, data = 200, data[: len(data) // 2] or b"{"
+            location = extra.get("Location")
+            if location:
+                location = location.replace(state.target, state.base)
+            self._reply(
+                status,
+                data,
+                {
+                    "Retry-After": extra.get("Retry-After"),
+                    "Location": location,
+                    "ETag": extra.get("ETag"),
+                },
+            )
 
         def _reply(self, status: int, data: bytes, extra: Mapping[str, str | None]) -> None:
             """Send an answer."""
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self._send(status, data, extra)
+
+        def _send(self, status: int, data: bytes, extra: Mapping[str, str | None]) -> None:
+            """Write the answer (the client may have given up waiting)."""
             self.send_response(status)
             self.send_header("Content-Type", "application/fhir+json")
             self.send_header("Content-Length", str(len(data)))

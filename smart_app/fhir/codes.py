@@ -149,5 +149,27 @@ def app_identifier_values(resource: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def app_keys(resource: Mapping[str, Any]) -> list[str]:
+    """The app's identifier values of a resource, and its app tags (Provenance has no
+    identifier in R4, so the app keys it by a meta.tag in the same system)."""
+    meta = resource.get("meta")
+    tags = meta.get("tag") if isinstance(meta, Mapping) else None
+    tagged = [
+        str(t.get("code"))
+        for t in (tags if isinstance(tags, list) else [])
+        if isinstance(t, Mapping) and t.get("system") == APP_IDENTIFIER and t.get("code")
+    ]
+    return app_identifier_values(resource) + tagged
+
+
+def relative_reference(url: str) -> str:
+    """Type/id from a location or absolute reference (drops _history and the base); '' if none."""
+    path = url.split("/_history/", 1)[0].rstrip("/")
+    parts = path.split("/")
+    if len(parts) >= 2 and parts[-2][:1].isupper() and parts[-1]:
+        return f"{parts[-2]}/{parts[-1]}"
+    return ""
+
+
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 """A FHIR logical id (R4 `id` datatype)."""

@@ -11,12 +11,8 @@ from typing import Any
 from smart_app.errors import WriteBlocked
 from smart_app.fhir import codes
 from smart_app.fhir.gateway import PatientRecord
-from smart_app.fhir.write import (
-    EntryBuilder,
-    OrderMode,
-    steroid_order_body,
-    task_resource,
-)
+from smart_app.fhir.plan_bundle import EntryBuilder, steroid_order_body, task_resource
+from smart_app.fhir.written import OrderMode
 from smart_app.rules import label
 from smart_app.rules.followup import Decision, TaskView
 from smart_app.rules.model import (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -17,6 +18,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from smart_app.errors import (
+    FhirAnswerLost,
     FhirConflict,
     FhirError,
     FhirForbidden,
@@ -30,13 +32,26 @@ from smart_app.errors import (
     InputError,
 )
 from smart_app.fhir import codes
-from smart_app.fhir.read import has_lone_surrogate
-from smart_app.rules.policy import DEFAULT_POLICY
+from smart_app.fhir.read import (
+    ReadNotes,
+    has_lone_surrogate,
+    medication_reference,
+    titer_date,
+    without_version,
+)
+from smart_app.rules.policy import DEFAULT_POLICY, Policy
 
 FHIR_JSON = "application/fhir+json"
 RETRY_STATUSES = frozenset({429, 503})
 BATCH_REFUSED = frozenset({400, 404, 405, 415, 422, 501})
 """Answers to a batch POST that mean 'this server does not do batch': fall back to GETs."""
+TITER_TEXT_QUERY = "AAV9"
+"""The anti-AAV9 titer by text (code:text, the standard token modifier), as read.py matches it."""
+OPTIONAL_SEARCHES = ("code:text=", "date:missing=", "category=laboratory")
+"""Searches a server may refuse (4xx) without failing the read: each is replaced or noted (the
+titer by text, results recorded without a date, the laboratory results read for the titer)."""
+MEDICATION_ID = re.compile(r"Medication/[A-Za-z0-9\-.]{1,64}")
+"""A relative reference to a Medication this server can be asked for."""
 
 Resource = dict[str, Any]
 
@@ -79,6 +94,29 @@ class PatientRecord:
     truncated: list[str] = field(default_factory=list)
     base_url: str | None = None
     """The server's base URL; None for a record not read from a server."""
+    searched: list[str] = field(default_factory=list)
+    """Every search sent (the Patient read is not one)."""
+    empty: list[str] = field(default_factory=list)
+    """Searches that found nothing."""
+    refused: list[str] = field(default_factory=list)
+    """Optional searches the server refused (4xx): the titer by text, the undated results."""
+    unresolved: dict[str, str] = field(default_factory=dict)
+    """medicationReferences still unread after the extra read, and why."""
+    floors: str = ""
+    """How far back the dated searches asked (Floors.shown), '' for no floors."""
+
+    def notes(self) -> ReadNotes | None:
+        """What the read saw besides the resources, for the facts; None when not read live."""
+        if self.base_url is None:
+            return None
+        return ReadNotes(
+            searched=tuple(self.searched),
+            empty=tuple(self.empty),
+            truncated=tuple(self.truncated),
+            refused=tuple(self.refused),
+            unresolved=tuple(sorted(self.unresolved.items())),
+            floors=self.floors,
+        )
 
     def bundle(self) -> Resource:
         """A collection Bundle of the resources, the shape read.py takes.
@@ -116,27 +154,92 @@ def _token_list(pairs: Iterable[tuple[str, str]]) -> str:
     return ",".join(f"{system}|{code}" for system, code in sorted(pairs))
 
 
+@dataclass(frozen=True)
+class Floors:
+    """The oldest date each dated search asks for (date=ge); None: no floor."""
+
+    weight: dt.date | None = None
+    labs: dt.date | None = None
+    temperature: dt.date | None = None
+    titer: dt.date | None = None
+    """Only for the laboratory Observations read when the titer cannot be found by text."""
+    cited: str = ""
+    """The policy fields the floors come from, cited as institution defaults."""
+
+    @classmethod
+    def before(cls, on: dt.date, policy: Policy = DEFAULT_POLICY) -> Floors:
+        """The floors for a read on `on`: the policy's search days (institution defaults) back,
+        and the titer look-back for the titer by text."""
+
+        def back(days: int) -> dt.date:
+            """`days` before the reading date."""
+            return on - dt.timedelta(days=days)
+
+        return cls(
+            weight=back(policy.weight_search_days),
+            labs=back(policy.lab_search_days),
+            temperature=back(policy.temperature_search_days),
+            titer=back(policy.titer_max_age_days),
+            cited=policy.cite("weight_search_days", "lab_search_days", "temperature_search_days"),
+        )
+
+    def shown(self) -> str:
+        """'weights since ..., lab results since ... and temperatures since ... (institution
+        default: ...)'; '' without floors."""
+        if not (self.weight and self.labs and self.temperature):
+            return ""
+        return (
+            f"weights since {self.weight}, lab results since {self.labs} and body temperatures "
+            f"since {self.temperature} ({self.cited})"
+        )
+
+
+def _since(floor: dt.date | None) -> str:
+    """The date floor of a search ('' for none)."""
+    return f"&date=ge{floor.isoformat()}" if floor else ""
+
+
 def patient_searches(
     patient_id: str,
     *,
     titer_codes: frozenset[tuple[str, str]] = codes.DEFAULT_TITER_CODES,
     page_size: int = 100,
+    floors: Floors | None = None,
 ) -> list[str]:
-    """The relative URLs that gather one patient's inputs: a read, then bounded searches."""
+    """The relative URLs that gather one patient's inputs: a read, then bounded searches.
+
+    With floors, the weight, lab and temperature searches stop at their dates (none on genetics
+    and gestational age) and one more search asks for those results recorded with no date.
+    """
+    floors = floors or Floors()
     pid = quote(patient_id, safe="")
     labs = set().union(*codes.LABS.values())
     genetics = codes.SMN1_COPIES | codes.SMN2_COPIES
     titers = titer_codes | codes.DEFAULT_TITER_CODES
     observation = f"Observation?patient={pid}&_sort=-date"
+    dated = codes.WEIGHT | codes.BODY_TEMPERATURE | labs
+    undated = (
+        [
+            f"Observation?patient={pid}&code={quote(_token_list(dated), safe='|,')}"
+            f"&date:missing=true&_count={page_size}"
+        ]
+        if floors.weight or floors.labs or floors.temperature
+        else []
+    )
     return [
         f"Patient/{pid}",
-        f"{observation}&code={quote(_token_list(codes.WEIGHT), safe='|,')}&_count=20",
+        f"{observation}&code={quote(_token_list(codes.WEIGHT), safe='|,')}"
+        f"{_since(floors.weight)}&_count=20",
         f"{observation}&code={quote(_token_list(codes.GESTATIONAL_AGE_AT_BIRTH), safe='|,')}"
         "&_count=10",
-        f"{observation}&code={quote(_token_list(codes.BODY_TEMPERATURE), safe='|,')}&_count=20",
+        f"{observation}&code={quote(_token_list(codes.BODY_TEMPERATURE), safe='|,')}"
+        f"{_since(floors.temperature)}&_count=20",
         f"{observation}&code={quote(_token_list(genetics), safe='|,')}&_count=20",
-        f"{observation}&code={quote(_token_list(labs), safe='|,')}&_count={page_size}",
+        f"{observation}&code={quote(_token_list(labs), safe='|,')}"
+        f"{_since(floors.labs)}&_count={page_size}",
         f"{observation}&code={quote(_token_list(titers), safe='|,')}&_count=20",
+        f"{observation}&code:text={TITER_TEXT_QUERY}&_count=20",
+        *undated,
         f"Condition?patient={pid}&_count={page_size}",
         f"MedicationAdministration?patient={pid}&_include=MedicationAdministration:medication"
         f"&_count={page_size}",
@@ -196,6 +299,32 @@ def _retry_after_s(value: str | None, *, now: dt.datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
+def _next_link(page: Mapping[str, Any]) -> str | None:
+    """The `next` link of a searchset page, or None."""
+    return next(
+        (
+            link.get("url")
+            for link in page.get("link") or []
+            if isinstance(link, Mapping) and link.get("relation") == "next"
+        ),
+        None,
+    )
+
+
+def _optional(url: str, error: FhirError) -> bool:
+    """A refusal (4xx) of a search the read can do without: the titer by text, undated results."""
+    return (
+        error.status is not None
+        and 400 <= error.status < 500
+        and any(marker in url for marker in OPTIONAL_SEARCHES)
+    )
+
+
+def _lookup_or_optional(url: str, error: FhirError) -> bool:
+    """Any failed Medication read (it becomes a finding), or a refused optional search."""
+    return ("?" not in url and error.status is not None) or _optional(url, error)
+
+
 def _is_bundle(body: Any, kind: str) -> bool:
     """True for a Bundle of the given type."""
     return (
@@ -233,6 +362,7 @@ class FhirGateway:
         self._session = session or requests.Session()
         self._headers = {"Accept": FHIR_JSON, "Content-Type": FHIR_JSON}
         self._token = bearer_token
+        self._capabilities: Resource | None = None
         if bearer_token:
             self._headers["Authorization"] = f"Bearer {bearer_token}"
 
@@ -326,36 +456,162 @@ class FhirGateway:
         self,
         patient_id: str,
         *,
+        on: dt.date | None = None,
+        policy: Policy = DEFAULT_POLICY,
         titer_codes: frozenset[tuple[str, str]] = codes.DEFAULT_TITER_CODES,
     ) -> PatientRecord:
-        """Everything for one patient: one batch request, then `next` pages within the bound."""
+        """Everything for one patient: one batch request, the `next` pages of its searches side
+        by side, and one more batch only when the first left something open (Medications its
+        medication uses name but it did not return; a titer it could not find by text).
+
+        With `on` (the reading date) the weight, lab and temperature searches stop at the
+        policy's date floors; without it they read back without a floor.
+        """
         if not codes.FHIR_ID.fullmatch(patient_id):
             raise InputError(f"patient id {patient_id!r} is not a FHIR id")
         before = self.requests_sent
+        floors = Floors.before(on, policy) if on else Floors()
         searches = patient_searches(
-            patient_id, titer_codes=titer_codes, page_size=self.limits.page_size
+            patient_id, titer_codes=titer_codes, page_size=self.limits.page_size, floors=floors
         )
-        answers = self._batch(searches)
+        answers = self._batch(searches, tolerate=_optional)
         patient = answers[0]
         if not isinstance(patient, Mapping) or patient.get("resourceType") != "Patient":
             raise FhirProtocolError(f"Patient/{patient_id}: the answer is not a Patient")
         record = PatientRecord(
             patient_id=str(patient.get("id") or patient_id), resources=[], base_url=self.base_url
         )
-        seen: set[tuple[str, str]] = set()
+        record.floors = floors.shown()
         record.resources.append(dict(patient))
-        seen.add(("Patient", str(patient.get("id"))))
-        for search, page in zip(searches[1:], answers[1:], strict=True):
-            for resource in self._pages(search, page, record):
-                key = (str(resource.get("resourceType")), str(resource.get("id")))
-                if key not in seen:
-                    seen.add(key)
-                    record.resources.append(resource)
+        seen = {("Patient", str(patient.get("id")))}
+        self._keep(record, seen, self._searches(searches[1:], answers[1:], record))
+        self._look_again(record, seen, titer_codes=titer_codes, floors=floors)
         record.requests = self.requests_sent - before
         return record
 
-    def _batch(self, searches: list[str]) -> list[Any]:
-        """Answers to the searches, in order: one batch POST, else parallel GETs."""
+    def _keep(
+        self, record: PatientRecord, seen: set[tuple[str, str]], found: Iterable[Resource]
+    ) -> None:
+        """Add resources to the record once each (by type and id)."""
+        for resource in found:
+            key = (str(resource.get("resourceType")), str(resource.get("id")))
+            if key not in seen:
+                seen.add(key)
+                record.resources.append(resource)
+
+    def _searches(
+        self, searches: list[str], answers: list[Any], record: PatientRecord
+    ) -> list[Resource]:
+        """The resources of searches answered together: `next` pages of different searches are
+        fetched side by side; refused, empty and truncated searches are noted on the record."""
+        chains: dict[int, tuple[list[Resource], bool]] = {}
+        waiting = []
+        for i, (search, page) in enumerate(zip(searches, answers, strict=True)):
+            if isinstance(page, FhirError):
+                continue
+            if _is_bundle(page, "searchset") and _next_link(page):
+                waiting.append(i)
+            else:
+                chains[i] = self._chain(search, page)
+        if waiting:
+            workers = min(self.limits.parallel_gets, len(waiting))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                pages = pool.map(lambda i: self._chain(searches[i], answers[i]), waiting)
+                chains.update(zip(waiting, pages, strict=True))
+        out: list[Resource] = []
+        for i, search in enumerate(searches):
+            record.searched.append(search)
+            if i not in chains:
+                record.refused.append(search)
+                continue
+            found, cut = chains[i]
+            if cut:
+                record.truncated.append(search)
+            if not found:
+                record.empty.append(search)
+            out.extend(found)
+        return out
+
+    def _look_again(
+        self,
+        record: PatientRecord,
+        seen: set[tuple[str, str]],
+        *,
+        titer_codes: frozenset[tuple[str, str]],
+        floors: Floors,
+    ) -> None:
+        """One more batch, only when needed: the Medications the medication uses name that were
+        not returned with them (a server that ignores _include, or one that lives elsewhere), and
+        the patient's laboratory Observations within the titer look-back when the server refused
+        the titer by text or no current titer was found (a text-only titer still counts)."""
+        wanted = self._missing_medications(record)
+        lookups = sorted(set(wanted.values()))
+        fallback = self._titer_fallback(record, titer_codes=titer_codes, floors=floors)
+        searches = lookups + ([fallback] if fallback else [])
+        if not searches:
+            return
+        answers = self._batch(searches, tolerate=_lookup_or_optional)
+        read: dict[str, Any] = dict(zip(lookups, answers, strict=False))
+        for url in lookups:
+            answer = read[url]
+            if isinstance(answer, Mapping) and answer.get("resourceType") == "Medication":
+                self._keep(record, seen, [dict(answer)])
+        for reference, url in wanted.items():
+            answer = read[url]
+            if isinstance(answer, FhirError):
+                record.unresolved[reference] = (
+                    f"the server answered {str(answer).split(': ', 1)[-1]}"
+                )
+            elif not isinstance(answer, Mapping) or answer.get("resourceType") != "Medication":
+                record.unresolved[reference] = "the server's answer is not a Medication"
+        if fallback:
+            self._keep(record, seen, self._searches([fallback], answers[-1:], record))
+
+    def _missing_medications(self, record: PatientRecord) -> dict[str, str]:
+        """{medicationReference: relative URL to read} for Medications not in the record; the
+        ones this server cannot be asked for go straight to record.unresolved."""
+        held = {
+            f"Medication/{r.get('id')}"
+            for r in record.resources
+            if r.get("resourceType") == "Medication"
+        }
+        wanted: dict[str, str] = {}
+        for resource in record.resources:
+            reference = medication_reference(resource)
+            if reference is None:
+                continue
+            relative = without_version(reference).removeprefix(self.base_url + "/")
+            if relative in held:
+                continue
+            if MEDICATION_ID.fullmatch(relative):
+                wanted[reference] = relative
+            elif "://" in relative:
+                record.unresolved[reference] = "it points to another server"
+            else:
+                record.unresolved[reference] = "it is not a reference to a Medication"
+        return wanted
+
+    def _titer_fallback(
+        self, record: PatientRecord, *, titer_codes: frozenset[tuple[str, str]], floors: Floors
+    ) -> str | None:
+        """The laboratory Observations within the titer look-back, when the text search was
+        refused or no titer dated within it came back; None when not needed."""
+        refused = any("code:text=" in search for search in record.refused)
+        dates = [titer_date(r, titer_codes) for r in record.resources]
+        current = any(d is not None and (floors.titer is None or d >= floors.titer) for d in dates)
+        if current and not refused:
+            return None
+        pid = quote(record.patient_id, safe="")
+        return (
+            f"Observation?patient={pid}&category=laboratory{_since(floors.titer)}"
+            f"&_sort=-date&_count={self.limits.page_size}"
+        )
+
+    def _batch(
+        self, searches: list[str], *, tolerate: Callable[[str, FhirError], bool] | None = None
+    ) -> list[Any]:
+        """Answers to the searches, in order: one batch POST, else parallel GETs. An entry that
+        fails is raised, unless `tolerate` accepts it: then its error is its answer."""
         bundle = {
             "resourceType": "Bundle",
             "type": "batch",
@@ -366,17 +622,22 @@ class FhirGateway:
         except FhirError as exc:
             if exc.status not in BATCH_REFUSED:
                 raise
-            return self._parallel_gets(searches)
+            return self._parallel_gets(searches, tolerate=tolerate)
         if not _is_bundle(answer, "batch-response"):
-            return self._parallel_gets(searches)
+            return self._parallel_gets(searches, tolerate=tolerate)
         entries = answer.get("entry") or []
         if len(entries) != len(searches):
             raise FhirProtocolError(
                 f"batch read: {len(entries)} answers to {len(searches)} searches"
             )
-        return [self._entry_answer(e, url) for e, url in zip(entries, searches, strict=True)]
+        return [
+            self._entry_answer(e, url, tolerate=tolerate)
+            for e, url in zip(entries, searches, strict=True)
+        ]
 
-    def _entry_answer(self, entry: Any, url: str) -> Any:
+    def _entry_answer(
+        self, entry: Any, url: str, *, tolerate: Callable[[str, FhirError], bool] | None = None
+    ) -> Any:
         """The resource of one batch-response entry, or the typed error its status names."""
         path, query, _ = url.partition("?")
         what = f"search {path}" if query else path
@@ -391,20 +652,40 @@ class FhirGateway:
             raise FhirProtocolError(f"{what}: batch-response status {status_text[:40]!r}")
         if code >= 400:
             outcome = response.get("outcome") or entry.get("resource")
-            raise http_error(code, what, outcome, secret=self._token)
+            error = http_error(code, what, outcome, secret=self._token)
+            if tolerate is not None and tolerate(url, error):
+                return error
+            raise error
         return entry.get("resource")
 
-    def _parallel_gets(self, searches: list[str]) -> list[Any]:
+    def _parallel_gets(
+        self, searches: list[str], *, tolerate: Callable[[str, FhirError], bool] | None = None
+    ) -> list[Any]:
         """The same searches as plain GETs, a few at a time."""
+
+        def get(url: str) -> Any:
+            """One GET; a tolerated failure is its answer."""
+            try:
+                return self._exchange("GET", url, what=url.split("?", 1)[0], retry=True)
+            except FhirError as exc:
+                if exc.status and tolerate is not None and tolerate(url, exc):
+                    return exc
+                raise
+
         with ThreadPoolExecutor(max_workers=self.limits.parallel_gets) as pool:
-            futures = [
-                pool.submit(self._exchange, "GET", url, what=url.split("?", 1)[0], retry=True)
-                for url in searches
-            ]
+            futures = [pool.submit(get, url) for url in searches]
             return [f.result() for f in futures]
 
     def _pages(self, search: str, page: Any, record: PatientRecord) -> list[Resource]:
         """The resources of a searchset and its `next` pages, up to the page bound."""
+        found, cut = self._chain(search, page)
+        if cut:
+            record.truncated.append(search)
+        return found
+
+    def _chain(self, search: str, page: Any) -> tuple[list[Resource], bool]:
+        """(the resources of a searchset and its `next` pages, True when cut at the page bound);
+        an OperationOutcome among them (a server's warning) is not a resource of the chart."""
         out: list[Resource] = []
         pages = 1
         while True:
@@ -413,32 +694,137 @@ class FhirGateway:
             out.extend(
                 e["resource"]
                 for e in page.get("entry") or []
-                if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)
+                if isinstance(e, Mapping)
+                and isinstance(e.get("resource"), Mapping)
+                and e["resource"].get("resourceType") != "OperationOutcome"
             )
-            following = next(
-                (
-                    link.get("url")
-                    for link in page.get("link") or []
-                    if isinstance(link, Mapping) and link.get("relation") == "next"
-                ),
-                None,
-            )
+            following = _next_link(page)
             if not following:
-                return out
+                return out, False
             if pages >= self.limits.max_pages:
-                record.truncated.append(search)
-                return out
+                return out, True
             page = self._exchange("GET", following, what="next page", retry=True)
             pages += 1
 
     # Writes ----------------------------------------------------------------------------------
 
+    def capabilities(self) -> Resource | None:
+        """The server's CapabilityStatement (read once), or None when it has none to give."""
+        if self._capabilities is None:
+            try:
+                answer = self._exchange("GET", "metadata", what="metadata", retry=True)
+            except FhirError:
+                answer = {}
+            ok = isinstance(answer, Mapping) and answer.get("resourceType") == "CapabilityStatement"
+            self._capabilities = dict(answer) if ok else {}
+        return self._capabilities or None
+
     def transaction(self, bundle: Mapping[str, Any]) -> Resource:
         """Send one transaction Bundle; return the transaction-response (no retries)."""
-        answer = self._exchange("POST", "", bundle, what="transaction", retry=False)
-        if not _is_bundle(answer, "transaction-response"):
-            raise FhirProtocolError("transaction: the answer is not a transaction-response")
+        return self._write_bundle(bundle, "transaction")
+
+    def batch(self, bundle: Mapping[str, Any]) -> Resource:
+        """Send one batch Bundle of writes; return the batch-response (no retries)."""
+        return self._write_bundle(bundle, "batch")
+
+    def _write_bundle(self, bundle: Mapping[str, Any], kind: str) -> Resource:
+        """POST a transaction or batch; a lost or unreadable answer is FhirAnswerLost."""
+        _, _, answer = self._write("POST", "", bundle, what=kind)
+        if not _is_bundle(answer, f"{kind}-response"):
+            raise FhirAnswerLost(f"{kind}: the answer is not a {kind}-response")
         return answer
+
+    def create(self, resource: Mapping[str, Any]) -> WriteAnswer:
+        """POST one resource (no conditions); the server's status, location and body."""
+        kind = str(resource.get("resourceType"))
+        return WriteAnswer(*self._write("POST", kind, resource, what=f"create {kind}"))
+
+    def update(self, url: str, resource: Mapping[str, Any], *, if_match: str = "") -> WriteAnswer:
+        """PUT one resource, checked against a version when `if_match` is given."""
+        headers = {"If-Match": if_match} if if_match else {}
+        kind = url.split("/", 1)[0]
+        return WriteAnswer(
+            *self._write("PUT", url, resource, what=f"update {kind}", headers=headers)
+        )
+
+    def search_all(self, searches: list[str]) -> list[list[Resource]]:
+        """The resources of each search (one batch, then `next` pages): for looking up writes."""
+        record = PatientRecord(patient_id="", resources=[])
+        answers = self._batch(searches)
+        found = [
+            self._pages(url, page, record) for url, page in zip(searches, answers, strict=True)
+        ]
+        if record.truncated:
+            raise FhirProtocolError("a look-up search has more pages than the app reads")
+        return found
+
+    def _write(
+        self,
+        method: str,
+        relative: str,
+        body: Any,
+        *,
+        what: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, str, Any]:
+        """One write exchange: (status, Location, JSON body). Refusals (4xx) raise typed; an
+        answer lost after sending (time-out, reset, 5xx, unreadable) raises FhirAnswerLost."""
+        with self._lock:
+            self.requests_sent += 1
+        try:
+            response = self._session.request(
+                method,
+                self._url(relative),
+                data=json.dumps(body),
+                headers={**self._headers, **(headers or {})},
+                timeout=self.limits.timeout_s,
+                stream=True,
+            )
+        except requests.RequestException as exc:
+            if _not_sent(exc):
+                raise FhirUnreachable(
+                    f"{what}: cannot reach {self._host} ({type(exc).__name__}); nothing was sent"
+                ) from None
+            raise FhirAnswerLost(
+                f"{what}: the answer from {self._host} was lost ({type(exc).__name__})"
+            ) from None
+        try:
+            content = self._body(response, what=what)
+        except FhirError as exc:
+            raise FhirAnswerLost(f"{what}: the answer was lost or unreadable ({exc})") from None
+        parsed = _json(content)
+        status = response.status_code
+        if status >= 500:
+            outcome = _outcome_text(parsed)
+            raise FhirAnswerLost(
+                f"{what}: server error ({status}); it may have applied the write",
+                status=status,
+                outcome=outcome.replace(self._token, "[redacted]") if self._token else outcome,
+            )
+        if status >= 400:
+            raise http_error(status, what, parsed, secret=self._token)
+        if content and (parsed is None or has_lone_surrogate(parsed)):
+            raise FhirAnswerLost(f"{what}: the answer is not FHIR JSON")
+        return status, response.headers.get("Location", ""), parsed
+
+
+@dataclass(frozen=True)
+class WriteAnswer:
+    """The server's answer to one create or update."""
+
+    status: int
+    location: str
+    resource: Any
+
+
+def _not_sent(exc: requests.RequestException) -> bool:
+    """True when a request failed before any byte reached the server (no connection made)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError):
+        text = repr(exc.args[0]) if exc.args else ""
+        return "NewConnectionError" in text or "ConnectionRefused" in text
+    return False
 
 
 def _json(content: bytes) -> Any:

@@ -15,7 +15,7 @@ from smart_app.rules.eligibility import (
     weights_disagree,
     weights_together,
 )
-from smart_app.rules.model import Measurement, PatientFacts, Plan
+from smart_app.rules.model import Measurement, PatientFacts, Plan, Severity, Status
 from smart_app.rules.monitoring import schedule
 from smart_app.rules.policy import DEFAULT_POLICY, Policy
 from smart_app.rules.steroids import steroid_course
@@ -46,6 +46,39 @@ def dosing_weight(
 def _timed_apart(a: Measurement, b: Measurement) -> bool:
     """True when both weights record a time and the times differ (so one is the newer)."""
     return a.taken_at is not None and b.taken_at is not None and a.taken_at != b.taken_at
+
+
+WRITABLE = frozenset({Status.ELIGIBLE, Status.NEEDS_REVIEW})
+"""Statuses whose plan may be written back (needs-review once each finding is acknowledged)."""
+
+
+def may_write(plan: Plan) -> bool:
+    """True when the plan's status allows a write and it has a dose and a steroid course."""
+    return (
+        plan.eligibility.status in WRITABLE and plan.dose is not None and plan.steroids is not None
+    )
+
+
+def write_refusal(plan: Plan, *, acknowledged: frozenset[str]) -> str | None:
+    """Why this plan may not be written with these acknowledgements, or None when it may."""
+    status = plan.eligibility.status
+    if status not in WRITABLE:
+        blocking = [f for f in plan.eligibility.findings if f.severity.value == status.value]
+        reasons = "; ".join(f"{f.code.value}: {f.message} ({f.section})" for f in blocking)
+        return f"nothing written: the plan is {status.value}. {reasons}"
+    if plan.dose is None or plan.steroids is None:
+        return "nothing written: the plan has no dose or corticosteroid course"
+    missing = sorted(
+        f.code.value
+        for f in plan.eligibility.findings
+        if f.severity is Severity.NEEDS_REVIEW and f.code.value not in acknowledged
+    )
+    if missing:
+        return "nothing written: acknowledge each needs-review finding first: " + ", ".join(missing)
+    stray = sorted(acknowledged - {f.code.value for f in plan.eligibility.findings})
+    if stray:
+        return f"nothing written: acknowledged findings not in the plan: {stray}"
+    return None
 
 
 CALENDAR_MARGIN = dt.timedelta(days=3660)

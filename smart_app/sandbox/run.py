@@ -24,7 +24,7 @@ from smart_app.config import ClientType, Registration, web_settings
 from smart_app.errors import WriteBlocked
 from smart_app.fhir.followup_write import Confirmed
 from smart_app.fhir.gateway import FhirGateway
-from smart_app.fhir.write import Confirmation, OrderMode
+from smart_app.fhir.written import Confirmation, OrderMode
 from smart_app.rules import label
 from smart_app.sandbox.ehr import EhrSettings, LauncherPatient, SandboxClient, create_ehr
 from smart_app.sandbox.fhirserver import free_port, sekmet
@@ -93,8 +93,13 @@ def practitioner() -> dict[str, Any]:
     }
 
 
+LOAD_CHUNK = 40
+"""Resources per loading transaction (servers cap the updates in one: Medplum at 50)."""
+
+
 def load(fhir_base: str, patients: Sequence[SyntheticPatient], *, now: dt.datetime) -> None:
-    """Load every patient in one transaction, then write the plans of those already on one."""
+    """Load every patient in transactions of LOAD_CHUNK resources, then write the plans of
+    those already on one."""
     bundle = transaction_bundle(patients)
     bundle["entry"].append(
         {
@@ -103,10 +108,13 @@ def load(fhir_base: str, patients: Sequence[SyntheticPatient], *, now: dt.dateti
             "request": {"method": "PUT", "url": f"Practitioner/{PRACTITIONER_ID}"},
         }
     )
-    response = requests.post(
-        fhir_base, json=bundle, headers={"Content-Type": "application/fhir+json"}, timeout=120
-    )
-    response.raise_for_status()
+    entries = bundle["entry"]
+    for start in range(0, len(entries), LOAD_CHUNK):  # Medplum takes 50 updates at most
+        chunk = {**bundle, "entry": entries[start : start + LOAD_CHUNK]}
+        response = requests.post(
+            fhir_base, json=chunk, headers={"Content-Type": "application/fhir+json"}, timeout=120
+        )
+        response.raise_for_status()
     gateway = FhirGateway(fhir_base, bearer_token=None)
     for patient in patients:
         if patient.in_plan_day is None:

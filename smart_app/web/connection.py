@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from smart_app.errors import SessionExpired
 from smart_app.fhir.gateway import FhirGateway
+from smart_app.fhir.written import Strategy
 from smart_app.web import context, smart
 from smart_app.web.state import web_state
 
@@ -31,3 +32,9 @@ def connect(context_id: str) -> tuple[context.LaunchContext, FhirGateway]:
         launched.iss, bearer_token=launched.access_token or None, session=state.http
     )
     return launched, gateway
+
+
+def write_strategy(launched: context.LaunchContext) -> Strategy:
+    """The write strategy registered for the launch's server (auto when none is set)."""
+    registration = web_state().settings.registrations.get(launched.iss)
+    return registration.write_strategy if registration else Strategy.AUTO

@@ -9,15 +9,15 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from werkzeug.wrappers import Response
 
 from smart_app import render, render_followup, service
-from smart_app.errors import WriteBackError, WriteBlocked
+from smart_app.errors import WriteBackError, WriteBlocked, WriteIncomplete
 from smart_app.fhir import summary
 from smart_app.fhir.followup_write import Confirmed
 from smart_app.fhir.gateway import FhirGateway, PatientRecord
-from smart_app.fhir.write import Outcome, Written
+from smart_app.fhir.written import Outcome, Written
 from smart_app.rules import label
 from smart_app.rules.model import ActivityKind, TaskState
-from smart_app.web import charts, context
-from smart_app.web.connection import connect
+from smart_app.web import charts, context, grants
+from smart_app.web.connection import connect, write_strategy
 from smart_app.web.followup_charts import follow_up_charts
 from smart_app.web.security import check_csrf
 from smart_app.web.state import web_state
@@ -75,11 +75,14 @@ def page(
         for v in found.tasks
         if v.task.kind in MANUAL_KINDS and v.state in (TaskState.DUE, TaskState.OVERDUE)
     ]
+    granted = launched.grants()
     return {
         "context_id": context_id,
         "launched": launched,
         "banner": summary.banner(following.record.resources, launched.patient),
         "show_banner": launched.need_patient_banner,
+        "decision_refused": grants.refusal(granted, grants.Write.DECISION),
+        "tasks_refused": grants.refusal(granted, grants.Write.TASKS),
         "f": data,
         "charts": drawn,
         "manual": manual,
@@ -126,6 +129,11 @@ def _write(
         return _render(context_id, launched, following, status=422, error=str(exc))
     except WriteBackError as exc:
         return _render(context_id, launched, following, status=502, error=str(exc))
+    except WriteIncomplete as exc:
+        current_app.logger.warning("follow-up write %s", exc.report.state.value)
+        _, _, after = _load(context_id)
+        report = render.report_data(exc.report, str(exc))
+        return _render(context_id, launched, after or following, status=502, report=report)
     current_app.logger.info("follow-up: %d resources written", len(written))
     _, _, after = _load(context_id)
     return _render(
@@ -142,7 +150,8 @@ def _load(
 ) -> tuple[context.LaunchContext, FhirGateway, service.Following | None]:
     """Read the chart once; the launch context, gateway and follow-up (None: no active plan)."""
     launched, gateway = connect(context_id)
-    record = gateway.read_patient(launched.patient)
+    state = web_state()
+    record = gateway.read_patient(launched.patient, on=state.today(), policy=state.settings.policy)
     return launched, gateway, follow(record, exam_normal=exam_normal)
 
 
@@ -153,6 +162,20 @@ def show(context_id: str) -> tuple[str, int] | Response:
     if following is None:
         return redirect(url_for("plan.show", context_id=context_id, view="plan"), code=303)
     return _render(context_id, launched, following)
+
+
+def _refused(
+    context_id: str,
+    launched: context.LaunchContext,
+    following: service.Following,
+    write: grants.Write,
+) -> tuple[str, int] | None:
+    """The page with why the launch's grants do not allow this write, or None when they do."""
+    refused = grants.refusal(launched.grants(), write)
+    if refused is None:
+        return None
+    error = f"Nothing was written. {refused.message}"
+    return _render(context_id, launched, following, status=403, error=error)
 
 
 def _tasks_notice(written: list[Written]) -> str:
@@ -175,6 +198,8 @@ def confirm_tasks(context_id: str) -> tuple[str, int] | Response:
     launched, gateway, following = _load(context_id)
     if following is None:
         return redirect(url_for("plan.show", context_id=context_id, view="plan"), code=303)
+    if (refused := _refused(context_id, launched, following, grants.Write.TASKS)) is not None:
+        return refused
     if request.form.get("fingerprint") != _tasks_fingerprint(following):
         return _render(
             context_id,
@@ -190,7 +215,11 @@ def confirm_tasks(context_id: str) -> tuple[str, int] | Response:
         launched,
         following,
         lambda confirmed: service.complete_tasks(
-            gateway, following, confirmed, manual_items=manual
+            gateway,
+            following,
+            confirmed,
+            manual_items=manual,
+            strategy=write_strategy(launched),
         ),
         notice=_tasks_notice,
     )
@@ -204,6 +233,8 @@ def decide(context_id: str) -> tuple[str, int] | Response:
     launched, gateway, following = _load(context_id, exam_normal=exam)
     if following is None:
         return redirect(url_for("plan.show", context_id=context_id, view="plan"), code=303)
+    if (refused := _refused(context_id, launched, following, grants.Write.DECISION)) is not None:
+        return refused
     decision = following.followup.decision
     if decision is None:
         recorded = {d.decided_on for d in following.state.decisions}
@@ -240,7 +271,9 @@ def decide(context_id: str) -> tuple[str, int] | Response:
         context_id,
         launched,
         following,
-        lambda confirmed: service.record_decision(gateway, following, confirmed),
+        lambda confirmed: service.record_decision(
+            gateway, following, confirmed, strategy=write_strategy(launched)
+        ),
         notice=lambda written: (
             f"Liver assessment recorded ({branch}): {len(written)} resources in one transaction."
         ),

@@ -8,21 +8,21 @@ from typing import Any
 from flask import Blueprint, Response, current_app, render_template, request
 
 from smart_app import render, service
-from smart_app.errors import InputError, WriteBackError, WriteBlocked
+from smart_app.errors import InputError, WriteBackError, WriteBlocked, WriteIncomplete
 from smart_app.fhir import summary
 from smart_app.fhir.gateway import FhirGateway, PatientRecord
 from smart_app.fhir.plan_state import plan_state
-from smart_app.fhir.write import Confirmation
+from smart_app.fhir.written import Confirmation
 from smart_app.rules.eligibility import UNBLOCK_ADVICE
-from smart_app.rules.model import Severity, Status
-from smart_app.web import context, followup, present, smart
-from smart_app.web.connection import connect
+from smart_app.rules.model import Severity
+from smart_app.rules.plan import may_write
+from smart_app.web import context, followup, grants, present, smart
+from smart_app.web.connection import connect, write_strategy
 from smart_app.web.security import check_csrf
 from smart_app.web.state import web_state
 
 bp = Blueprint("plan", __name__, url_prefix="/p/<context_id>")
 
-WRITABLE = (Status.ELIGIBLE, Status.NEEDS_REVIEW)
 MAX_PLANNING_DAYS = 365
 
 
@@ -39,12 +39,18 @@ def _infusion_date(text: str | None, *, today: dt.date) -> dt.date:
     return day
 
 
+def _read(gateway: FhirGateway, patient: str) -> PatientRecord:
+    """The patient's chart as read today, its searches floored by the web's policy."""
+    state = web_state()
+    return gateway.read_patient(patient, on=state.today(), policy=state.settings.policy)
+
+
 def _evaluate(
     context_id: str, infusion_text: str | None
 ) -> tuple[context.LaunchContext, FhirGateway, service.Evaluation]:
     """Read the chart once and build the plan."""
     launched, gateway = connect(context_id)
-    record = gateway.read_patient(launched.patient)
+    record = _read(gateway, launched.patient)
     return launched, gateway, _plan(record, infusion_text)
 
 
@@ -70,11 +76,12 @@ def _page(
     plan = evaluation.plan
     data = render.plan_data(plan)
     status = plan.eligibility.status
-    writable = status in WRITABLE and plan.dose is not None
+    writable = may_write(plan)
     review = [f for f in data["eligibility"]["findings"] if f["severity"] == "needs-review"]
     blocking = [f for f in data["eligibility"]["findings"] if f["severity"] == status.value]
+    refused = grants.refusal(launched.grants(), grants.Write.PLAN)
     rows: list[summary.WriteRow] = []
-    if writable and preview:
+    if writable and preview and refused is None:
         confirmation = Confirmation(
             recorded=state.now(),
             acknowledged=frozenset(f["code"] for f in review),
@@ -90,6 +97,7 @@ def _page(
         "plan": data,
         "status": status.value,
         "writable": writable,
+        "refused": refused,
         "review": review,
         "blocking": [] if writable else blocking,
         "advice": UNBLOCK_ADVICE.get(status, ""),
@@ -107,7 +115,7 @@ def show(context_id: str) -> str | tuple[str, int]:
     """A patient on an active plan gets the follow-up view; otherwise (or with ?view=plan) the
     plan page: eligibility with evidence, dose and kit, course, schedule, what is written."""
     launched, gateway = connect(context_id)
-    record = gateway.read_patient(launched.patient)
+    record = _read(gateway, launched.patient)
     planning = request.args.get("view") == "plan"
     if not planning and (following := followup.follow(record)) is not None:
         return render_template("followup.html", **followup.page(context_id, launched, following))
@@ -129,6 +137,8 @@ def write(context_id: str) -> tuple[str, int] | str:
         shown = _page(context_id, launched, evaluation)
         return render_template("plan.html", error=message, **shown), status
 
+    if page["refused"] is not None:
+        return again(f"Nothing was written. {page['refused'].message}", 403)
     if request.form.get("fingerprint") != page["fingerprint"]:
         return again(
             "The chart changed since this plan was shown (new results or a new date). Nothing was"
@@ -142,11 +152,22 @@ def write(context_id: str) -> tuple[str, int] | str:
         order_mode=state.settings.order_mode,
     )
     try:
-        written = service.write(gateway, evaluation, confirmation)
+        written = service.write(
+            gateway, evaluation, confirmation, strategy=write_strategy(launched)
+        )
     except WriteBlocked as exc:
         return again(str(exc), 422)
     except WriteBackError as exc:
         return again(f"The FHIR server refused the plan; nothing was written. {exc}", 502)
+    except WriteIncomplete as exc:
+        current_app.logger.warning("plan write %s", exc.report.state.value)
+        shown = _page(
+            context_id,
+            launched,
+            _plan(_read(gateway, launched.patient), request.form.get("infusion_date")),
+        )
+        report = render.report_data(exc.report, str(exc))
+        return render_template("plan.html", report=report, **shown), 502
     current_app.logger.info("plan written: %d resources", len(written))
     rows = [render.written_data(w) for w in written]
     return render_template("written.html", rows=rows, **page)

@@ -27,7 +27,8 @@ from smart_app.errors import WriteBlocked
 from smart_app.fhir import codes, profiles
 from smart_app.fhir.followup_write import Confirmed, completion_bundle, decision_bundle
 from smart_app.fhir.gateway import PatientRecord
-from smart_app.fhir.write import Confirmation, OrderMode, validate_bundle
+from smart_app.fhir.plan_bundle import validate_bundle
+from smart_app.fhir.written import Confirmation, OrderMode
 from smart_app.rules.followup import Decision
 from smart_app.rules.model import DecisionBranch, LabTest, TaskState
 from smart_app.sandbox import run
@@ -52,7 +53,21 @@ class _Chart:
             stored["meta"] = {**stored.get("meta", {}), "versionId": "1"}
             self.store[f"{stored['resourceType']}/{stored['id']}"] = stored
 
-    # the two calls the service makes of a gateway ----------------------------------------------
+    # the calls the service makes of a gateway ---------------------------------------------------
+
+    def capabilities(self) -> dict[str, Any]:
+        """A server that takes conditional transactions."""
+        kinds = ("CarePlan", "Task", "MedicationRequest", "Provenance", "ServiceRequest")
+        return {
+            "resourceType": "CapabilityStatement",
+            "rest": [
+                {
+                    "mode": "server",
+                    "interaction": [{"code": "transaction"}],
+                    "resource": [{"type": k, "conditionalCreate": True} for k in kinds],
+                }
+            ],
+        }
 
     def read_patient(self, patient_id: str, **_: Any) -> PatientRecord:
         """Every resource, as one read would return them."""

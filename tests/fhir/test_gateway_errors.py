@@ -16,6 +16,7 @@ import requests
 import responses
 
 from smart_app.errors import (
+    FhirAnswerLost,
     FhirConflict,
     FhirError,
     FhirForbidden,
@@ -29,6 +30,7 @@ from smart_app.errors import (
     InputError,
     SmartAppError,
 )
+from smart_app.fhir import codes
 from smart_app.fhir.gateway import FhirGateway, Limits, PatientRecord, patient_searches
 from smart_app.rules.policy import DEFAULT_POLICY
 
@@ -40,6 +42,9 @@ SEARCHES = patient_searches(PID)
 CONDITION = next(i for i, s in enumerate(SEARCHES) if s.startswith("Condition?"))
 LABS = 5
 """Index of the lab Observation search (the one sized by page_size)."""
+TITER = next(i for i, s in enumerate(SEARCHES) if "anti-aav9-titer" in s)
+"""Index of the titer search by code."""
+APP_CODES = codes.APP_CODES
 DIAGNOSTICS = "HAPI-0389: resource Patient/p1 is not known here"
 ANY_URL = re.compile(re.escape(BASE) + r"/.*")
 
@@ -90,10 +95,27 @@ def searchset(*resources: dict[str, Any], next_url: str | None = None) -> dict[s
     return out
 
 
+def titer(rid: str, pid: str = PID) -> dict[str, Any]:
+    """A dated anti-AAV9 titer Observation with the app's code."""
+    return {
+        "resourceType": "Observation",
+        "id": rid,
+        "status": "final",
+        "code": {"coding": [{"system": APP_CODES, "code": "anti-aav9-titer"}]},
+        "subject": {"reference": f"Patient/{pid}"},
+        "effectiveDateTime": "2026-11-09",
+        "valueString": "<1:25",
+    }
+
+
 def search_answers(pid: str = PID) -> list[dict[str, Any]]:
-    """One answer per search: the Patient, then one searchset with one resource (id r<i>)."""
+    """One answer per search: the Patient, then one searchset with one resource (id r<i>); the
+    titer search finds a titer, so no second read is needed."""
     answers: list[dict[str, Any]] = [patient(pid)]
     for i, search in enumerate(patient_searches(pid)[1:], start=1):
+        if i == TITER:
+            answers.append(searchset(titer(f"r{i}", pid)))
+            continue
         answers.append(searchset({"resourceType": search.split("?", 1)[0], "id": f"r{i}"}))
     return answers
 
@@ -215,6 +237,35 @@ def test_batch_entry_status_maps_to_typed_error(
     assert SEARCHES[index].split("?", 1)[0] in str(error)
     assert len(rsps.calls) == 1
     assert gw.requests_sent == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [("400 Bad Request", None), ("422 Unprocessable", None), ("500 Error", FhirServerError)],
+)
+def test_refused_text_search_is_noted_a_failed_one_is_an_error(
+    rsps: responses.RequestsMock,
+    waits: list[float],
+    status: str,
+    kind: type[FhirError] | None,
+) -> None:
+    """A 4xx on the titer search by text (an optional search) is a refusal the read notes and
+    works around with one more batch; a 5xx there is still the server's error."""
+    text = next(i for i, s in enumerate(SEARCHES) if "code:text=" in s)
+    body = batch_response()
+    body["entry"][text] = failed_entry(status, "unknown modifier :text")
+    rsps.add(responses.POST, BASE, json=body)
+    gw = gateway(waits)
+    if kind is not None:
+        error = failure(kind, lambda: gw.read_patient(PID))
+        assert "unknown modifier :text" in error.outcome
+        return
+    rsps.add(responses.POST, BASE, json=batch_response([searchset()]))
+    record = gw.read_patient(PID)
+    assert record.refused == [SEARCHES[text]]
+    assert record.requests == 2
+    (lookup,) = json.loads(rsps.calls[1].request.body or b"")["entry"]
+    assert "category=laboratory" in lookup["request"]["url"]
 
 
 def test_batch_entry_outcome_as_resource(rsps: responses.RequestsMock, waits: list[float]) -> None:
@@ -414,11 +465,12 @@ def test_500_on_next_page_not_retried(rsps: responses.RequestsMock, waits: list[
     assert gw.requests_sent == len(rsps.calls) == 2
 
 
-@pytest.mark.parametrize(("status", "kind"), [(429, FhirRateLimited), (503, FhirServerError)])
+@pytest.mark.parametrize(("status", "kind"), [(429, FhirRateLimited), (503, FhirAnswerLost)])
 def test_transaction_never_retried(
     rsps: responses.RequestsMock, waits: list[float], status: int, kind: type[FhirError]
 ) -> None:
-    """429 or 503 to a transaction POST: one request, no wait, the typed error."""
+    """429 or 503 to a transaction POST: one request, no wait, the typed error (a 5xx may
+    follow a commit, so its outcome is lost, not refused)."""
     rsps.add(responses.POST, BASE, status=status, headers={"Retry-After": "1"}, json=outcome())
     gw = gateway(waits, retries=3)
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": []}
@@ -431,10 +483,10 @@ def test_transaction_never_retried(
 
 
 def test_transaction_wrong_answer(rsps: responses.RequestsMock, waits: list[float]) -> None:
-    """A 200 to a transaction that is not a transaction-response is a protocol error."""
+    """A 200 to a transaction that is not a transaction-response: the answer is lost."""
     rsps.add(responses.POST, BASE, json=batch_response())
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": []}
-    failure(FhirProtocolError, lambda: gateway(waits).transaction(bundle))
+    failure(FhirAnswerLost, lambda: gateway(waits).transaction(bundle))
 
 
 # 4. Batch refused -> parallel GETs -------------------------------------------------------------

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from smart_app.fhir.gateway import PatientRecord
+from smart_app.fhir.plan_bundle import build_transaction
 from smart_app.fhir.read import facts_from_bundle
-from smart_app.fhir.write import Confirmation, build_transaction
+from smart_app.fhir.written import Confirmation
 from smart_app.rules.plan import build_plan
 
 ROOT = Path(__file__).resolve().parents[2]

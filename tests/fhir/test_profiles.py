@@ -32,15 +32,16 @@ from fhir.resources.R4B.valueset import ValueSet
 
 from smart_app.fhir import codes, profiles
 from smart_app.fhir.gateway import PatientRecord
+from smart_app.fhir.plan_bundle import build_transaction
 from smart_app.fhir.read import (
     _is_infection,
     _is_liver_disease,
     facts_from_bundle,
     parse_bundle_json,
 )
-from smart_app.fhir.write import WRITABLE, Confirmation, OrderMode, build_transaction
+from smart_app.fhir.written import Confirmation, OrderMode
 from smart_app.rules.model import ActivityKind, DecisionBranch, FindingCode, Severity
-from smart_app.rules.plan import build_plan
+from smart_app.rules.plan import WRITABLE, build_plan
 from tests.test_findings import BASE_EXAMPLE, BUNDLES, DATES, EXPECTED_CODES, EXPECTED_SEVERITY
 
 PROFILES_DIR = Path(__file__).resolve().parents[2] / "fhir_profiles"
@@ -357,17 +358,33 @@ def test_structure_definition_header(sd: dict[str, Any]) -> None:
     assert set(sd["differential"]) == {"element"}
 
 
+SLICED = {"zolgensma-careplan": {"CarePlan.category": ["zolgensmaPlan"]}}
+"""The only slicing in the app's profiles: open, by pattern, so other categories fit beside."""
+
+
 @pytest.mark.parametrize("sd", _structure_definitions(), ids=lambda sd: sd["id"])
-def test_elements_are_paths_of_the_type_without_slicing(sd: dict[str, Any]) -> None:
-    paths = [element["path"] for element in sd["differential"]["element"]]
-    assert len(paths) == len(set(paths)), "an element is constrained twice"
-    for element in sd["differential"]["element"]:
+def test_elements_are_paths_of_the_type_and_slices_are_well_formed(sd: dict[str, Any]) -> None:
+    elements = sd["differential"]["element"]
+    ids = [element["id"] for element in elements]
+    assert len(ids) == len(set(ids)), "an element is constrained twice"
+    slices: dict[str, list[str]] = {}
+    for position, element in enumerate(elements):
         path = element["path"]
         assert path == sd["type"] or path.startswith(f"{sd['type']}.")
-        assert element["id"] == path
         assert ":" not in path
-        assert "slicing" not in element
-        assert "sliceName" not in element
+        if "sliceName" in element:
+            assert element["id"] == f"{path}:{element['sliceName']}"
+            assert "slicing" in elements[ids.index(path)], f"{path} is sliced without slicing"
+            assert ids.index(path) < position, "a slice comes after its sliced element"
+            assert element["min"] >= 1, "the app's slice is required"
+            slices.setdefault(path, []).append(element["sliceName"])
+        else:
+            assert element["id"] == path
+        if "slicing" in element:
+            assert element["slicing"]["rules"] == "open"
+            assert element["slicing"]["discriminator"] == [{"type": "pattern", "path": "$this"}]
+            assert not profiles._constraints(element), "a pattern on the whole sliced element"
+    assert slices == SLICED.get(sd["id"], {})
 
 
 @pytest.mark.parametrize("sd", _structure_definitions(), ids=lambda sd: sd["id"])
@@ -702,7 +719,7 @@ CASES = [
     Case(PLAN, "set", "intent", "intent", "order"),
     Case(PLAN, "set", "activity", "activity", [{"reference": {"reference": "Task/one"}}]),
     Case(PLAN, "drop", "activity.0.reference", "activity.reference"),
-    Case(PLAN, "set", "category.0.coding.0.code", "category", "assess-plan"),
+    Case(PLAN, "set", "category.0.coding.0.code", "category:zolgensmaPlan", "assess-plan"),
     Case(PLAN, "drop", "category", "category"),
     Case(PLAN, "drop", "period.end", "period.end"),
     Case(PLAN, "drop", "title", "title"),
@@ -807,3 +824,164 @@ def test_kit_order_profile_does_not_fit_the_steroid_order() -> None:
 def test_models_are_r4b() -> None:
     for model in MODELS.values():
         assert model.__module__.startswith("fhir.resources.R4B."), model
+
+
+# Slicing -------------------------------------------------------------------------------------
+
+US_CORE_CAREPLAN = "http://hl7.org/fhir/us/core/CodeSystem/careplan-category"
+ASSESS_PLAN = {"coding": [{"system": US_CORE_CAREPLAN, "code": "assess-plan"}]}
+APP_PLAN = {"coding": [{"system": codes.APP_CODES, "code": "zolgensma-plan"}]}
+PLAN_SLICE = "CarePlan.category:zolgensmaPlan"
+
+
+def _care_plan(*categories: dict[str, Any]) -> dict[str, Any]:
+    resource = _resource(PLAN)
+    resource["category"] = [copy.deepcopy(c) for c in categories]
+    return resource
+
+
+def test_the_writer_writes_exactly_the_app_category() -> None:
+    assert _resource(PLAN)["category"] == [APP_PLAN]
+
+
+@pytest.mark.parametrize(
+    "categories",
+    [
+        (APP_PLAN, ASSESS_PLAN),
+        (ASSESS_PLAN, APP_PLAN),
+        ({"coding": [*APP_PLAN["coding"], *ASSESS_PLAN["coding"]], "text": "ZOLGENSMA"},),
+    ],
+    ids=["app-then-us-core", "us-core-then-app", "one-concept-with-both"],
+)
+def test_a_us_core_assess_plan_category_may_sit_beside_the_apps(
+    categories: tuple[dict[str, Any], ...],
+) -> None:
+    resource = _care_plan(*categories)
+    CarePlan.model_validate(resource)
+    assert profiles.check(resource) == []
+
+
+@pytest.mark.parametrize(
+    "categories",
+    [
+        (ASSESS_PLAN,),
+        (ASSESS_PLAN, {"coding": [{"system": codes.APP_CODES, "code": "hepatology-consult"}]}),
+        ({"coding": [{"system": US_CORE_CAREPLAN, "code": "zolgensma-plan"}]},),
+        ({"text": "zolgensma-plan"},),
+    ],
+    ids=["us-core-only", "another-app-code", "app-code-in-another-system", "text-only"],
+)
+def test_a_care_plan_without_the_apps_category_fails(
+    categories: tuple[dict[str, Any], ...],
+) -> None:
+    problems = profiles.check(_care_plan(*categories))
+    assert problems == [f"{PLAN_SLICE}: 0 present, at least 1 required"]
+
+
+def test_the_apps_category_at_most_once() -> None:
+    problems = profiles.check(_care_plan(APP_PLAN, ASSESS_PLAN, APP_PLAN))
+    assert problems == [f"{PLAN_SLICE}: 2 present, at most 1 allowed"]
+
+
+def test_no_category_at_all_names_the_element_and_the_slice() -> None:
+    problems = profiles.check(_care_plan())
+    assert problems == [
+        "CarePlan.category: 0 present, at least 1 required",
+        f"{PLAN_SLICE}: 0 present, at least 1 required",
+    ]
+
+
+def _synthetic(elements: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """A Task profile with the given differential elements, under a throwaway URL."""
+    return {
+        "resourceType": "StructureDefinition",
+        "url": profiles.profile_url(f"test-{name}"),
+        "type": "Task",
+        "differential": {"element": [{"id": "Task", "path": "Task"}, *elements]},
+    }
+
+
+@pytest.fixture
+def synthetic(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Check a resource against a synthetic profile (added to the app's for one test)."""
+
+    def checker(sd: dict[str, Any], resource: dict[str, Any]) -> list[str]:
+        known = {**profiles.structure_definitions(), sd["url"]: sd}
+        monkeypatch.setattr(profiles, "structure_definitions", lambda: known)
+        return profiles.check({**resource, "meta": {"profile": [sd["url"]]}})
+
+    yield checker
+    profiles._profile.cache_clear()
+
+
+INPUT_TYPE = {"coding": [{"system": codes.APP_CODES, "code": "lab-panel"}]}
+SLICED_INPUT = {
+    "id": "Task.input",
+    "path": "Task.input",
+    "slicing": {"discriminator": [{"type": "value", "path": "type"}], "rules": "closed"},
+}
+PANEL_SLICE = [
+    {"id": "Task.input:panel", "path": "Task.input", "sliceName": "panel", "min": 1, "max": "1"},
+    {
+        "id": "Task.input:panel.type",
+        "path": "Task.input.type",
+        "patternCodeableConcept": INPUT_TYPE,
+    },
+    {"id": "Task.input:panel.value[x]", "path": "Task.input.value[x]", "min": 1},
+]
+
+
+def _input(code: str, value: str | None = "x") -> dict[str, Any]:
+    found: dict[str, Any] = {"type": {"coding": [{"system": codes.APP_CODES, "code": code}]}}
+    if value is not None:
+        found["valueString"] = value
+    return found
+
+
+def test_a_child_path_discriminator_selects_the_slice_and_its_constraints_apply_to_it_only(
+    synthetic: Any,
+) -> None:
+    sd = _synthetic(
+        [{**SLICED_INPUT, "slicing": {**SLICED_INPUT["slicing"], "rules": "open"}}, *PANEL_SLICE],
+        "child-path",
+    )
+    assert synthetic(sd, {"resourceType": "Task", "input": [_input("lab-panel")]}) == []
+    # an item outside the slice needs no value: the slice's constraints are the slice's only
+    other = _input("counseling", None)
+    assert synthetic(sd, {"resourceType": "Task", "input": [_input("lab-panel"), other]}) == []
+    assert synthetic(sd, {"resourceType": "Task", "input": [_input("lab-panel", None)]}) == [
+        "Task.input:panel.value[x]: 0 present, at least 1 required"
+    ]
+    assert synthetic(sd, {"resourceType": "Task", "input": [other]}) == [
+        "Task.input:panel: 0 present, at least 1 required"
+    ]
+
+
+def test_closed_slicing_refuses_an_item_that_fits_no_slice(synthetic: Any) -> None:
+    sd = _synthetic([SLICED_INPUT, *PANEL_SLICE], "closed")
+    assert synthetic(sd, {"resourceType": "Task", "input": [_input("lab-panel")]}) == []
+    problems = synthetic(
+        sd, {"resourceType": "Task", "input": [_input("lab-panel"), _input("counseling")]}
+    )
+    assert len(problems) == 1
+    assert problems[0].startswith("Task.input: ")
+    assert problems[0].endswith("fits none of its slices (closed)")
+
+
+@pytest.mark.parametrize(
+    ("elements", "message"),
+    [
+        (
+            [{**SLICED_INPUT, "slicing": {"discriminator": [{"type": "type", "path": "$this"}]}}],
+            "discriminator type 'type' is not supported",
+        ),
+        ([PANEL_SLICE[0]], "a slice of an unsliced element"),
+    ],
+    ids=["type-discriminator", "slice-without-slicing"],
+)
+def test_slicing_the_checker_cannot_evaluate_is_refused(
+    synthetic: Any, elements: list[dict[str, Any]], message: str
+) -> None:
+    sd = _synthetic(elements, f"refused-{len(message)}")
+    with pytest.raises(ValueError, match=message):
+        synthetic(sd, {"resourceType": "Task"})

@@ -59,14 +59,14 @@ def test_write_then_write_again(
     written = json.loads(out)["written"]
     assert len(written) == 21  # with the 3-month lab draw (5.1; 5.3)
     assert {w["outcome"] for w in written} == {"created"}
-    assert len(proxy.calls) == 2
+    assert proxy.calls == [("POST", "/fhir"), ("GET", "/fhir/metadata"), ("POST", "/fhir")]
     proxy.reset()
     code, out, _ = _run(capsys, *args)
     assert code == 0
     again = json.loads(out)["written"]
     assert {w["outcome"] for w in again} == {"existing"}
     assert [w["reference"] for w in again] == [w["reference"] for w in written]
-    assert len(proxy.calls) == 2
+    assert len(proxy.calls) == 3
 
 
 def test_text_format_lists_what_was_written(
@@ -80,7 +80,7 @@ def test_text_format_lists_what_was_written(
     )  # fmt: skip
     assert code == 0
     assert "WRITTEN (21 created):" in out
-    assert "  created  CarePlan/" in out
+    assert "  created CarePlan/" in out
 
 
 def test_dry_run_saves_the_bundle_and_sends_nothing(
@@ -134,19 +134,22 @@ def test_patient_without_weight_exits_4_and_writes_nothing(
 def test_server_500_on_write_exits_4_with_a_clear_message(
     capsys: pytest.CaptureFixture[str], fhir_server: str, proxy: fhirserver.Proxy
 ) -> None:
-    """A failing transaction: exit 4, one line naming the server's error, nothing on the server."""
+    """A 500 to the transaction may follow a commit: the app reads back, reports that the
+    server holds none of the plan (each entry 'absent'), exits 4 and says a re-run is safe."""
     patient = _load(fhir_server, EXAMPLE, "cli500")
     proxy.fail_next("POST", "/fhir", 500, "disk full", after=1)
     code, out, err = _run(
         capsys, "plan", "--fhir-base", proxy.base, "--patient", patient, *DATES, "--write", *ACK
     )
     assert code == cli.EXIT_NOT_WRITTEN
-    assert json.loads(out)["written"] == []
-    assert err == (
-        "zolgensma-smart: not written: nothing written: the server refused the transaction: "
-        "transaction: server error (500) (disk full)\n"
-    )
-    assert len(proxy.calls) == 2
+    written = json.loads(out)["written"]
+    assert len(written) == 21
+    assert {w["outcome"] for w in written} == {"absent (read back)"}
+    assert "disk full" in written[0]["detail"]
+    assert err.startswith("zolgensma-smart: not written: nothing was written (21 absent")
+    assert "Re-running the write is safe" in err
+    assert err.count("\n") == 1
+    assert [c for c in proxy.calls if c[0] == "POST"] == [("POST", "/fhir")] * 3
     assert fhirserver.search(fhir_server, f"CarePlan?patient={patient}") == []
 
 
@@ -238,3 +241,74 @@ def test_dry_run_into_a_missing_directory_exits_2(
     assert code == cli.EXIT_INPUT
     assert err == f"zolgensma-smart: error: cannot write {target}: No such file or directory\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_strategy_option_sends_one_resource_at_a_time(
+    capsys: pytest.CaptureFixture[str], fhir_server: str, proxy: fhirserver.Proxy
+) -> None:
+    """--write-strategy per-resource: no transaction; each resource is its own create, in
+    reference order (the orders, the CarePlan, its Tasks, the CarePlan completed, Provenance)."""
+    patient = _load(fhir_server, EXAMPLE, "cliperres")
+    args = ["plan", "--fhir-base", proxy.base, "--patient", patient, *DATES, "--write", *ACK]
+    code, out, err = _run(capsys, *args, "--write-strategy", "per-resource")
+    assert (code, err) == (0, "")
+    written = json.loads(out)["written"]
+    assert {w["outcome"] for w in written} == {"created"}
+    writes = [call for call in proxy.calls if call[0] in ("POST", "PUT")]
+    assert writes[:2] == [("POST", "/fhir"), ("POST", "/fhir")]  # the read, the look-up
+    creates = [path for method, path in writes[2:] if method == "POST"]
+    assert len(creates) == len(written)
+    assert creates[-1] == "/fhir/Provenance"
+    assert creates.index("/fhir/CarePlan") < creates.index("/fhir/Task")
+    (completed,) = [path for method, path in writes if method == "PUT"]
+    assert completed.startswith("/fhir/CarePlan/")
+    proxy.reset()
+    code, out, _ = _run(capsys, *args, "--write-strategy", "per-resource")
+    assert code == 0
+    assert {w["outcome"] for w in json.loads(out)["written"]} == {"existing"}
+    assert [c for c in proxy.calls if c[0] != "GET"] == [("POST", "/fhir"), ("POST", "/fhir")]
+
+
+def test_partial_write_exits_4_and_lists_every_entry(
+    capsys: pytest.CaptureFixture[str], fhir_server: str, proxy: fhirserver.Proxy
+) -> None:
+    """One create refused mid-way: exit 4; the JSON lists what was created, what failed (with
+    the server's words) and what was not sent; stderr says a re-run is safe; a re-run finishes."""
+    patient = _load(fhir_server, EXAMPLE, "clipartial")
+    proxy.fail_next("POST", "/fhir/Task", 422, "Task.code is required", after=2)
+    args = ["plan", "--fhir-base", proxy.base, "--patient", patient, *DATES, "--write", *ACK]
+    code, out, err = _run(capsys, *args, "--write-strategy", "per-resource")
+    assert code == cli.EXIT_NOT_WRITTEN
+    outcomes = [w["outcome"] for w in json.loads(out)["written"]]
+    assert outcomes.count("failed") == 1
+    # sent in reference order: 2 orders, 2 DetectedIssues, the CarePlan (its Tasks to come),
+    # 2 Tasks; the third Task is refused and nothing after it is sent
+    assert outcomes.count("created") == 7
+    assert outcomes.count("not sent") == len(outcomes) - 8
+    (failed,) = [w for w in json.loads(out)["written"] if w["outcome"] == "failed"]
+    assert failed["item"].startswith("task/")
+    assert "Task.code is required" in failed["detail"]
+    assert err.startswith("zolgensma-smart: not written: the server applied part of the write")
+    assert "Re-running the write is safe" in err
+    code, out, err = _run(capsys, *args, "--write-strategy", "per-resource")
+    assert (code, err) == (0, "")
+    again = [w["outcome"] for w in json.loads(out)["written"]]
+    assert again.count("existing") == 6
+    assert again.count("updated") == 1  # the CarePlan, completed with every Task
+    assert "failed" not in again
+
+
+def test_unknown_outcome_exits_5(
+    capsys: pytest.CaptureFixture[str], fhir_server: str, proxy: fhirserver.Proxy
+) -> None:
+    """The answer to the transaction is lost and the read-back fails too: exit 5, 'unknown'."""
+    patient = _load(fhir_server, EXAMPLE, "cliunknown")
+    proxy.fault_next("POST", "/fhir", fhirserver.FaultMode.DROP_AFTER, after=1)
+    proxy.fail_next("POST", "/fhir", 500, "overloaded")
+    code, out, err = _run(
+        capsys, "plan", "--fhir-base", proxy.base, "--patient", patient, *DATES, "--write", *ACK
+    )
+    assert code == cli.EXIT_UNKNOWN
+    assert {w["outcome"] for w in json.loads(out)["written"]} == {"unknown"}
+    assert "the outcome is unknown" in err
+    assert "Re-running the write is safe" in err

@@ -18,7 +18,7 @@ import requests
 from smart_app import service
 from smart_app.errors import WriteBackError, WriteBlocked
 from smart_app.fhir.gateway import FhirGateway
-from smart_app.fhir.write import Outcome
+from smart_app.fhir.written import Outcome
 from smart_app.rules.model import DecisionBranch, LabTest
 from smart_app.rules.monitoring import three_months_after
 from smart_app.sandbox import run

@@ -15,7 +15,7 @@ import pytest
 
 from smart_app import service
 from smart_app.fhir.gateway import FhirGateway
-from smart_app.fhir.write import Confirmation, Outcome
+from smart_app.fhir.written import Confirmation, Outcome
 from tests import fhirserver
 
 pytestmark = pytest.mark.hapi

@@ -10,13 +10,16 @@ from typing import Any
 import pytest
 
 from smart_app import service
-from smart_app.errors import FhirNotFound, WriteBackError, WriteBlocked
+from smart_app.errors import FhirNotFound, WriteBackError, WriteBlocked, WriteIncomplete
 from smart_app.fhir import codes
 from smart_app.fhir.gateway import FhirGateway, Limits
-from smart_app.fhir.write import Confirmation, OrderMode, Outcome
+from smart_app.fhir.transaction import choose_strategy
+from smart_app.fhir.written import Confirmation, OrderMode, Outcome, Strategy, WriteState
 from tests import fhirserver
+from tests.integration.conftest import Server
 
 pytestmark = pytest.mark.integration
+ALL_SERVERS = True
 
 ON = dt.date(2026, 11, 20)
 INFUSION = dt.date(2026, 11, 24)
@@ -66,9 +69,29 @@ def _inventory(base: str, patient: str) -> Counter[str]:
 def _evaluate(
     proxy: fhirserver.Proxy, patient: str, *, infusion: dt.date = INFUSION
 ) -> tuple[FhirGateway, service.Evaluation]:
-    """Read through the counting proxy and build the plan."""
+    """Read through the counting proxy and build the plan (and the server's capabilities,
+    which choose the write strategy: a transaction, for sekmet)."""
     gateway = FhirGateway(proxy.base)
+    gateway.capabilities()
     return gateway, service.evaluate(gateway, patient, on=ON, infusion_date=infusion)
+
+
+def _write_calls(gateway: FhirGateway, *, new: bool = True) -> list[tuple[str, str]]:
+    """The requests one write makes: one conditional transaction (sekmet); or a look-up of the
+    app's identifiers, then one plain transaction of what is missing (Medplum)."""
+    if choose_strategy(gateway.capabilities()) is Strategy.TRANSACTION:
+        return [("POST", "/fhir")]
+    return [("POST", "/fhir")] * (2 if new else 1)
+
+
+def _lookups(gateway: FhirGateway) -> int:
+    """How many requests come before the write's transaction (its look-up)."""
+    return len(_write_calls(gateway)) - 1
+
+
+def _atomic(server: Server) -> bool:
+    """True for the servers that apply a transaction all or nothing."""
+    return server is not Server.MEDPLUM_ENTRY
 
 
 def test_read_is_one_request_and_finds_the_inputs(
@@ -77,7 +100,7 @@ def test_read_is_one_request_and_finds_the_inputs(
     """All inputs for one patient come back from one HTTP request."""
     patient = load("infant-eligible")
     _, evaluation = _evaluate(proxy, patient)
-    assert proxy.calls == [("POST", "/fhir")]
+    assert proxy.calls == [("GET", "/fhir/metadata"), ("POST", "/fhir")]
     assert evaluation.record.requests == 1
     assert evaluation.plan.eligibility.status.value == "eligible"
     assert evaluation.plan.dose is not None
@@ -93,7 +116,7 @@ def test_plan_written_in_one_request(
     gateway, evaluation = _evaluate(proxy, patient)
     proxy.reset()
     written = service.write(gateway, evaluation, _confirm())
-    assert proxy.calls == [("POST", "/fhir")]
+    assert proxy.calls == _write_calls(gateway)
     assert {w.outcome for w in written} == {Outcome.CREATED}
     kinds = Counter(w.reference.split("/")[0] for w in written)
     tasks = [i for i in evaluation.plan.schedule if i.kind.value in {"baseline", "counseling"}]
@@ -138,7 +161,7 @@ def test_written_again_creates_nothing(
     gateway, evaluation = _evaluate(proxy, patient)
     proxy.reset()
     again = service.write(gateway, evaluation, _confirm(recorded=RECORDED + dt.timedelta(hours=3)))
-    assert proxy.calls == [("POST", "/fhir")]
+    assert proxy.calls == _write_calls(gateway, new=False)
     assert {w.outcome for w in again} == {Outcome.EXISTING}
     assert [w.reference for w in again] == [w.reference for w in first]
     assert _inventory(fhir_server, patient) == before
@@ -155,7 +178,7 @@ def test_changed_infusion_date_revokes_the_old_plan(
     gateway, evaluation = _evaluate(proxy, patient, infusion=INFUSION + dt.timedelta(days=7))
     proxy.reset()
     second = service.write(gateway, evaluation, _confirm())
-    assert proxy.calls == [("POST", "/fhir")]
+    assert proxy.calls == _write_calls(gateway)
     updated = {w.reference for w in second if w.outcome is Outcome.UPDATED}
     old_refs = {w.reference for w in first if not w.reference.startswith("Provenance/")}
     old_refs -= {w.reference for w in first if w.reference.startswith("DetectedIssue/")}
@@ -171,6 +194,11 @@ def test_changed_infusion_date_revokes_the_old_plan(
         assert task["status"] == expected, task["identifier"]
     statuses = Counter(r["status"] for r in _own(fhir_server, "MedicationRequest", patient))
     assert statuses == Counter({"cancelled": 2, "draft": 2})
+    before = _inventory(fhir_server, patient)
+    gateway, evaluation = _evaluate(proxy, patient, infusion=INFUSION + dt.timedelta(days=7))
+    again = service.write(gateway, evaluation, _confirm())
+    assert {w.outcome for w in again} == {Outcome.EXISTING}  # the Provenance too
+    assert _inventory(fhir_server, patient) == before
 
 
 def test_back_to_the_first_date_reactivates_it(
@@ -223,19 +251,28 @@ def test_needs_review_requires_acknowledgement(
 def test_server_500_on_transaction_writes_nothing(
     proxy: fhirserver.Proxy, load: Callable[[str], str], fhir_server: str
 ) -> None:
-    """A 500 on the transaction: a clear error, nothing on the server."""
+    """A 500 on the transaction may follow a commit: the outcome is read back, and the report
+    says the server holds none of it (nothing on the server)."""
     patient = load("infant-eligible")
     gateway, evaluation = _evaluate(proxy, patient)
-    proxy.fail_next("POST", "/fhir", 500, "database unavailable")
-    with pytest.raises(WriteBackError, match=r"nothing written.*server error \(500\).*database"):
+    proxy.fail_next("POST", "/fhir", 500, "database unavailable", after=_lookups(gateway))
+    with pytest.raises(WriteIncomplete, match=r"nothing was written.*read back") as caught:
         service.write(gateway, evaluation, _confirm())
+    report = caught.value.report
+    assert report.read_back
+    assert report.state is WriteState.NOTHING
+    assert {w.outcome for w in report.written} == {Outcome.ABSENT}
+    assert "server error (500)" in report.written[0].detail
+    assert "database unavailable" in report.written[0].detail
     assert _inventory(fhir_server, patient) == Counter()
 
 
-def test_conflict_mid_transaction_rolls_everything_back(
-    proxy: fhirserver.Proxy, load: Callable[[str], str], fhir_server: str
+def test_conflict_mid_transaction_is_reported_as_the_server_applied_it(
+    proxy: fhirserver.Proxy, load: Callable[[str], str], fhir_server: str, server: Server
 ) -> None:
-    """The server itself refuses one entry (stale version): no entry of the plan is kept."""
+    """The server itself refuses one entry (stale version). An atomic server keeps nothing and
+    the app says nothing was written; a server that runs entries one by one keeps the others,
+    and the app says exactly which failed and which were committed, then a re-run completes."""
     patient = load("infant-eligible")
     gateway, evaluation = _evaluate(proxy, patient)
     service.write(gateway, evaluation, _confirm())
@@ -245,9 +282,28 @@ def test_conflict_mid_transaction_rolls_everything_back(
     status, _ = fhirserver.http_json("PUT", f"{fhir_server}/CarePlan/{care_plan['id']}", care_plan)
     assert status == 200
     before = _inventory(fhir_server, patient)
-    with pytest.raises(WriteBackError, match=r"nothing written.*conflict \(412\)"):
+    if _atomic(server):
+        with pytest.raises(WriteBackError, match=r"nothing written.*conflict \(412\)"):
+            service.write(gateway, evaluation, _confirm())
+        assert _inventory(fhir_server, patient) == before
+        return
+    with pytest.raises(WriteIncomplete, match="applied part of the write") as caught:
         service.write(gateway, evaluation, _confirm())
-    assert _inventory(fhir_server, patient) == before
+    report = caught.value.report
+    (failed,) = report.of(Outcome.FAILED)
+    assert (failed.reference, failed.item) == (f"CarePlan/{care_plan['id']}", "careplan")
+    assert failed.detail.startswith("412")
+    committed = report.of(Outcome.CREATED, Outcome.UPDATED)
+    assert len(committed) == len(report.written) - 1
+    after = _inventory(fhir_server, patient)
+    assert after["CarePlan:active"] == 2  # the new plan, and the old one the server kept active
+    gateway, evaluation = _evaluate(proxy, patient, infusion=INFUSION + dt.timedelta(days=3))
+    resumed = service.write(gateway, evaluation, _confirm())
+    assert {w.outcome for w in resumed} <= {Outcome.EXISTING, Outcome.UPDATED, Outcome.CREATED}
+    final = _inventory(fhir_server, patient)
+    assert final["CarePlan:active"] == 1
+    assert final["CarePlan:revoked"] == 1
+    assert final["MedicationRequest:draft"] == 2
 
 
 def test_order_mode_writes_active_orders(
@@ -265,7 +321,7 @@ def test_unknown_patient_is_a_typed_error(proxy: fhirserver.Proxy) -> None:
     """A patient id the server does not have: FhirNotFound in one request."""
     with pytest.raises(FhirNotFound, match="Patient/nobody-here"):
         _evaluate(proxy, "nobody-here")
-    assert len(proxy.calls) == 1
+    assert proxy.calls[1:] == [("POST", "/fhir")]
 
 
 def test_refused_entry_is_named(
@@ -274,12 +330,18 @@ def test_refused_entry_is_named(
     """When the server's OperationOutcome points at an entry, the error names that entry."""
     patient = load("infant-eligible")
     gateway, evaluation = _evaluate(proxy, patient)
-    proxy.fail_next("POST", "/fhir", 422, "Task.restriction invalid at Bundle.entry[2].resource")
+    proxy.fail_next(
+        "POST",
+        "/fhir",
+        422,
+        "Task.restriction invalid at Bundle.entry[2].resource",
+        after=_lookups(gateway),
+    )
     with pytest.raises(WriteBackError) as caught:
         service.write(gateway, evaluation, _confirm())
     assert caught.value.entry is not None
     assert caught.value.entry.startswith("entry 2 (Task ")
-    assert caught.value.entry.endswith("/task/baseline/day-1)")
+    assert caught.value.entry == "entry 2 (Task task/baseline/day-1)"
     assert "failing entry: entry 2 (Task" in str(caught.value)
     assert _inventory(fhir_server, patient) == Counter()
 

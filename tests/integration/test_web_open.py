@@ -15,21 +15,25 @@ from flask.testing import FlaskClient
 
 from smart_app import create_app
 from smart_app.config import ClientType, Registration, web_settings
+from smart_app.fhir.written import Strategy
 from smart_app.sandbox.patients import SyntheticPatient, synthetic_patients, transaction_bundle
 from smart_app.web.state import WebState
 from tests import fhirserver
 from tests.smartsandbox import field
 
 pytestmark = pytest.mark.integration
+ALL_SERVERS = True
 
 TODAY = dt.date(2026, 11, 21)
 NOW = dt.datetime(2026, 11, 21, 10, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
 PATIENTS = {p.patient_id: p for p in synthetic_patients(today=TODAY)}
 
 
-def _app(fhir_server: str, tmp_path: Path) -> Flask:
+def _app(fhir_server: str, tmp_path: Path, **registered: Any) -> Flask:
     """The app with the test server registered as an open server and a fixed clock."""
-    registration = Registration(iss=fhir_server, name="test server", client_type=ClientType.OPEN)
+    registration = Registration(
+        iss=fhir_server, name="test server", client_type=ClientType.OPEN, **registered
+    )
     settings = web_settings(
         {},
         public_url="http://127.0.0.1:5000",
@@ -245,3 +249,34 @@ def test_unknown_context_asks_to_relaunch(client: FlaskClient) -> None:
     answer = client.get("/p/not-a-context/")
     assert answer.status_code == 401
     assert "relaunch" in answer.text
+
+
+def test_a_partial_write_shows_every_entry_and_a_rerun_finishes(
+    fhir_server: str,
+    proxy: fhirserver.Proxy,
+    tmp_path: Path,
+    put_patient: Callable[[SyntheticPatient], str],
+) -> None:
+    """A registration that writes one resource at a time; the server refuses one Task: the
+    page says what was written, what failed (the server's words) and what was not sent, and
+    that confirming again is safe; it is, and it finishes the plan."""
+    client = _app(proxy.base, tmp_path, write_strategy=Strategy.PER_RESOURCE).test_client()
+    patient_id = put_patient(PATIENTS["zs-eligible-4-2kg"])
+    url, page = _open(client, proxy.base, patient_id)
+    proxy.fail_next("POST", "/fhir/Task", 422, "Task.code is required", after=2)
+    partial = client.post(url + "write", data=_write_form(page))
+    assert partial.status_code == 502
+    assert "Partly written" in partial.text
+    assert "Re-running the write is safe" in partial.text
+    table = partial.text.split('id="write-report-table"', 1)[1].split("</table>", 1)[0]
+    assert table.count("<td>failed</td>") == 1
+    assert "Task.code is required" in table
+    assert table.count("<td>created</td>") >= 3
+    assert "<td>not sent</td>" in table
+    assert _count(fhir_server, "CarePlan", patient_id) == 1
+    page = partial.text
+    written = client.post(url + "write", data=_write_form(page))
+    assert written.status_code == 200, written.text
+    assert "Plan written to the chart" in written.text
+    assert _count(fhir_server, "CarePlan", patient_id) == 1
+    assert _count(fhir_server, "MedicationRequest", patient_id) == 2

@@ -21,7 +21,7 @@ from smart_app.config import (
     web_settings,
 )
 from smart_app.errors import ConfigError, InputError
-from smart_app.fhir.write import OrderMode
+from smart_app.fhir.written import OrderMode, Strategy
 from smart_app.rules.policy import DEFAULT_POLICY
 
 ISS = "https://ehr.example.org/fhir"
@@ -221,6 +221,21 @@ def test_an_open_server_needs_no_client() -> None:
     reg = one(client_type="open", client_id=None, redirect_uri=None)
     assert reg.client_type is ClientType.OPEN
     assert (reg.client_id, reg.redirect_uri) == ("", "")
+
+
+@pytest.mark.parametrize("strategy", list(Strategy))
+def test_a_registration_may_set_the_write_strategy(strategy: Strategy) -> None:
+    """write_strategy overrides the choice from the server's CapabilityStatement."""
+    assert one(write_strategy=strategy.value).write_strategy is strategy
+
+
+def test_the_write_strategy_defaults_to_auto() -> None:
+    assert one().write_strategy is Strategy.AUTO
+
+
+def test_an_unknown_write_strategy_lists_the_choices() -> None:
+    with pytest.raises(ConfigError, match="write_strategy must be one of auto, transaction"):
+        one(write_strategy="bulk")
 
 
 def test_a_duplicate_iss_is_refused() -> None:

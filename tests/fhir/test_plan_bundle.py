@@ -15,19 +15,11 @@ from typing import Any
 import pytest
 
 from smart_app.errors import WriteBackError, WriteBlocked
-from smart_app.fhir import codes, profiles, write
+from smart_app.fhir import codes, plan_bundle, profiles
 from smart_app.fhir.gateway import PatientRecord
+from smart_app.fhir.plan_bundle import build_transaction, plan_key, validate_bundle
 from smart_app.fhir.read import facts_from_bundle, parse_bundle_json
-from smart_app.fhir.write import (
-    Confirmation,
-    OrderMode,
-    Outcome,
-    Written,
-    build_transaction,
-    outcomes,
-    plan_key,
-    validate_bundle,
-)
+from smart_app.fhir.written import Confirmation, OrderMode
 from smart_app.rules.model import PatientFacts, Plan, Severity, Status
 from smart_app.rules.plan import build_plan
 
@@ -405,7 +397,7 @@ def test_order_mode_writes_active_orders() -> None:
 def test_one_task_per_task_kind_schedule_item() -> None:
     """Each schedule item of a Task kind is one requested Task with its window and kind code."""
     plan, _, _ = eligible()
-    items = [i for i in plan.schedule if i.kind in write.TASK_KINDS]
+    items = [i for i in plan.schedule if i.kind in plan_bundle.TASK_KINDS]
     assert len(items) < len(plan.schedule)
     tasks = resources_of(base(), "Task")
     assert len(tasks) == len(items)
@@ -649,13 +641,23 @@ def test_retirements_are_provenance_targets() -> None:
     assert len(targets) == len(bundle["entry"]) - 1
 
 
-def test_retiring_changes_the_provenance_key() -> None:
-    """A transaction that also retires an older plan is recorded under another Provenance."""
+def test_the_provenance_key_is_the_plans_own_entries() -> None:
+    """The Provenance key hashes the plan's own entries, not the updates retiring an older plan:
+    re-sending a plan whose old one is already retired matches the Provenance written with it
+    (nothing new), while its targets still name every resource the transaction touched."""
     plan, _, _ = eligible()
     (plain,) = entries_of(base(), "Provenance")
-    (retiring,) = entries_of(transaction(extra=older_plan(plan.patient_id)), "Provenance")
+    retiring_bundle = transaction(extra=older_plan(plan.patient_id))
+    (retiring,) = entries_of(retiring_bundle, "Provenance")
     assert app_values(plain)[0].startswith(f"{plan_key(plan)}/provenance/")
-    assert app_values(plain) != app_values(retiring)
+    assert app_values(plain) == app_values(retiring)
+    updates = [
+        e["request"]["url"] for e in retiring_bundle["entry"] if e["request"]["method"] == "PUT"
+    ]
+    assert updates
+    targets = {t["reference"] for t in retiring["resource"]["target"]}
+    assert set(updates) <= targets
+    assert not set(updates) & {t["reference"] for t in plain["resource"]["target"]}
 
 
 def test_resources_of_the_new_key_already_present_stay_conditional_creates() -> None:
@@ -748,57 +750,6 @@ def test_validate_bundle_returns_the_valid_bundle_unchanged() -> None:
     """Validating a built bundle again is a no-op."""
     bundle = base()
     assert validate_bundle(bundle) == bundle
-
-
-def response_of(*statuses: tuple[str, str | None]) -> dict[str, Any]:
-    return {
-        "resourceType": "Bundle",
-        "type": "transaction-response",
-        "entry": [
-            {"response": {"status": s, **({"location": loc} if loc else {})}} for s, loc in statuses
-        ],
-    }
-
-
-def test_outcomes_read_the_transaction_response() -> None:
-    """201 -> created, 200 on POST -> existing, PUT -> updated; location gives Type/id."""
-    sent = {
-        "entry": [
-            {"request": {"method": "POST", "url": "MedicationRequest"}},
-            {"request": {"method": "POST", "url": "Task"}},
-            {"request": {"method": "PUT", "url": "CarePlan/cp-old"}},
-            {"request": {"method": "POST", "url": "Provenance"}},
-        ]
-    }
-    response = response_of(
-        ("201 Created", "MedicationRequest/101/_history/1"),
-        ("200 OK", "https://ehr.example/fhir/Task/77/_history/4"),
-        ("200 OK", "https://ehr.example/fhir/CarePlan/cp-old/_history/4"),
-        ("201", "https://ehr.example/fhir/Provenance/p9"),
-    )
-    assert outcomes(sent, response) == [
-        Written("MedicationRequest/101", Outcome.CREATED),
-        Written("Task/77", Outcome.EXISTING),
-        Written("CarePlan/cp-old", Outcome.UPDATED),
-        Written("Provenance/p9", Outcome.CREATED),
-    ]
-
-
-def test_outcomes_fall_back_to_the_request_url() -> None:
-    """Without a location the PUT's own url is the reference."""
-    sent = {"entry": [{"request": {"method": "PUT", "url": "Task/t-open"}}]}
-    assert outcomes(sent, response_of(("200 OK", None))) == [
-        Written("Task/t-open", Outcome.UPDATED)
-    ]
-
-
-@pytest.mark.parametrize("answered", [0, 1, 3])
-def test_outcomes_refuse_a_response_of_another_length(answered: int) -> None:
-    """A response with a different number of entries is an error, not a guess."""
-    sent = {"entry": [{"request": {"method": "POST", "url": "Task"}}] * 2}
-    response = response_of(*[("201 Created", f"Task/{n}") for n in range(answered)])
-    with pytest.raises(WriteBackError, match=f"answered {answered} entries for 2 sent"):
-        outcomes(sent, response)
 
 
 # 9. Bundle-local evidence ----------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""Plan -> one idempotent transaction Bundle: orders, CarePlan, Tasks, issues, Provenance."""
+"""Plan -> one idempotent transaction Bundle: orders, CarePlan, Tasks, issues, Provenance.
+
+The Bundle is what the app means to write; fhir/transaction.py sends it by a strategy."""
 
 from __future__ import annotations
 
@@ -6,21 +8,19 @@ import datetime as dt
 import hashlib
 import importlib
 import json
-import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
 from pydantic import ValidationError
 
 from smart_app import __version__
-from smart_app.errors import FhirError, WriteBackError, WriteBlocked
+from smart_app.errors import WriteBackError, WriteBlocked
 from smart_app.fhir import codes, profiles
-from smart_app.fhir.gateway import FhirGateway, PatientRecord
+from smart_app.fhir.gateway import PatientRecord
+from smart_app.fhir.written import Confirmation
 from smart_app.rules import label
 from smart_app.rules.arith import json_number
 from smart_app.rules.dosing import sci
@@ -31,12 +31,11 @@ from smart_app.rules.model import (
     Plan,
     ScheduleItem,
     Severity,
-    Status,
 )
+from smart_app.rules.plan import write_refusal
 
 Resource = dict[str, Any]
 
-WRITABLE = frozenset({Status.ELIGIBLE, Status.NEEDS_REVIEW})
 TASK_KINDS = frozenset(
     {
         ActivityKind.BASELINE,
@@ -51,8 +50,6 @@ OPEN_TASK = frozenset(
     {"draft", "requested", "received", "accepted", "ready", "in-progress", "on-hold"}
 )
 OPEN_CAREPLAN = frozenset({"draft", "active", "on-hold"})
-ENTRY_INDEX = re.compile(r"entry\[(\d+)\]")
-"""How OperationOutcome expressions and diagnostics name a transaction entry."""
 RETIRED = frozenset({"revoked", "cancelled", "entered-in-error", "stopped"})
 ROUTE_IV = {"system": codes.SNOMED, "code": "47625008", "display": "Intravenous route"}
 ROUTE_ORAL = {"system": codes.SNOMED, "code": "26643006", "display": "Oral route"}
@@ -83,44 +80,6 @@ OWN_TYPES = (
 USER_TYPES = ("Practitioner", "PractitionerRole", "Patient", "RelatedPerson")
 
 
-class OrderMode(StrEnum):
-    """How orders are written: a proposal for the prescriber to sign, or an active order."""
-
-    PROPOSAL = "proposal"
-    ORDER = "order"
-
-    @property
-    def status(self) -> str:
-        """MedicationRequest.status."""
-        return "draft" if self is OrderMode.PROPOSAL else "active"
-
-
-class Outcome(StrEnum):
-    """What the server did with one entry."""
-
-    CREATED = "created"
-    EXISTING = "existing"
-    UPDATED = "updated"
-
-
-@dataclass(frozen=True)
-class Written:
-    """One resource the transaction touched."""
-
-    reference: str
-    outcome: Outcome
-
-
-@dataclass(frozen=True)
-class Confirmation:
-    """What the clinician confirmed, and who and when: the non-clinical inputs of a write."""
-
-    recorded: dt.datetime
-    acknowledged: frozenset[str] = frozenset()
-    fhir_user: str | None = None
-    order_mode: OrderMode = OrderMode.PROPOSAL
-
-
 def plan_key(plan: Plan) -> str:
     """Deterministic id of a plan: same patient, date, weight, kit, dose and policy -> same key."""
     if plan.dose is None or plan.steroids is None:
@@ -138,25 +97,10 @@ def plan_key(plan: Plan) -> str:
 
 
 def check_writable(plan: Plan, confirmation: Confirmation) -> None:
-    """Refuse plans that may not be written, naming what would unblock them."""
-    status = plan.eligibility.status
-    if status not in WRITABLE:
-        blocking = [f for f in plan.eligibility.findings if f.severity.value == status.value]
-        reasons = "; ".join(f"{f.code.value}: {f.message} ({f.section})" for f in blocking)
-        raise WriteBlocked(f"nothing written: the plan is {status.value}. {reasons}")
-    missing = sorted(
-        f.code.value
-        for f in plan.eligibility.findings
-        if f.severity is Severity.NEEDS_REVIEW and f.code.value not in confirmation.acknowledged
-    )
-    if missing:
-        raise WriteBlocked(
-            "nothing written: acknowledge each needs-review finding first: " + ", ".join(missing)
-        )
-    known = {f.code.value for f in plan.eligibility.findings}
-    stray = sorted(confirmation.acknowledged - known)
-    if stray:
-        raise WriteBlocked(f"nothing written: acknowledged findings not in the plan: {stray}")
+    """Refuse plans that may not be written (rules.plan.write_refusal says why)."""
+    refusal = write_refusal(plan, acknowledged=confirmation.acknowledged)
+    if refusal:
+        raise WriteBlocked(refusal)
     if confirmation.recorded.tzinfo is None:
         raise WriteBlocked("the recorded time must carry a time zone")
 
@@ -257,11 +201,16 @@ class EntryBuilder:
         )
         return reference
 
-    def provenance(self, *, activity: str = "CREATE") -> None:
-        """Provenance over everything in the transaction; its id hashes the operations."""
+    def provenance(self, *, activity: str = "CREATE", identity: int | None = None) -> None:
+        """Provenance over everything in the transaction; its id hashes the operations (the
+        first `identity` entries only, when given: a plan's own, not the retiring updates, so
+        re-sending a plan whose old one is already retired matches the same Provenance)."""
         targets = [{"reference": e.get("fullUrl") or e["request"]["url"]} for e in self.entries]
         operations = json.dumps(
-            [(e["request"]["method"], e["request"]["url"], e.get("fullUrl")) for e in self.entries]
+            [
+                (e["request"]["method"], e["request"]["url"], e.get("fullUrl"))
+                for e in self.entries[:identity]
+            ]
         )
         digest = hashlib.sha256(operations.encode()).hexdigest()[:12]
         agents: list[Resource] = [
@@ -670,8 +619,9 @@ def build_transaction(
     for finding in plan.eligibility.findings:
         if finding.code.value in confirmation.acknowledged:
             builder.detected_issue(finding)
+    own = len(builder.entries)
     builder.retire_old()
-    builder.provenance()
+    builder.provenance(identity=own)
     return builder.bundle()
 
 
@@ -699,70 +649,6 @@ def validate_bundle(bundle: Resource) -> Resource:
     return {**bundle, "entry": clean_entries}
 
 
-def outcomes(sent: Mapping[str, Any], response: Mapping[str, Any]) -> list[Written]:
-    """What the server did with each entry, in order."""
-    sent_entries = sent.get("entry") or []
-    answers = response.get("entry") or []
-    if len(answers) != len(sent_entries):
-        raise WriteBackError(
-            f"the server answered {len(answers)} entries for {len(sent_entries)} sent; "
-            "check the chart before retrying"
-        )
-    written = []
-    for entry, answer in zip(sent_entries, answers, strict=True):
-        result = answer.get("response") or {}
-        status = str(result.get("status", ""))
-        location = str(result.get("location") or "")
-        reference = _relative(location) or entry["request"]["url"]
-        if entry["request"]["method"] == "PUT":
-            outcome = Outcome.UPDATED
-        elif status.startswith("201"):
-            outcome = Outcome.CREATED
-        else:
-            outcome = Outcome.EXISTING
-        written.append(Written(reference=reference, outcome=outcome))
-    return written
-
-
-def write_plan(
-    gateway: FhirGateway,
-    plan: Plan,
-    facts: PatientFacts,
-    record: PatientRecord,
-    confirmation: Confirmation,
-) -> list[Written]:
-    """Build, validate and send the plan in one transaction; nothing is half-written."""
-    return send_transaction(gateway, build_transaction(plan, facts, record, confirmation))
-
-
-def send_transaction(gateway: FhirGateway, bundle: Resource) -> list[Written]:
-    """Send one validated transaction; a refusal names the failing entry, nothing is written."""
-    try:
-        response = gateway.transaction(bundle)
-    except FhirError as exc:
-        entry = _failing_entry(exc, bundle)
-        where = f" (failing entry: {entry})" if entry else ""
-        raise WriteBackError(
-            f"nothing written: the server refused the transaction: {exc}{where}", entry=entry
-        ) from exc
-    return outcomes(bundle, response)
-
-
-def _failing_entry(exc: FhirError, bundle: Mapping[str, Any]) -> str | None:
-    """The entry the OperationOutcome names (Bundle.entry[n] or entry[n]), described."""
-    found = ENTRY_INDEX.search(exc.outcome)
-    if not found:
-        return None
-    index = int(found.group(1))
-    entries = bundle.get("entry") or []
-    if index >= len(entries):
-        return f"entry {index}"
-    entry = entries[index]
-    values = codes.app_identifier_values(entry["resource"])
-    name = values[0] if values else entry["request"]["url"]
-    return f"entry {index} ({entry['resource']['resourceType']} {name})"
-
-
 def if_match(old: Mapping[str, Any]) -> dict[str, str]:
     """An ifMatch on the version read, so a concurrent change fails the whole transaction."""
     version = (old.get("meta") or {}).get("versionId")
@@ -773,7 +659,7 @@ def user_reference(fhir_user: str | None) -> dict[str, str] | None:
     """A Reference for the fhirUser claim (absolute URL or Type/id), when it names a user."""
     if not fhir_user:
         return None
-    relative = _relative(fhir_user) or fhir_user
+    relative = codes.relative_reference(fhir_user) or fhir_user
     kind = relative.split("/", 1)[0]
     return {"reference": relative} if kind in USER_TYPES and "/" in relative else None
 
@@ -782,16 +668,7 @@ def _server_reference(reference: str) -> str | None:
     """Type/id for a reference that exists on the server (not a bundle-local urn)."""
     if not reference or reference.startswith("urn:"):
         return None
-    return _relative(reference) or None
-
-
-def _relative(url: str) -> str:
-    """Type/id from a location or absolute reference (drops _history and the base)."""
-    path = url.split("/_history/", 1)[0].rstrip("/")
-    parts = path.split("/")
-    if len(parts) >= 2 and parts[-2][:1].isupper():
-        return f"{parts[-2]}/{parts[-1]}"
-    return ""
+    return codes.relative_reference(reference) or None
 
 
 def _num(value: Decimal) -> str:
