@@ -346,13 +346,7 @@ def _by_lookup(
             "type": "transaction",
             "entry": [_plain_entry(op, resolved) for op in sent],
         }
-        try:
-            response = gateway.transaction(bundle)
-        except FhirAnswerLost:
-            raise
-        except FhirError as exc:
-            raise _refused(exc, sent) from exc
-        _record_answers(response, sent, done)
+        _as_transaction(gateway, bundle, sent, done)
         return
     ordered = _Ordered(gateway, done, resolved, batch=one_by_one is Strategy.LOOKUP)
     for op in incomplete:

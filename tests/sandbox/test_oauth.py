@@ -136,6 +136,12 @@ def exchange(client: FlaskClient, code: str, verifier: str | None, **extra: Any)
     return client.post("/oauth/token", data=form, headers=headers)
 
 
+def _refresh(client: FlaskClient, refresh_token: str, **extra: str) -> TestResponse:
+    """A refresh-token grant for the public client (extra form fields, e.g. scope)."""
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": CLIENT_ID}
+    return client.post("/oauth/token", data={**data, **extra})
+
+
 def launch_via_page(
     client: FlaskClient, patient_id: str, *, client_id: str = CLIENT_ID, access: str | None = None
 ) -> tuple[str, str, str]:
@@ -475,14 +481,7 @@ def test_refresh_rotates_and_old_code_cannot_be_reused(
     ]
     first = exchange(client, code, verifier).get_json()
     assert first["refresh_token"]
-    refreshed = client.post(
-        "/oauth/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": first["refresh_token"],
-            "client_id": CLIENT_ID,
-        },
-    )
+    refreshed = _refresh(client, first["refresh_token"])
     assert refreshed.status_code == 200, refreshed.get_json()
     second = refreshed.get_json()
     assert second["access_token"] != first["access_token"]
@@ -491,14 +490,7 @@ def test_refresh_rotates_and_old_code_cannot_be_reused(
     assert second["need_patient_banner"] is False
     headers = {"Authorization": f"Bearer {second['access_token']}"}
     assert client.get(f"/fhir/Patient/{patient_id}", headers=headers).status_code == 200
-    old = client.post(
-        "/oauth/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": first["refresh_token"],
-            "client_id": CLIENT_ID,
-        },
-    )
+    old = _refresh(client, first["refresh_token"])
     assert old.status_code == 400
     assert old.get_json()["error"] == "invalid_grant"
     replay = exchange(client, code, verifier)
@@ -515,25 +507,9 @@ def test_refresh_can_narrow_the_scope(client: FlaskClient, patient_id: str) -> N
         "code"
     ]
     first = exchange(client, code, verifier).get_json()
-    wider = client.post(
-        "/oauth/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": first["refresh_token"],
-            "client_id": CLIENT_ID,
-            "scope": "patient/*.cruds",
-        },
-    )
+    wider = _refresh(client, first["refresh_token"], scope="patient/*.cruds")
     assert wider.get_json()["error"] == "invalid_scope"
-    narrower = client.post(
-        "/oauth/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": first["refresh_token"],
-            "client_id": CLIENT_ID,
-            "scope": "patient/*.rs online_access",
-        },
-    )
+    narrower = _refresh(client, first["refresh_token"], scope="patient/*.rs online_access")
     assert narrower.status_code == 200
     assert narrower.get_json()["scope"] == "patient/*.rs online_access"
 
@@ -594,23 +570,10 @@ def test_a_read_only_ehr_launch_grants_the_asked_scopes_without_writes(
     refused = _create_order(client, token["access_token"], patient_id)
     assert refused.status_code == 403, refused.get_data(as_text=True)
     assert "MedicationRequest" in refused.get_data(as_text=True)
-    renewed = client.post(
-        "/oauth/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": token["refresh_token"],
-            "client_id": CLIENT_ID,
-        },
-    ).get_json()
+    renewed = _refresh(client, token["refresh_token"]).get_json()
     assert renewed["scope"] == token["scope"]
-    widened = client.post(
-        "/oauth/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": renewed["refresh_token"],
-            "client_id": CLIENT_ID,
-            "scope": "patient/MedicationRequest.crus",
-        },
+    widened = _refresh(
+        client, renewed["refresh_token"], scope="patient/MedicationRequest.crus"
     ).get_json()
     assert widened["error"] == "invalid_scope"
 
@@ -834,14 +797,7 @@ def test_tokens_never_reach_the_logs(
         "code"
     ]
     token = exchange(client, code, verifier).get_json()
-    refreshed = client.post(
-        "/oauth/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": token["refresh_token"],
-            "client_id": CLIENT_ID,
-        },
-    ).get_json()
+    refreshed = _refresh(client, token["refresh_token"]).get_json()
     for access in (token["access_token"], refreshed["access_token"]):
         headers = {"Authorization": f"Bearer {access}"}
         assert client.get(f"/fhir/Patient/{patient_id}", headers=headers).status_code == 200

@@ -33,6 +33,7 @@ from smart_app.web import context, followup, grants, plan
 from smart_app.web.state import WebState
 from tests.fhir.test_followup_write import _fresh_chart
 from tests.smartsandbox import NOW, TODAY, field
+from tests.web.test_smart import capability_statement
 
 ISS = "https://ehr.example.org/fhir"
 AUTHORIZE = "https://ehr.example.org/oauth/authorize"
@@ -324,36 +325,12 @@ def test_follow_up_posts_are_refused_and_send_nothing(
 # --- the launch: requested scope, fhirContext and fhirUser into the launch context ----------
 
 
-def _capability_statement() -> dict[str, Any]:
-    """SMART endpoints in the CapabilityStatement only: no .well-known, so no JWKS."""
-    oauth = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
-    return {
-        "resourceType": "CapabilityStatement",
-        "rest": [
-            {
-                "mode": "server",
-                "security": {
-                    "extension": [
-                        {
-                            "url": oauth,
-                            "extension": [
-                                {"url": "authorize", "valueUri": AUTHORIZE},
-                                {"url": "token", "valueUri": TOKEN_URL},
-                            ],
-                        }
-                    ]
-                },
-            }
-        ],
-    }
-
-
 def test_a_launch_keeps_the_asked_scope_fhir_context_and_the_token_responses_fhir_user(
     client: FlaskClient,
 ) -> None:
     with responses.RequestsMock(assert_all_requests_are_fired=True) as fake:
         fake.get(f"{ISS}/.well-known/smart-configuration", status=404)
-        fake.get(f"{ISS}/metadata", json=_capability_statement())
+        fake.get(f"{ISS}/metadata", json=capability_statement(AUTHORIZE, TOKEN_URL))
         started = client.get(f"/launch?iss={ISS}&launch=L-1")
         assert started.status_code == 302
         asked = {k: v[0] for k, v in parse_qs(urlsplit(started.headers["Location"]).query).items()}
