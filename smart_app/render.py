@@ -242,8 +242,7 @@ def _dose_text(dose: Dose | None) -> list[str]:
     return [
         f"DOSE: kit NDC {kit.ndc}, band {kit.band_low_kg}-{kit.band_high_kg} kg",
         f"  weight {dose.weight_kg} kg{rounded}",
-        f"  {kit.vials_5_5_ml} x 5.5 mL + {kit.vials_8_3_ml} x 8.3 mL vials = {kit.total_vials} "
-        f"vials ({kit.capacity_ml} mL)",
+        f"  {kit.vials} vials = {kit.total_vials} vials ({kit.capacity_ml} mL)",
         f"  dose volume {kit.dose_volume_ml} mL = {sci(dose.vector_genomes)} vg "
         f"({sci(dose.vector_genomes_per_kg)} vg/kg)",
         f"  infuse over {dose.infusion_minutes} min by syringe pump at {dose.pump_rate_ml_per_h} "

@@ -282,10 +282,7 @@ class _Builder(EntryBuilder):
         """The ZOLGENSMA kit MedicationRequest."""
         dose = self.dose
         kit = dose.kit
-        text = (
-            f"ZOLGENSMA (onasemnogene abeparvovec-xioi) kit {kit.ndc}: "
-            f"{kit.vials_5_5_ml} x 5.5 mL + {kit.vials_8_3_ml} x 8.3 mL vials"
-        )
+        text = f"ZOLGENSMA (onasemnogene abeparvovec-xioi) kit {kit.ndc}: {kit.vials} vials"
         instruction = (
             f"Infuse {_num(kit.dose_volume_ml)} mL ({sci(dose.vector_genomes)} vector genomes, "
             f"{sci(label.DOSE_VG_PER_KG, significant=2)} vg/kg at the band's upper weight "

@@ -70,8 +70,7 @@ def dose_for_weight(weight_kg: Decimal) -> Dose | None:
         f" Dose volume {kit.dose_volume_ml} mL is computed at the band's upper limit "
         f"({kit.band_high_kg} kg x 5.5 mL/kg, Table 1 footnote a) = "
         f"{sci(vector_genomes)} vg, i.e. {sci(per_kg)} vg/kg for this patient "
-        f"(label dose 1.1e14 vg/kg). Kit {kit.ndc}: {kit.vials_5_5_ml} x 5.5 mL + "
-        f"{kit.vials_8_3_ml} x 8.3 mL vials (Table 3)."
+        f"(label dose 1.1e14 vg/kg). Kit {kit.ndc}: {kit.vials} vials (Table 3)."
     )
     return Dose(
         weight_kg=weight_kg,

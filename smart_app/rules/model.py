@@ -268,6 +268,13 @@ class Kit:
         """The minimum extractable volume of the whole kit."""
         return self.vials_5_5_ml * Decimal("5.5") + self.vials_8_3_ml * Decimal("8.3")
 
+    @property
+    def vials(self) -> str:
+        """The vials as a pharmacist writes them: '3 x 8.3 mL', '2 x 5.5 mL + 1 x 8.3 mL' (a
+        size with none is left out)."""
+        sizes = ((self.vials_5_5_ml, "5.5"), (self.vials_8_3_ml, "8.3"))
+        return " + ".join(f"{n} x {size} mL" for n, size in sizes if n)
+
 
 @dataclass(frozen=True)
 class Dose:
@@ -327,6 +334,8 @@ class ActivityKind(StrEnum):
     STEROID_END = "steroid-end"
     VIGILANCE = "vigilance"
     CONSULT = "consult"
+    ALERT_REVIEW = "alert-review"
+    """A safety alert acknowledged by the clinician (a completed Task per alert and day)."""
 
 
 @dataclass(frozen=True)
@@ -415,18 +424,53 @@ class AlertLevel(StrEnum):
 
 
 @dataclass(frozen=True)
+class AlertResult:
+    """One result an alert rests on, stated once, with what it was compared with."""
+
+    result: LabResult
+    day: int
+    """Days after infusion."""
+    multiple_of_uln: Decimal | None = None
+    fallback_uln: Decimal | None = None
+    """The pediatric fallback ULN, when the laboratory reported none."""
+    previous: LabResult | None = None
+    """The result before it, when the rule looks at the change."""
+    baseline: LabResult | None = None
+    """The newest pre-infusion result, when the rule compares with it."""
+    note: str = ""
+    """What else the rule says of it ('at or above the urgent 5 × ULN')."""
+
+
+@dataclass(frozen=True)
+class AlertCriterion:
+    """One rule an alert met, in plain words, and where the rule comes from."""
+
+    rule: str
+    source: str
+
+
+@dataclass(frozen=True)
 class Alert:
     """A safety signal in the newest results, the label's advice and where its rule comes from."""
 
     code: AlertCode
     level: AlertLevel
     message: str
-    """What was seen, with values, multiples of ULN and dates."""
-    advice: str
+    """What was seen, with values, multiples of ULN and dates (each result once)."""
+    advice: tuple[str, ...]
+    """The label's advice, one short point each."""
     section: str
     source: str
-    """'label section 5.1' or 'institution default: <policy field> = <value>'."""
+    """'label section 5.1' or 'institution default: <the rule in plain words>'."""
     evidence: tuple[Evidence, ...] = ()
+    title: str = ""
+    """'Possible acute serious liver injury': what the alert is, without values."""
+    results: tuple[AlertResult, ...] = ()
+    """The results behind it, each once."""
+    criteria: tuple[AlertCriterion, ...] = ()
+    """The rules met."""
+    gaps: tuple[str, ...] = ()
+    """What could not be checked for want of a result."""
 
 
 class TaskState(StrEnum):
@@ -435,6 +479,8 @@ class TaskState(StrEnum):
     UPCOMING = "upcoming"
     DUE = "due"
     OVERDUE = "overdue"
+    ONGOING = "ongoing"
+    """A standing item (vigilance) inside its window: never overdue, ticked by hand."""
     RESULTED = "resulted"
     """Matching final results exist; the Task is completed once the clinician confirms."""
     DONE = "done"

@@ -24,7 +24,7 @@ from smart_app.errors import (
     SmartAppError,
 )
 from smart_app.rules.dosing import sci
-from smart_app.web import context, followup, launch, plan, security
+from smart_app.web import context, documents, followup, launch, plan, security, words
 from smart_app.web.state import EXTENSION, WebState
 
 LAUNCH_PAGE_DIR = Path(__file__).resolve().parents[2]
@@ -60,9 +60,11 @@ def build_app(config: Mapping[str, Any] | None = None) -> Flask:
     security.install(app, settings)
     app.jinja_env.globals["csrf_token"] = context.csrf_token
     app.jinja_env.filters["sci"] = sci
+    app.jinja_env.filters.update(words.FILTERS)
     app.register_blueprint(launch.bp)
     app.register_blueprint(plan.bp)
     app.register_blueprint(followup.bp)
+    app.register_blueprint(documents.bp)
     _errors(app)
     logging.getLogger("authlib").setLevel(logging.WARNING)
     return app

@@ -154,3 +154,19 @@ def test_no_kit_reason_names_the_weight_and_the_label_range() -> None:
     assert no_kit_reason(Decimal("21.2")).startswith("21.2 kg is outside 2.6-21.0 kg")
     assert "2.6-21.0 kg" in no_kit_reason(None)
     assert "21.2" not in no_kit_reason(None)
+
+
+@pytest.mark.parametrize(
+    ("weight_kg", "vials"),
+    [
+        ("2.6", "2 x 8.3 mL"),
+        ("3.6", "1 x 5.5 mL + 2 x 8.3 mL"),
+        ("5.0", "2 x 5.5 mL + 2 x 8.3 mL"),
+    ],
+)
+def test_kit_vials_leave_out_a_size_with_none(weight_kg: str, vials: str) -> None:
+    """'2 x 8.3 mL', never '0 x 5.5 mL + 2 x 8.3 mL' (Table 3); the counts add up to the kit's."""
+    kit = kit_for_weight(Decimal(weight_kg))
+    assert kit is not None
+    assert kit.vials == vials
+    assert sum(int(part.split(" x ")[0]) for part in vials.split(" + ")) == kit.total_vials
