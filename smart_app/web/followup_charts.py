@@ -9,11 +9,23 @@ from decimal import Decimal
 from smart_app.rules import label
 from smart_app.rules.followup import FollowUp
 from smart_app.rules.labs import interpret
-from smart_app.rules.model import LabResult, LabTest, PatientFacts, SteroidOrder
+from smart_app.rules.model import (
+    DecisionBranch,
+    LabResult,
+    LabTest,
+    PatientFacts,
+    SteroidOrder,
+    SteroidRole,
+    SteroidStep,
+)
 from smart_app.rules.policy import Policy
-from smart_app.web.charts import Chart, HLine, Point, Series, VLine
+from smart_app.rules.steroids import taper_steps
+from smart_app.web.charts import Chart, HLine, Note, Point, PointLabels, Series, VLine
+from smart_app.web.words import quantity, unit, weight
 
 CHECK_DAY = label.STEROID_FULL_DOSE_DAYS - 2
+TIMES_ULN = "\u00d7 ULN"
+"""Multiples of the upper limit of normal, as clinicians write them."""
 
 
 def _results(
@@ -27,7 +39,7 @@ def _results(
     return sorted(chosen, key=lambda r: r.effective)
 
 
-MARKERS = (VLine(0, "infusion"), VLine(CHECK_DAY, "day-30 check"))
+MARKERS = (VLine(0, "infusion"), VLine(CHECK_DAY, "day-30 liver check"))
 """Infusion and the day-30 liver assessment, on every chart."""
 
 
@@ -52,10 +64,12 @@ def _uln_series(
                     day=(result.effective - found.infusion_date).days,
                     value=seen.multiple_of_uln,
                     when=result.effective,
-                    note=f"{result.value} {result.unit}",
+                    note=quantity(result.value, result.unit),
                 )
             )
-        series.append(Series(name=str(test), points=tuple(points), tone=tone))
+        series.append(
+            Series(name=str(test), points=tuple(points), tone=tone, labels=PointLabels.NEWEST)
+        )
     return tuple(series)
 
 
@@ -65,7 +79,10 @@ def _plain(result: LabResult, infusion: dt.date) -> Point:
 
 
 def _dose_points(orders: Iterable[SteroidOrder], infusion: dt.date) -> tuple[Point, ...]:
-    """The daily dose as steps: each order's dose from its start, 0 after the last one ends."""
+    """The daily dose as steps: each order's dose from its start; 0 where no order covers a day
+    between two orders and after the last taper step; the line simply ends after the last
+    full-dose or continuation order, whose sequel is still to be decided (never drawn as a stop).
+    """
     points: list[Point] = []
     ordered = sorted(orders, key=lambda o: (o.start, o.step))
     for index, order in enumerate(ordered):
@@ -79,9 +96,116 @@ def _dose_points(orders: Iterable[SteroidOrder], infusion: dt.date) -> tuple[Poi
         )
         following = ordered[index + 1].start if index + 1 < len(ordered) else None
         after = order.end + dt.timedelta(days=1)
-        if following is None or following > after:
-            points.append(Point(day=(after - infusion).days, value=Decimal(0), when=after))
+        day_after = (after - infusion).days
+        if following is None and order.role is not SteroidRole.TAPER_STEP:
+            points.append(Point(day=day_after, value=order.mg_per_day, when=after, marker=False))
+        elif following is None or following > after:
+            note = "stopped after the taper" if following is None else "no order"
+            points.append(Point(day=day_after, value=Decimal(0), when=after, note=note))
     return tuple(points)
+
+
+def _step_points(
+    steps: Iterable[SteroidStep], infusion: dt.date, *, basis: str = ""
+) -> list[Point]:
+    """Dose steps (proposed or planned) as points, each at its first day; `basis` says what
+    weight the doses were calculated on, when the reader needs telling."""
+    return [
+        Point(
+            day=(s.start - infusion).days,
+            value=s.dose_mg_per_day,
+            when=s.start,
+            note=f"{s.mg_per_kg_per_day} mg/kg/day{basis}",
+        )
+        for s in steps
+    ]
+
+
+def _end(steps: tuple[SteroidStep, ...], infusion: dt.date, *, stop: bool) -> Point:
+    """After the last step: a stop at 0 (a taper's end), or the line held to the step's last day
+    (a continuation, whose sequel the next liver check decides)."""
+    after = steps[-1].end + dt.timedelta(days=1)
+    if stop:
+        return Point(
+            day=(after - infusion).days, value=Decimal(0), when=after, note="stop after the taper"
+        )
+    return Point(
+        day=(after - infusion).days, value=steps[-1].dose_mg_per_day, when=after, marker=False
+    )
+
+
+PENDING = "decision pending"
+PENDING_TITLE = (
+    "The liver check decides what follows: taper when it is unremarkable, else continue "
+    "1 mg/kg/day (2.1). Never stop abruptly."
+)
+
+
+def _dose_chart(
+    found: FollowUp, *, policy: Policy, markers: tuple[VLine, ...], x_range: tuple[int, int]
+) -> Chart:
+    """The prednisolone dose: what is ordered, what this decision proposes, and what follows
+    while the liver check is pending (the planned taper, dashed, when the order gives the weight
+    it was dosed on)."""
+    infusion = found.infusion_date
+    ordered = sorted(found.orders, key=lambda o: (o.start, o.step))
+    series = [
+        Series(
+            name="prednisolone ordered",
+            points=_dose_points(ordered, infusion),
+            tone=0,
+            steps=True,
+            labels=PointLabels.CHANGES,
+        )
+    ]
+    notes: list[Note] = []
+    decision = found.decision
+    proposed = decision.steps if decision else ()
+    tapering = bool(ordered) and ordered[-1].role is SteroidRole.TAPER_STEP
+    if proposed:
+        taper = decision is not None and decision.branch is DecisionBranch.TAPER
+        name = "proposed taper (institution default)" if taper else "proposed: full dose continued"
+        points = (*_step_points(proposed, infusion), _end(proposed, infusion, stop=taper))
+        series.append(
+            Series(name=name, points=points, tone=1, steps=True, labels=PointLabels.CHANGES)
+        )
+        if not taper:
+            notes.append(Note(points[-1].day, points[-1].value, PENDING, PENDING_TITLE))
+    elif ordered and not tapering:
+        last = ordered[-1]
+        after = last.end + dt.timedelta(days=1)
+        notes.append(Note((after - infusion).days, last.mg_per_day, PENDING, PENDING_TITLE))
+        if last.weight_kg is not None:
+            steps = taper_steps(last.weight_kg, first_day=after, policy=policy)
+            basis = (
+                f" on {weight(last.weight_kg)}, the weight the order was dosed on; the decision "
+                "doses the taper on the newest weight"
+            )
+            points = (
+                *_step_points(steps, infusion, basis=basis),
+                _end(steps, infusion, stop=True),
+            )
+            series.append(
+                Series(
+                    name="planned taper (institution default)",
+                    points=points,
+                    tone=1,
+                    steps=True,
+                    labels=PointLabels.CHANGES,
+                    planned=True,
+                )
+            )
+    days = [p.day for s in series for p in s.points] + [n.day for n in notes]
+    return Chart(
+        key="steroid-dose",
+        title="Prednisolone dose (mg/day): full dose, taper steps",
+        unit="mg/day",
+        series=tuple(series),
+        vlines=(*markers, VLine(found.day, "today")),
+        x_range=(x_range[0], max([x_range[1], *(d + 7 for d in days)])),
+        notes=tuple(notes),
+        origin=infusion,
+    )
 
 
 def follow_up_charts(found: FollowUp, facts: PatientFacts, *, policy: Policy) -> list[Chart]:
@@ -104,28 +228,33 @@ def follow_up_charts(found: FollowUp, facts: PatientFacts, *, policy: Policy) ->
         Chart(
             key="liver-enzymes",
             title="ALT and AST (multiples of the upper limit of normal)",
-            unit="x ULN",
+            unit=TIMES_ULN,
             series=_uln_series(facts, (LabTest.ALT, LabTest.AST), found),
-            hlines=(HLine(label.LIVER_ULN_MULTIPLE, "2 x ULN", danger=True),),
+            hlines=(HLine(label.LIVER_ULN_MULTIPLE, f"2 {TIMES_ULN}", danger=True),),
             vlines=markers,
             x_range=x_range,
+            origin=infusion,
         ),
         Chart(
             key="bilirubin-inr",
             title="Total bilirubin, PT and INR (multiples of the upper limit of normal)",
-            unit="x ULN",
+            unit=TIMES_ULN,
             series=_uln_series(facts, (LabTest.BILIRUBIN_TOTAL, LabTest.PT, LabTest.INR), found),
             hlines=(HLine(Decimal(1), "ULN", danger=True),),
             vlines=markers,
             x_range=x_range,
+            origin=infusion,
         ),
         Chart(
             key="platelets",
             title="Platelets against baseline",
-            unit="10^3/uL",
+            unit=unit("10*3/uL"),
             series=(
                 Series(
-                    name="platelets", points=tuple(_plain(r, infusion) for r in platelets), tone=0
+                    name="platelets",
+                    points=tuple(_plain(r, infusion) for r in platelets),
+                    tone=0,
+                    labels=PointLabels.NEWEST,
                 ),
             ),
             hlines=(
@@ -134,10 +263,13 @@ def follow_up_charts(found: FollowUp, facts: PatientFacts, *, policy: Policy) ->
                     policy.platelets_low_10e3_per_ul,
                     f"low < {policy.platelets_low_10e3_per_ul}",
                     danger=True,
+                    title=f"Low platelets: below {policy.platelets_low_10e3_per_ul} "
+                    f"{unit('10*3/uL')} (an institution default, not a label number)",
                 ),
             ),
             vlines=markers,
             x_range=x_range,
+            origin=infusion,
         ),
         Chart(
             key="troponin",
@@ -145,44 +277,17 @@ def follow_up_charts(found: FollowUp, facts: PatientFacts, *, policy: Policy) ->
             unit="ng/mL",
             series=(
                 Series(
-                    name="troponin I", points=tuple(_plain(r, infusion) for r in troponin), tone=2
+                    name="troponin I",
+                    points=tuple(_plain(r, infusion) for r in troponin),
+                    tone=2,
+                    labels=PointLabels.NEWEST,
                 ),
             ),
             hlines=(HLine(troponin_uln, "ULN", danger=True),) if troponin_uln else (),
             vlines=markers,
             x_range=x_range,
+            origin=infusion,
         ),
     ]
-    proposed = found.decision.steps if found.decision else ()
-    dose_series = [
-        Series(
-            name="prednisolone ordered",
-            points=_dose_points(found.orders, infusion),
-            tone=0,
-            steps=True,
-        )
-    ]
-    if proposed:
-        after = proposed[-1].end + dt.timedelta(days=1)
-        steps = [
-            Point(
-                day=(s.start - infusion).days,
-                value=s.dose_mg_per_day,
-                when=s.start,
-                note=f"{s.mg_per_kg_per_day} mg/kg/day",
-            )
-            for s in proposed
-        ]
-        stop = Point(day=(after - infusion).days, value=Decimal(0), when=after)
-        dose_series.append(Series(name="proposed", points=(*steps, stop), tone=1, steps=True))
-    charts.append(
-        Chart(
-            key="steroid-dose",
-            title="Prednisolone dose (mg/day): full dose, taper steps",
-            unit="mg/day",
-            series=tuple(dose_series),
-            vlines=(*markers, VLine(found.day, "today")),
-            x_range=(-7, max(x_range[1], *(p.day + 7 for s in dose_series for p in s.points))),
-        )
-    )
+    charts.append(_dose_chart(found, policy=policy, markers=markers, x_range=x_range))
     return charts
