@@ -335,7 +335,8 @@ def test_ehr_launch_in_the_iframe_goes_through_authorize_and_callback_to_the_pla
     assert not has_banner(page), "the EHR shows its own banner around the iframe"
     assert 'aria-label="Patient"' not in page
     # fhirUser from the verified id_token
-    assert f"user {sandbox.iss}/{PRACTITIONER}" in page
+    assert f"signed in as {PRACTITIONER}" in page  # the user by reference, not as a URL
+    assert f"{sandbox.iss}/{PRACTITIONER}" not in page
 
     context = store.context(browser, launched.context_id)
     assert context["patient"] == READ_PATIENT

@@ -110,22 +110,31 @@ def test_open_server_cannot_be_used_for_a_smart_launch(
     assert "not registered as a SMART server" in answer.text
 
 
-def test_plan_page_shows_findings_evidence_kit_course_and_timeline(
+def test_plan_page_shows_the_decision_the_checklist_the_orders_and_the_schedule_once(
     client: FlaskClient, fhir_server: str, put_patient: Callable[[SyntheticPatient], str]
 ) -> None:
     patient_id = put_patient(PATIENTS["zs-alt-elevated"])
     _, page = _open(client, fhir_server, patient_id)
-    assert "Needs Review" in page or "needs review" in page
-    assert "Baseline ALT" in page and "USPI §5.1" in page
-    assert "Observation/zs-alt-elevated-alt-b-" in page  # evidence names its source
+    decision = page.split('id="decision"', 1)[1].split("</section>", 1)[0]
+    assert "needs review" in decision
+    assert "Needs your review: Baseline ALT (120\u00a0U/L)" in decision
+    assert 'href="#write-h"' in decision  # the write action is one click from the top
+    alt = page.split('id="baseline-ALT"', 1)[1].split("</tr>", 1)[0]
+    assert "needs review" in alt and "2.67\u00a0×\u00a0ULN" in alt and "above 2 × ULN" in alt
+    assert "Observation/zs-alt-elevated-alt-b-" in alt  # the evidence names its source
+    assert "USPI §5.1" in page or "§2.3; 5.1" in page
     assert "Kit NDC" in page and "71894-" in page
-    assert "Corticosteroid course" in page and "mg/day" in page
-    assert '<svg class="timeline"' in page
+    assert "Prednisolone course" in page and "1\u00a0day before infusion" in page
+    assert page.count('<svg class="timeline"') == 1 and page.count('id="schedule-table"') == 1
+    assert "create (unless already there)" not in page
+    drawn = page.split("<svg", 1)[1].split("</svg>", 1)[0]  # the timeline's own words aside
+    assert "day -1" not in page.replace(drawn, "").lower() and "day −1" not in page
     assert 'id="ack-liver-function-elevated"' in page
     assert "Write plan to chart" in page
+    assert page.index('id="status-h"') < page.index('id="checklist"') < page.index('id="write-h"')
 
 
-def test_blocked_plan_says_what_would_unblock_it(
+def test_blocked_plan_says_what_would_unblock_it_and_orders_nothing(
     client: FlaskClient, fhir_server: str, put_patient: Callable[[SyntheticPatient], str]
 ) -> None:
     patient_id = put_patient(PATIENTS["zs-aav9-titer-1-100"])
@@ -133,11 +142,35 @@ def test_blocked_plan_says_what_would_unblock_it(
     assert "Writing is blocked: the plan is deferred" in page
     assert "repeat anti-AAV9 titer" in page
     assert "Write plan to chart" not in page
+    titer = page.split('id="criterion-titer"', 1)[1].split("</tr>", 1)[0]
+    assert "not met" in titer and "1:100" in titer and "≤ 1:50" in titer
+    kit = PATIENTS["zs-aav9-titer-1-100"]  # 4.9 kg: the 4.6-5.0 kg kit, for information only
+    assert kit.expected_status.value == "deferred"
+    lookup = page.split('id="kit-lookup"', 1)[1].split("</details>", 1)[0]
+    assert "Kit lookup for information: not an order" in lookup and "71894-" in lookup
+    assert "71894-" not in page.replace(lookup, "")  # the NDC nowhere else
+    for order_ready in ('id="dose"', 'id="course"', 'id="schedule-table"', "<svg", "mL/h"):
+        assert order_ready not in page, order_ready
     token = field(client.get("/launch.html").text, "csrf_token")
     form = {"csrf_token": token, "infusion_date": "2026-11-24", "fingerprint": "x"}
     answer = client.post(url + "write", data=form)
     assert answer.status_code == 409
     assert _count(fhir_server, "CarePlan", patient_id) == 0
+
+
+def test_a_preterm_infant_gets_a_one_click_re_evaluation_at_term_age(
+    client: FlaskClient, fhir_server: str, put_patient: Callable[[SyntheticPatient], str]
+) -> None:
+    patient_id = put_patient(PATIENTS["zs-preterm-34wk"])
+    _, page = _open(client, fhir_server, patient_id)
+    assert "Writing is blocked: the plan is deferred" in page
+    link = page.split('id="retry-link" href="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    assert "infusion_date=2026-11-26" in link  # born 34+0 weeks: 37+0 weeks on 26 Nov 2026
+    assert "on that date the rules give: <strong>eligible</strong>" in page
+    again = client.get(link)
+    assert again.status_code == 200
+    assert "Eligibility on 26\u00a0Nov\u00a02026" in again.text
+    assert "Write plan to chart" in again.text
 
 
 def test_needs_review_needs_each_acknowledgement_then_writes_one_transaction(
@@ -154,6 +187,22 @@ def test_needs_review_needs_each_acknowledgement_then_writes_one_transaction(
     )
     assert written.status_code == 200, written.text
     assert "Plan written to the chart" in written.text
+    table = written.text.split('id="written-table"', 1)[1].split("</table>", 1)[0]
+    for name in (
+        "ZOLGENSMA kit order for the prescriber to sign",
+        "Prednisolone order for the prescriber to sign",
+        "Care plan",
+        "Task: Lab draw",
+        "Task: Day-30 liver assessment",
+        "Acknowledged finding",
+        "Provenance",
+    ):
+        assert f'<th scope="row">{name}</th>' in table, name
+    assert "Baseline ALT 120 U/L" in table and "29\u00a0Nov\u00a02026" in table  # day 7
+    steps = written.text.split('id="next-steps"', 1)[1].split("</section>", 1)[0]
+    assert "Sign the kit order and the prednisolone order in the EHR" in steps
+    assert "Start prednisolone on 21\u00a0Nov\u00a02026" in steps  # 1 day before 22 Nov
+    assert "First lab draw on 29\u00a0Nov\u00a02026" in steps
     assert _count(fhir_server, "CarePlan", patient_id) == 1
     assert _count(fhir_server, "MedicationRequest", patient_id) == 2
     assert _count(fhir_server, "DetectedIssue", patient_id) >= 1
@@ -182,7 +231,7 @@ def test_the_plan_is_rebuilt_from_the_chart_not_the_form(
     answer = client.post(url + "write", data=form)
     assert answer.status_code == 409
     assert "The chart changed since this plan was shown" in answer.text
-    assert "4.9 kg" in answer.text
+    assert "4.90\u00a0kg" in answer.text  # the newer weight, as the checklist shows it
     assert _count(fhir_server, "CarePlan", patient_id) == 0
 
 
@@ -234,15 +283,33 @@ def test_security_headers_and_cookie(client: FlaskClient) -> None:
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
 
 
-def test_bad_infusion_date_is_a_clear_message(
+def test_a_bad_infusion_date_returns_to_the_plan_with_the_error_beside_the_field(
     client: FlaskClient, fhir_server: str, put_patient: Callable[[SyntheticPatient], str]
 ) -> None:
     patient_id = put_patient(PATIENTS["zs-eligible-4-2kg"])
-    url, _ = _open(client, fhir_server, patient_id)
-    assert "is not a date" in client.get(url + "?infusion_date=tomorrow").text
-    past = client.get(url + "?infusion_date=2026-11-01")
-    assert past.status_code == 400
-    assert "between today and a year from now" in past.text
+    url, page = _open(client, fhir_server, patient_id)
+    assert 'min="2026-11-21"' in page
+    assert 'max="2028-09-12"' in page  # born 13 Sep 2026: the last day under 2 years
+    for sent, said in (
+        ("tomorrow", "is not a date"),
+        ("2026-11-01", "cannot be in the past"),
+        ("2028-09-13", "on or before 12\u00a0Sep\u00a02028"),
+        ("9999-12-31", "refused"),
+    ):
+        answer = client.get(url + f"?infusion_date={sent}")
+        assert answer.status_code == 400, sent
+        assert 'id="status-h"' in answer.text, sent  # the plan page, not a dead end
+        error = answer.text.split('id="infusion-date-error"', 1)[1].split("</span>", 1)[0]
+        assert said in error, (sent, error)
+        field_html = answer.text.split('id="infusion_date"', 1)[1].split(">", 1)[0]
+        assert 'aria-describedby="infusion-date-error' in field_html
+        assert 'aria-invalid="true"' in field_html
+    form = _write_form(page)
+    form["infusion_date"] = "2026-11-01"
+    refused = client.post(url + "write", data=form)
+    assert refused.status_code == 400
+    assert "Nothing was written" in refused.text and 'id="infusion-date-error"' in refused.text
+    assert _count(fhir_server, "CarePlan", patient_id) == 0
 
 
 def test_unknown_context_asks_to_relaunch(client: FlaskClient) -> None:

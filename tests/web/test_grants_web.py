@@ -25,17 +25,14 @@ import responses
 from flask import Flask
 from flask.testing import FlaskClient
 
-from smart_app import create_app
-from smart_app.config import ClientType, Registration, web_settings
 from smart_app.fhir.gateway import PatientRecord
 from smart_app.sandbox.patients import synthetic_patients
 from smart_app.web import context, followup, grants, plan
-from smart_app.web.state import WebState
 from tests.fhir.test_followup_write import _fresh_chart
-from tests.smartsandbox import NOW, TODAY, field
+from tests.smartsandbox import TODAY, field
+from tests.web.planner_app import ISS, planner_app
 from tests.web.test_smart import capability_statement
 
-ISS = "https://ehr.example.org/fhir"
 AUTHORIZE = "https://ehr.example.org/oauth/authorize"
 TOKEN_URL = "https://ehr.example.org/oauth/token"
 PLAN_PATIENT = "zs-eligible-4-2kg"
@@ -75,22 +72,7 @@ def _synthetic_record(patient_id: str) -> PatientRecord:
 
 @pytest.fixture
 def app(tmp_path: Path) -> Flask:
-    registration = Registration(
-        iss=ISS,
-        name="Example EHR",
-        client_type=ClientType.PUBLIC,
-        client_id="zolgensma-planner",
-        redirect_uri="http://127.0.0.1:5000/callback",
-    )
-    settings = web_settings(
-        {},
-        public_url="http://127.0.0.1:5000",
-        secret_key="k" * 40,
-        registrations={ISS: registration},
-        session_dir=tmp_path / "sessions",
-    )
-    state = WebState(settings=settings, today=lambda: TODAY, now=lambda: NOW, clock=lambda: 1e9)
-    return create_app({"STATE": state, "TESTING": True})
+    return planner_app(tmp_path)
 
 
 @pytest.fixture
@@ -158,7 +140,8 @@ def test_a_full_grant_offers_the_write_of_exactly_the_types_the_grant_check_know
     assert 'id="write-plan"' in page
     assert _forms(page) == [f"/p/{context_id}/write"]
     assert 'id="write-refused"' not in page
-    shown = set(re.findall(r"<tr><td>[^<]*</td><td>([A-Za-z]+)</td>", page))
+    listed = page.split('id="write-details"', 1)[1].split("</details>", 1)[0]
+    shown = set(re.findall(r'<td class="kind">([A-Za-z]+), ', listed))
     assert shown and shown <= set(grants.WRITE_TYPES[grants.Write.PLAN]), shown
     assert gateway.sent == []
 
