@@ -8,6 +8,8 @@ FHIR_STAMP := $(FHIR_VENV)/.installed-sekmet-0.1.1
 FHIR_PORT ?= 8080
 NODE_DIR := tests/medplum
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed-lock
+AXE_DIR := tests/browser
+AXE_STAMP := $(AXE_DIR)/node_modules/.installed-lock
 
 .PHONY: demo test lint unit fuzz venv fhir-server browser node clean
 
@@ -45,7 +47,8 @@ browser:
 	fi
 
 # Debian's Node and npm when missing; then the pinned Medplum packages of the second test FHIR
-# server (tests/medplum) when package-lock.json is newer than the last install, or never installed.
+# server (tests/medplum) and axe-core for the browser tests (tests/browser), each when its
+# package-lock.json is newer than the last install, or never installed.
 node:
 	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
@@ -54,6 +57,9 @@ node:
 	fi
 	@if [ ! -f $(NODE_STAMP) ] || [ $(NODE_DIR)/package-lock.json -nt $(NODE_STAMP) ]; then \
 	  npm ci --no-audit --no-fund --prefix $(NODE_DIR) && touch $(NODE_STAMP); \
+	fi
+	@if [ ! -f $(AXE_STAMP) ] || [ $(AXE_DIR)/package-lock.json -nt $(AXE_STAMP) ]; then \
+	  npm ci --no-audit --no-fund --prefix $(AXE_DIR) && touch $(AXE_STAMP); \
 	fi
 
 lint: $(STAMP)

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
@@ -18,62 +13,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from smart_app.fhir import codes
 from smart_app.sandbox.run import Sandbox
+from tests.browser.conftest import ARTIFACTS, launch_into_frame, wait_for
 from tests.smartsandbox import follow
 
 pytestmark = pytest.mark.browser
-
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / ".artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,1900",
-)
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
-    """Debian's Chromium, headless, with a fresh profile (`make test` installs it)."""
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.fail("chromium and chromedriver are missing: `make test` installs them (Debian)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium')}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.implicitly_wait(0)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def _wait(driver: WebDriver, css: str) -> None:
-    """Wait for an element to be present."""
-    WebDriverWait(driver, 30).until(ec.presence_of_element_located((By.CSS_SELECTOR, css)))
-
-
-def _launch_into_frame(
-    driver: WebDriver, sandbox: Sandbox, patient_id: str, *, ready: str = "#status-h"
-) -> None:
-    """Press Launch for a patient on the EHR's list and enter the app's iframe."""
-    driver.switch_to.default_content()
-    driver.get(sandbox.launcher)
-    row = driver.find_element(By.XPATH, f"//tr[td/code[text()='{patient_id}']]")
-    row.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    _wait(driver, "iframe")
-    driver.switch_to.frame(driver.find_element(By.TAG_NAME, "iframe"))
-    _wait(driver, ready)
 
 
 def _server_json(url: str) -> dict:
@@ -87,7 +30,7 @@ def test_ehr_launch_acknowledge_write_lands_on_the_server(
     browser: WebDriver, smart_sandbox: Sandbox
 ) -> None:
     patient = "zs-alt-elevated"
-    _launch_into_frame(browser, smart_sandbox, patient)
+    launch_into_frame(browser, smart_sandbox, patient)
     assert "Needs Review" in browser.find_element(By.ID, "status-h").text
     frame_url = browser.execute_script("return location.href")
     assert urlsplit(frame_url).netloc == urlsplit(smart_sandbox.app_base).netloc
@@ -105,7 +48,7 @@ def test_ehr_launch_acknowledge_write_lands_on_the_server(
     for box in acknowledgements:
         box.click()
     browser.find_element(By.ID, "write-plan").click()
-    _wait(browser, "#written-h")
+    wait_for(browser, "#written-h")
     rows = browser.find_elements(By.CSS_SELECTOR, "#written-table tbody tr")
     assert len(rows) >= 18
     plans = _server_json(
@@ -127,9 +70,9 @@ def test_plan_page_screenshot(browser: WebDriver, smart_sandbox: Sandbox) -> Non
     browser.get(smart_sandbox.launcher)
     row = browser.find_element(By.XPATH, "//tr[td/code[text()='zs-eligible-4-2kg']]")
     row.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    _wait(browser, "iframe")
+    wait_for(browser, "iframe")
     browser.get(browser.find_element(By.PARTIAL_LINK_TEXT, "new tab").get_attribute("href"))
-    _wait(browser, "#status-h")
+    wait_for(browser, "#status-h")
     assert "Eligible" in browser.find_element(By.ID, "status-h").text
     assert browser.find_element(By.CSS_SELECTOR, "section.banner").is_displayed()
     ARTIFACTS.mkdir(exist_ok=True)
@@ -139,7 +82,7 @@ def test_plan_page_screenshot(browser: WebDriver, smart_sandbox: Sandbox) -> Non
 
 def test_deferred_patient_cannot_be_written(browser: WebDriver, smart_sandbox: Sandbox) -> None:
     patient = "zs-active-infection"
-    _launch_into_frame(browser, smart_sandbox, patient)
+    launch_into_frame(browser, smart_sandbox, patient)
     assert "Deferred" in browser.find_element(By.ID, "status-h").text
     blocked = browser.find_element(By.CSS_SELECTOR, ".blocked").text
     assert "Writing is blocked: the plan is deferred" in blocked
@@ -156,7 +99,7 @@ def test_tampered_and_replayed_state_are_refused(
     browser.get(smart_sandbox.launcher)
     row = browser.find_element(By.XPATH, "//tr[td/code[text()='zs-eligible-4-2kg']]")
     row.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    _wait(browser, "iframe")
+    wait_for(browser, "iframe")
     launch_url = browser.find_element(By.PARTIAL_LINK_TEXT, "new tab").get_attribute("href")
     browser.get(f"{smart_sandbox.app_base}/launch.html")  # gets the app's session cookie
     session = requests.Session()
@@ -169,7 +112,7 @@ def test_tampered_and_replayed_state_are_refused(
     assert "Launch refused" in browser.title
     assert "unknown or was already used" in browser.page_source
     browser.get(callback)
-    _wait(browser, "#status-h")
+    wait_for(browser, "#status-h")
     assert "Eligible" in browser.find_element(By.ID, "status-h").text
     browser.get(callback)
     assert "Launch refused" in browser.title
@@ -180,7 +123,7 @@ def test_chromium_runs_the_pages_without_console_errors(
 ) -> None:
     """CSP and markup: no blocked resources or script errors on the plan page."""
     browser.get_log("browser")  # drain what earlier tests left (their refusals are 400s)
-    _launch_into_frame(browser, smart_sandbox, "zs-eligible-band-edge-5-0kg")
+    launch_into_frame(browser, smart_sandbox, "zs-eligible-band-edge-5-0kg")
     entries = browser.get_log("browser")
     severe = [e for e in entries if e.get("level") == "SEVERE" and "favicon" not in e["message"]]
     assert severe == []
@@ -209,7 +152,7 @@ def test_day_28_follow_up_decides_the_taper_and_confirms_tasks(
     """The day-28 taper path end to end: follow-up view, charts, decision, Task updates."""
     patient = "zs-day-28"
     browser.get_log("browser")
-    _launch_into_frame(browser, smart_sandbox, patient, ready="#where-h")
+    launch_into_frame(browser, smart_sandbox, patient, ready="#where-h")
     where = browser.find_element(By.ID, "where-h").text
     assert "Day 28 after infusion" in where
     assert "HCP Day 30" in where
@@ -229,10 +172,10 @@ def test_day_28_follow_up_decides_the_taper_and_confirms_tasks(
     assert not browser.find_elements(By.ID, "notice")
     browser.find_element(By.ID, "exam-normal").click()
     browser.find_element(By.ID, "record-decision").click()
-    _wait(browser, "#notice")
+    wait_for(browser, "#notice")
     assert "Liver assessment recorded (taper)" in browser.find_element(By.ID, "notice").text
     assert not browser.find_elements(By.ID, "decision")  # no longer due
-    assert "from 2026-11-22" in browser.find_element(By.ID, "where").text
+    assert "from 22 Nov 2026" in browser.find_element(By.ID, "where").text
 
     orders = _app_resources(smart_sandbox, "MedicationRequest", patient)
     tapers = [o for o in orders if any("/taper-" in i["value"] for i in o["identifier"])]
@@ -256,7 +199,7 @@ def test_day_28_follow_up_decides_the_taper_and_confirms_tasks(
     earlier = browser.find_element(By.ID, "notice")  # the decision's notice, still shown
     browser.find_element(By.ID, "confirm-tasks").click()
     WebDriverWait(browser, 30).until(ec.staleness_of(earlier))
-    _wait(browser, "#notice")
+    wait_for(browser, "#notice")
     assert "4 Task(s) completed" in browser.find_element(By.ID, "notice").text
     assert not browser.find_elements(By.CSS_SELECTOR, "#tasks-resulted tbody tr")
     day7 = [
@@ -277,11 +220,11 @@ def test_day_28_follow_up_decides_the_taper_and_confirms_tasks(
 
 def test_acute_liver_injury_is_an_urgent_banner(browser: WebDriver, smart_sandbox: Sandbox) -> None:
     """The day-15 patient's ALT 22.7 x ULN with bilirubin up: the 5.1 banner on top."""
-    _launch_into_frame(browser, smart_sandbox, "zs-day-15-liver-injury", ready="#where-h")
+    launch_into_frame(browser, smart_sandbox, "zs-day-15-liver-injury", ready="#where-h")
     banner = browser.find_element(By.ID, "alert-acute-liver-injury")
     assert banner.get_attribute("role") == "alert"
     assert "URGENT" in banner.text
-    assert "22.67 x ULN" in banner.text
+    assert "22.67 × ULN" in banner.text
     assert "hepatologist" in banner.text
     assert banner.location["y"] < browser.find_element(By.ID, "where").location["y"]
     _frame_screenshot(browser, "followup-liver-injury.png")
@@ -293,7 +236,7 @@ def test_acute_liver_injury_is_an_urgent_banner(browser: WebDriver, smart_sandbo
     page = browser.execute_script("return location.href")
     browser.switch_to.default_content()
     browser.get(page)  # the same view in a tab of its own, whole page
-    _wait(browser, "#charts")
+    wait_for(browser, "#charts")
     height = browser.execute_script("return document.body.scrollHeight")
     browser.set_window_size(1280, height + 120)
     browser.save_screenshot(str(ARTIFACTS / "followup-liver-injury-page.png"))

@@ -1,0 +1,458 @@
+"""The printed documents: the pharmacy verification sheet, the infusion-day checklist and the
+caregiver handout, each a page of its own with a print stylesheet."""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any
+
+from flask import Blueprint, abort, render_template, request
+
+from smart_app import render
+from smart_app.fhir import codes, summary
+from smart_app.fhir.gateway import PatientRecord
+from smart_app.fhir.plan_state import plan_state
+from smart_app.fhir.read import facts_from_bundle
+from smart_app.rules import label
+from smart_app.rules.model import (
+    ActivityKind,
+    Kit,
+    LabTest,
+    Measurement,
+    PatientFacts,
+    PlanState,
+    Status,
+    SteroidRole,
+)
+from smart_app.rules.plan import dosing_weight, may_write
+from smart_app.rules.policy import Policy
+from smart_app.service import Evaluation, evaluate_record
+from smart_app.web import context
+from smart_app.web.connection import connect
+from smart_app.web.plan import _infusion_date
+from smart_app.web.state import web_state
+
+bp = Blueprint("documents", __name__, url_prefix="/p/<context_id>/print")
+
+
+class Document(StrEnum):
+    """The documents a team prints."""
+
+    PHARMACY = "pharmacy"
+    CHECKLIST = "checklist"
+    HANDOUT = "handout"
+
+
+TITLES = {
+    Document.PHARMACY: "Pharmacy verification sheet",
+    Document.CHECKLIST: "Infusion-day checklist",
+    Document.HANDOUT: "Caring for your child after ZOLGENSMA",
+}
+"""Each document's title, as printed."""
+
+
+class Source(StrEnum):
+    """Where a document's plan comes from."""
+
+    PLAN = "plan"
+    """Built from the chart now, not yet written (or blocked)."""
+    WRITTEN = "written"
+    """The app's active plan, as written to the chart."""
+
+
+MONITORING_KINDS = frozenset({ActivityKind.LAB_DRAW, ActivityKind.LIVER_ASSESSMENT})
+"""The dated checks a caregiver brings the child back for."""
+AREAS = (
+    (
+        "liver",
+        frozenset(
+            {
+                LabTest.AST,
+                LabTest.ALT,
+                LabTest.BILIRUBIN_TOTAL,
+                LabTest.ALBUMIN,
+                LabTest.PT,
+                LabTest.PTT,
+                LabTest.INR,
+            }
+        ),
+    ),
+    ("platelets", frozenset({LabTest.PLATELETS})),
+    ("kidneys and red blood cells", frozenset({LabTest.CREATININE, LabTest.HEMOGLOBIN})),
+    ("heart (troponin I)", frozenset({LabTest.TROPONIN_I})),
+)
+"""What a blood test looks at, in the words of a caregiver handout."""
+
+
+@dataclass(frozen=True)
+class WeightShown:
+    """The weight the plan is dosed on, with its date and as entered."""
+
+    kg: Decimal
+    on: dt.date | None
+    entered: str
+    reference: str
+
+
+@dataclass(frozen=True)
+class KitShown:
+    """The kit and the infusion: label Tables 1 and 3, section 2.1."""
+
+    kit: Kit
+    dose_volume_ml: Decimal
+    pump_rate_ml_per_h: Decimal
+    vector_genomes: Decimal
+    infusion_minutes: int
+
+
+@dataclass(frozen=True)
+class SteroidRow:
+    """One dated period of daily prednisolone."""
+
+    start: dt.date
+    end: dt.date
+    what: str
+    mg_per_kg_per_day: Decimal
+    mg_per_day: Decimal
+    ml_per_day: Decimal
+    planned: bool = False
+    """A taper drawn in advance: it starts only if the day-30 liver check is normal."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One dated monitoring item: a blood draw or the day-30 liver check."""
+
+    date: dt.date
+    day: int
+    kind: ActivityKind
+    tests: frozenset[LabTest]
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class Visit:
+    """What happens on one monitoring date, in a caregiver's words."""
+
+    date: dt.date
+    day: int
+    areas: tuple[str, ...]
+    liver_check: bool
+    done: bool
+
+
+@dataclass(frozen=True)
+class Sheet:
+    """What every printed document shows, from a plan built now or from the plan as written."""
+
+    source: Source
+    order_ready: bool
+    status: str
+    reasons: tuple[str, ...]
+    infusion_date: dt.date
+    infusion_given: bool
+    weight: WeightShown | None
+    kit: KitShown | None
+    concentration_mg_per_ml: Decimal
+    steroids: tuple[SteroidRow, ...]
+    liver_check: dt.date | None
+    checks: tuple[Check, ...]
+    prescriber: str = ""
+    """The written kit order's requester ('Practitioner/123'); '' for a plan not yet written."""
+    decided_on: dt.date | None = None
+    """When the day-30 liver assessment was recorded (a written plan), else None."""
+
+    @property
+    def full_dose(self) -> SteroidRow | None:
+        """The first full-dose period (1 mg/kg/day from the day before infusion)."""
+        return self.steroids[0] if self.steroids else None
+
+    @property
+    def steroid_start(self) -> dt.date:
+        """The day the prednisolone starts: the day before infusion (2.1)."""
+        return self.infusion_date - dt.timedelta(days=1)
+
+    @property
+    def visits(self) -> tuple[Visit, ...]:
+        """The monitoring dates, one per day, with what the blood test looks at."""
+        days = sorted({c.date for c in self.checks})
+        shown = []
+        for day in days:
+            same = [c for c in self.checks if c.date == day]
+            tests = frozenset().union(*(c.tests for c in same))
+            shown.append(
+                Visit(
+                    date=day,
+                    day=min(c.day for c in same),
+                    areas=tuple(name for name, kinds in AREAS if tests & kinds),
+                    liver_check=any(c.kind is ActivityKind.LIVER_ASSESSMENT for c in same),
+                    done=all(c.done for c in same),
+                )
+            )
+        return tuple(shown)
+
+    @property
+    def shedding_until(self) -> dt.date:
+        """One month after infusion: the end of the nappy and hand-hygiene precautions (17)."""
+        return add_month(self.infusion_date)
+
+
+def add_month(day: dt.date) -> dt.date:
+    """The same day one calendar month later (the month's last day when it has no such day)."""
+    year, month = (day.year + 1, 1) if day.month == 12 else (day.year, day.month + 1)
+    return day.replace(
+        year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1])
+    )
+
+
+def _number(value: Any) -> Decimal | None:
+    """A FHIR number as a Decimal, or None."""
+    try:
+        return Decimal(str(value)) if value is not None else None
+    except InvalidOperation:
+        return None
+
+
+def _weight_shown(measurement: Measurement | None) -> WeightShown | None:
+    """A weight with its date and the value as entered ('6030 g')."""
+    if measurement is None:
+        return None
+    evidence = measurement.evidence
+    entered = f"{evidence.value} {evidence.unit}".strip() if evidence.value else ""
+    return WeightShown(measurement.value, measurement.effective, entered, evidence.reference)
+
+
+def from_plan(evaluation: Evaluation, *, on: dt.date) -> Sheet:
+    """The documents' view of a plan built now (not written yet, or blocked)."""
+    plan = evaluation.plan
+    status = plan.eligibility.status
+    ready = may_write(plan)
+    reasons = tuple(
+        f.message
+        for f in plan.eligibility.findings
+        if f.severity.value == status.value and status is not Status.ELIGIBLE
+    )
+    policy = web_state().settings.policy
+    weight = dosing_weight(evaluation.facts, on=on, infusion_date=plan.infusion_date, policy=policy)
+    kit = None
+    if plan.dose is not None:
+        dose = plan.dose
+        kit = KitShown(
+            kit=dose.kit,
+            dose_volume_ml=dose.kit.dose_volume_ml,
+            pump_rate_ml_per_h=dose.pump_rate_ml_per_h,
+            vector_genomes=Decimal(dose.vector_genomes),
+            infusion_minutes=dose.infusion_minutes,
+        )
+    steroids: list[SteroidRow] = []
+    course = plan.steroids
+    if course is not None:
+        steroids.append(
+            SteroidRow(
+                course.start_date,
+                course.full_dose_through,
+                "full dose",
+                label.STEROID_MG_PER_KG_PER_DAY,
+                course.dose_mg_per_day,
+                course.volume_ml_per_day,
+            )
+        )
+        for number, step in enumerate(course.taper, start=1):
+            steroids.append(
+                SteroidRow(
+                    step.start,
+                    step.end,
+                    f"lower dose, step {number} of {len(course.taper)}",
+                    step.mg_per_kg_per_day,
+                    step.dose_mg_per_day,
+                    step.volume_ml_per_day,
+                    planned=True,
+                )
+            )
+    checks = tuple(
+        Check(i.date, i.day, i.kind, frozenset(i.tests))
+        for i in plan.schedule
+        if i.kind in MONITORING_KINDS and i.day > 0
+    )
+    return Sheet(
+        source=Source.PLAN,
+        order_ready=ready,
+        status=status.value.replace("-", " "),
+        reasons=reasons,
+        infusion_date=plan.infusion_date,
+        infusion_given=False,
+        weight=_weight_shown(weight) if ready else None,
+        kit=kit if ready else None,
+        concentration_mg_per_ml=(
+            course.concentration_mg_per_ml if course else policy.concentration_mg_per_ml
+        ),
+        steroids=tuple(steroids) if ready else (),
+        liver_check=course.liver_check_date if course and ready else None,
+        checks=checks if ready else (),
+    )
+
+
+def _kit_order(record: PatientRecord, plan_key: str) -> Mapping[str, Any] | None:
+    """The plan's ZOLGENSMA kit MedicationRequest, as written."""
+    wanted = f"{plan_key}/medicationrequest/kit"
+    return next(
+        (o for o in record.own("MedicationRequest") if wanted in codes.app_identifier_values(o)),
+        None,
+    )
+
+
+def _requester(order: Mapping[str, Any] | None) -> str:
+    """Who the written order names as its requester ('Practitioner/123'), or ''."""
+    reference = str(((order or {}).get("requester") or {}).get("reference") or "")
+    return codes.relative_reference(reference) or reference
+
+
+def _written_kit(order: Mapping[str, Any] | None) -> KitShown | None:
+    """The kit order as written: its NDC, looked up in Tables 1 and 3, with its dose and rate."""
+    if order is None:
+        return None
+    codings = (order.get("medicationCodeableConcept") or {}).get("coding") or []
+    ndc = next((c.get("code") for c in codings if c.get("system") == codes.NDC), None)
+    kit = next((k for k in label.kits() if k.ndc == ndc), None)
+    if kit is None:
+        return None
+    dosage = (order.get("dosageInstruction") or [{}])[0]
+    rate = (dosage.get("doseAndRate") or [{}])[0]
+    volume = _number((rate.get("doseQuantity") or {}).get("value")) or kit.dose_volume_ml
+    pump = _number((rate.get("rateQuantity") or {}).get("value"))
+    return KitShown(
+        kit=kit,
+        dose_volume_ml=volume,
+        pump_rate_ml_per_h=pump if pump is not None else volume * 60 / label.INFUSION_MINUTES,
+        vector_genomes=volume * label.CONCENTRATION_VG_PER_ML,
+        infusion_minutes=label.INFUSION_MINUTES,
+    )
+
+
+def _written_weight(
+    facts: PatientFacts, weight_kg: Decimal | None, before: dt.date
+) -> Measurement | None:
+    """The chart's weight the written order was dosed on (same value, on or before infusion)."""
+    if weight_kg is None:
+        return None
+    matching = [m for m in facts.weights_kg if m.value == weight_kg and m.effective <= before]
+    return max(matching, key=lambda m: m.effective, default=None)
+
+
+def from_written(
+    state: PlanState, record: PatientRecord, *, facts: PatientFacts, policy: Policy
+) -> Sheet:
+    """The documents' view of the app's active plan, as written to the chart."""
+    kit_order = _kit_order(record, state.plan_key)
+    orders = sorted(
+        (o for o in state.steroid_orders if o.status not in ("revoked", "cancelled")),
+        key=lambda o: (o.start, o.step),
+    )
+    tapers = sum(o.role is SteroidRole.TAPER_STEP for o in orders)
+    rows = []
+    for order in orders:
+        what = {
+            SteroidRole.FULL_DOSE: "full dose",
+            SteroidRole.CONTINUATION: "full dose continued",
+            SteroidRole.TAPER_STEP: f"lower dose, step {order.step} of {tapers}",
+        }[order.role]
+        rows.append(
+            SteroidRow(
+                order.start,
+                order.end,
+                what,
+                order.mg_per_kg_per_day,
+                order.mg_per_day,
+                order.volume_ml_per_day,
+            )
+        )
+    first = next((o for o in orders if o.role is SteroidRole.FULL_DOSE), None)
+    measured = _written_weight(facts, first.weight_kg if first else None, state.infusion_date)
+    weight = _weight_shown(measured)
+    if weight is None and first is not None and first.weight_kg is not None:
+        weight = WeightShown(first.weight_kg, None, "", "")
+    checks = []
+    for task in sorted(state.tasks, key=lambda t: (t.window_start, t.day)):
+        if task.kind not in MONITORING_KINDS or task.day <= 0:
+            continue
+        due = state.infusion_date + dt.timedelta(days=task.day)
+        due = min(max(due, task.window_start), task.window_end)
+        done = task.status == "completed"
+        checks.append(Check(due, task.day, task.kind, frozenset(task.tests), done=done))
+    liver = next(
+        (
+            state.infusion_date + dt.timedelta(days=t.day)
+            for t in sorted(state.tasks, key=lambda t: t.day)
+            if t.kind is ActivityKind.LIVER_ASSESSMENT and t.day > 0
+        ),
+        None,
+    )
+    return Sheet(
+        source=Source.WRITTEN,
+        order_ready=True,
+        status="on plan",
+        reasons=(),
+        infusion_date=state.infusion_date,
+        infusion_given=state.infusion_evidence is not None,
+        weight=weight,
+        kit=_written_kit(kit_order),
+        concentration_mg_per_ml=policy.concentration_mg_per_ml,
+        steroids=tuple(rows),
+        liver_check=liver,
+        checks=tuple(checks),
+        prescriber=_requester(kit_order),
+        decided_on=decision.decided_on if (decision := state.latest_decision) else None,
+    )
+
+
+def sheet_for(record: PatientRecord, *, infusion_text: str | None) -> Sheet:
+    """The plan as written when the patient has one; else the plan built from the chart now."""
+    state = web_state()
+    policy = state.settings.policy
+    today = state.today()
+    written = plan_state(record)
+    if written is not None:
+        facts = facts_from_bundle(record.bundle(), notes=record.notes())
+        return from_written(written, record, facts=facts, policy=policy)
+    infusion = _infusion_date(infusion_text, today=today)
+    evaluation = evaluate_record(record, on=today, infusion_date=infusion, policy=policy)
+    return from_plan(evaluation, on=today)
+
+
+def prescriber(launched: context.LaunchContext) -> str:
+    """The launch's user as a chart reference ('Practitioner/123'), never a URL; '' if none."""
+    user = launched.fhir_user or ""
+    return codes.relative_reference(user) or user
+
+
+@bp.get("/<document>")
+def show(context_id: str, document: str) -> str:
+    """One printed document for the launched patient: the chart is read once."""
+    try:
+        kind = Document(document)
+    except ValueError:
+        abort(404, description="No such document: the pharmacy sheet, checklist or handout.")
+    launched, gateway = connect(context_id)
+    state = web_state()
+    record = gateway.read_patient(launched.patient, on=state.today(), policy=state.settings.policy)
+    sheet = sheet_for(record, infusion_text=request.args.get("infusion_date"))
+    return render_template(
+        f"doc_{kind.value}.html",
+        context_id=context_id,
+        launched=launched,
+        document=kind.value,
+        title=TITLES[kind],
+        banner=summary.banner(record.resources, launched.patient),
+        sheet=sheet,
+        prescriber=sheet.prescriber or prescriber(launched),
+        printed_on=state.today(),
+        boxed_warning=render.boxed_warning_data(),
+        label_version=label.LABEL_VERSION,
+        policy=state.settings.policy,
+        truncated=record.truncated,
+    )
