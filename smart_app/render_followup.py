@@ -4,16 +4,34 @@ from __future__ import annotations
 
 from typing import Any
 
+from smart_app.fhir.followup_write import KitWritten
 from smart_app.render import evidence_data, finding_data, iso_day, wrap
 from smart_app.rules import label
+from smart_app.rules.alerts import describe
 from smart_app.rules.arith import json_number
-from smart_app.rules.followup import Decision, DoseToday, FollowUp, ResultRow, TaskView
+from smart_app.rules.followup import (
+    ActionState,
+    AlertReview,
+    Decision,
+    DoseToday,
+    FollowUp,
+    ResultRow,
+    TaskView,
+)
 from smart_app.rules.labs import Interpreted
-from smart_app.rules.model import Alert, ScheduleItem, SteroidOrder, SteroidStep, TaskState
+from smart_app.rules.model import (
+    AlertResult,
+    LabResult,
+    ScheduleItem,
+    SteroidOrder,
+    SteroidStep,
+    TaskState,
+)
 
 TASK_GROUPS = (
     TaskState.OVERDUE,
     TaskState.DUE,
+    TaskState.ONGOING,
     TaskState.RESULTED,
     TaskState.UPCOMING,
     TaskState.DONE,
@@ -84,16 +102,109 @@ def _result(row: ResultRow) -> dict[str, Any]:
     }
 
 
-def _alert(alert: Alert) -> dict[str, Any]:
-    """One alert with its source."""
+def _lab(result: LabResult | None) -> dict[str, Any] | None:
+    """A result as the alert states it: value, comparator, UCUM unit, date."""
+    if result is None:
+        return None
+    return {
+        "test": result.test.value,
+        "value": json_number(result.value),
+        "comparator": result.comparator.value,
+        "unit": result.unit,
+        "date": iso_day(result.effective),
+        "reference": result.evidence.reference,
+    }
+
+
+def _alert_result(seen: AlertResult) -> dict[str, Any]:
+    """One result behind an alert with what it was compared with."""
+    return {
+        **(_lab(seen.result) or {}),
+        "day": seen.day,
+        "multiple_of_uln": json_number(seen.multiple_of_uln)
+        if seen.multiple_of_uln is not None
+        else None,
+        "fallback_uln": json_number(seen.fallback_uln) if seen.fallback_uln is not None else None,
+        "previous": _lab(seen.previous) if seen.previous is not seen.baseline else None,
+        "baseline": _lab(seen.baseline),
+        "note": seen.note,
+    }
+
+
+def _action(state: ActionState) -> dict[str, Any]:
+    """A Task the alert calls for: offered as a button, or the Task already made."""
+    action, task = state.action, state.task
+    return {
+        "key": action.key,
+        "kind": action.kind.value,
+        "what": action.what,
+        "tests": [t.value for t in action.tests],
+        "section": action.section,
+        "within_days": action.within_days,
+        "item": state.item,
+        "offered": state.offered,
+        "task": None
+        if task is None
+        else {
+            "reference": task.reference,
+            "status": task.status,
+            "open": task.is_open,
+            "window": {"start": iso_day(task.window_start), "end": iso_day(task.window_end)},
+            "day": task.day,
+        },
+    }
+
+
+def _alert(review: AlertReview) -> dict[str, Any]:
+    """One alert: what was seen (each result once), the rules met, the label's advice in points,
+    its acknowledgement and the Tasks it calls for."""
+    alert, acknowledged = review.alert, review.acknowledged
     return {
         "code": alert.code.value,
         "level": alert.level.value,
+        "title": alert.title,
         "message": alert.message,
-        "advice": alert.advice,
+        "advice": list(alert.advice),
         "section": alert.section,
         "source": alert.source,
+        "criteria": [{"rule": c.rule, "source": c.source} for c in alert.criteria],
+        "results": [_alert_result(r) for r in alert.results],
+        "gaps": list(alert.gaps),
         "evidence": [evidence_data(e) for e in alert.evidence],
+        "acknowledged": None
+        if acknowledged is None
+        else {
+            "reference": acknowledged.reference,
+            "date": iso_day(acknowledged.window_end),
+            "day": acknowledged.day,
+            "today": review.acknowledged_today,
+        },
+        "actions": [_action(a) for a in review.actions],
+    }
+
+
+def kit_data(kit: KitWritten | None) -> dict[str, Any] | None:
+    """The kit order as written: NDC, vials, dose volume, pump rate, vector genomes."""
+    if kit is None:
+        return None
+    table = kit.kit
+    return {
+        "reference": kit.reference,
+        "status": kit.status,
+        "ndc": kit.ndc,
+        "description": kit.description,
+        "dose_volume_ml": json_number(kit.dose_volume_ml) if kit.dose_volume_ml else None,
+        "pump_rate_ml_per_h": json_number(kit.pump_rate_ml_per_h)
+        if kit.pump_rate_ml_per_h
+        else None,
+        "vector_genomes": json_number(kit.vector_genomes) if kit.vector_genomes else None,
+        "total_vials": kit.total_vials,
+        "vials_5_5_ml": table.vials_5_5_ml if table else None,
+        "vials_8_3_ml": table.vials_8_3_ml if table else None,
+        "capacity_ml": json_number(table.capacity_ml) if table else None,
+        "band_kg": [json_number(table.band_low_kg), json_number(table.band_high_kg)]
+        if table
+        else None,
     }
 
 
@@ -174,8 +285,8 @@ def _proposed(item: ScheduleItem) -> dict[str, Any]:
     }
 
 
-def followup_data(found: FollowUp) -> dict[str, Any]:
-    """Everything the follow-up shows, as JSON-ready data."""
+def followup_data(found: FollowUp, *, kit: KitWritten | None = None) -> dict[str, Any]:
+    """Everything the follow-up shows, as JSON-ready data (`kit`: the kit order as written)."""
     groups: dict[str, list[dict[str, Any]]] = {state.value: [] for state in TASK_GROUPS}
     for view in found.tasks:
         groups[view.state.value].append(_task(view))
@@ -193,7 +304,8 @@ def followup_data(found: FollowUp) -> dict[str, Any]:
             "if_oral_not_tolerated": label.STEROID_IV_ALTERNATIVE,
             "orders": [_order(o) for o in found.orders],
         },
-        "alerts": [_alert(a) for a in found.alerts],
+        "alerts": [_alert(r) for r in found.reviews],
+        "kit": kit_data(kit),
         "decision": decision_data(found.decision),
         "tasks": groups,
         "proposed": [_proposed(p) for p in found.proposed],
@@ -210,9 +322,21 @@ def followup_text(found: FollowUp) -> str:
         f"  Day {found.day} after infusion on {found.infusion_date} (HCP Day {found.hcp_day}); "
         f"phase: {found.phase.value}",
     ]
-    for alert in found.alerts:
-        out.append(f"  {alert.level.value.upper()}: {alert.message} [USPI {alert.section}]")
-        out.append(wrap(f"Advice: {alert.advice} Source: {alert.source}.", 6))
+    for review in found.reviews:
+        alert = review.alert
+        out.append(f"  {alert.level.value.upper()}: {alert.title} [USPI {alert.section}]")
+        for seen in alert.results:
+            out.append(wrap(f"- {describe(seen)}", 6))
+        for gap in alert.gaps:
+            out.append(wrap(f"- {gap}", 6))
+        out.append("      Why:")
+        for criterion in alert.criteria:
+            out.append(wrap(f"- {criterion.rule} ({criterion.source})", 8))
+        out.append("      What the label advises:")
+        for point in alert.advice:
+            out.append(wrap(f"- {point}", 8))
+        if review.acknowledged is not None:
+            out.append(f"      Acknowledged on {review.acknowledged.window_end}")
     for finding in found.findings:
         out.append(wrap(f"{finding.severity.value}: {finding.message} [{finding.section}]", 2))
     out.append("Corticosteroid")

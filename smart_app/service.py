@@ -7,7 +7,14 @@ from dataclasses import dataclass, replace
 
 from smart_app.errors import WriteBlocked
 from smart_app.fhir import codes
-from smart_app.fhir.followup_write import Confirmed, completion_bundle, decision_bundle
+from smart_app.fhir.followup_write import (
+    Confirmed,
+    KitWritten,
+    alert_bundle,
+    completion_bundle,
+    decision_bundle,
+    written_kit,
+)
 from smart_app.fhir.gateway import FhirGateway, PatientRecord
 from smart_app.fhir.plan_bundle import build_transaction
 from smart_app.fhir.plan_state import plan_state
@@ -15,7 +22,7 @@ from smart_app.fhir.read import facts_from_bundle
 from smart_app.fhir.transaction import send
 from smart_app.fhir.written import Confirmation, Strategy, Written
 from smart_app.rules.followup import FollowUp, follow_up
-from smart_app.rules.model import FindingCode, PatientFacts, Plan, PlanState
+from smart_app.rules.model import AlertCode, FindingCode, PatientFacts, Plan, PlanState
 from smart_app.rules.plan import build_plan
 from smart_app.rules.policy import DEFAULT_POLICY, Policy
 
@@ -87,6 +94,8 @@ class Following:
     facts: PatientFacts
     state: PlanState
     followup: FollowUp
+    kit: KitWritten | None = None
+    """The plan's kit order as written (the pre-infusion view shows it)."""
 
 
 def read_followup(
@@ -121,7 +130,8 @@ def follow_record(
     found = follow_up(facts, state, on=on, policy=policy, exam_normal=exam_normal)
     read = tuple(f for f in facts.read_findings if f.code in FOLLOW_UP_READ_FINDINGS)
     found = replace(found, findings=(*read, *found.findings)) if read else found
-    return Following(record=record, facts=facts, state=state, followup=found)
+    kit = written_kit(record, state.plan_key)
+    return Following(record=record, facts=facts, state=state, followup=found, kit=kit)
 
 
 def complete_tasks(
@@ -171,3 +181,31 @@ def record_decision(
 ) -> list[Written]:
     """Record the decision, composed as one idempotent transaction."""
     return send(gateway, decision_transaction(following, confirmed), strategy=strategy)
+
+
+def act_on_alert(
+    gateway: FhirGateway,
+    following: Following,
+    confirmed: Confirmed,
+    *,
+    code: AlertCode,
+    action: str | None = None,
+    strategy: Strategy = Strategy.AUTO,
+) -> list[Written]:
+    """Acknowledge an alert for the day and create the Task it calls for (`action`), in one
+    idempotent transaction; [] when the chart already holds it all (nothing is sent)."""
+    review = next((r for r in following.followup.reviews if r.alert.code is code), None)
+    if review is None:
+        raise WriteBlocked("nothing written: this alert is no longer raised by the results")
+    bundle = alert_bundle(
+        following.state,
+        following.record,
+        patient_id=following.facts.patient_id,
+        review=review,
+        action=action,
+        on=following.followup.on,
+        confirmed=confirmed,
+    )
+    if bundle is None:
+        return []
+    return send(gateway, bundle, strategy=strategy)

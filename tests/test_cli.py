@@ -516,7 +516,7 @@ def test_module_entry_point_input_error_exit_code() -> None:
 def test_dev_zero_is_refused_at_once(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "plan", "--bundle", "/dev/zero", *PLAN_ARGS)
     assert_input_error(code, out, err, "larger than 20971520 bytes")
-    assert "institution default: bundle_max_bytes = 20971520" in err
+    assert "institution default: files and server answers are read up to 20 MiB" in err
 
 
 @pytest.mark.parametrize(("slack", "exit_code"), [(0, EXIT_OK), (-1, EXIT_INPUT)])
@@ -531,7 +531,9 @@ def test_bundle_size_bound_comes_from_the_policy(
     )
     assert code == exit_code
     if exit_code == EXIT_INPUT:
-        assert_input_error(code, out, err, f"bundle_max_bytes = {size - 1}")
+        assert_input_error(
+            code, out, err, f"files and server answers are read up to {size - 1} bytes"
+        )
 
 
 @pytest.mark.parametrize(

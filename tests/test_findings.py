@@ -640,8 +640,8 @@ def test_weight_discrepancy_doses_on_the_heavier_weight_and_names_both() -> None
     assert "6.1 kg (Observation/weight-recheck, 2026-11-18)" in finding.message
     assert "fall in different kit bands (6.6-7.0 kg and 6.1-6.5 kg)" in finding.message
     assert "differ by 8.2% of the lighter" in finding.message
-    assert "institution default: weight_discrepancy_fraction = 0.05" in finding.message
-    assert "weight_pair_hours = 24" in finding.message
+    assert "institution defaults: weights differing by more than 5% disagree" in finding.message
+    assert "weights taken within 24 hours of each other" in finding.message
     assert "doses on the heavier weight, 6.6 kg" in finding.message
     assert [e.reference for e in finding.evidence] == [
         "Observation/weight",

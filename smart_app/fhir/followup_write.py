@@ -1,4 +1,19 @@
-"""Follow-up writes: Tasks completed by their results, the day-30 decision; one transaction each."""
+"""Follow-up writes, one transaction each: Tasks completed by their results, the day-30 decision,
+an alert acknowledged with the Task it calls for; and the kit order read back for the view.
+
+Alerts are recorded as Tasks on the plan's CarePlan, so that the chart read the app already makes
+(Task?identifier=<app system>|) brings them back on the next launch:
+- acknowledging is a completed Task per alert and day (code `alert-review`, identifier
+  `<plan key>/task/alert-review/<alert code>/day<N>`, the results behind the alert as outputs,
+  the clinician as owner);
+- the consult or repeat-lab Task an alert calls for (rules.alerts.ACTIONS) is a requested Task of
+  kind `consult` or `lab-draw` (`<plan key>/task/<kind>/alert-<action>/day<N>`), added to the
+  CarePlan; two alerts calling for the same draw share it; a lab draw is completed by its results
+  like a scheduled one, a consult is confirmed by hand;
+- creating the Task also acknowledges the alert, in the same transaction, with Provenance.
+Nothing is sent when the chart already holds all of it; the conditional creates (and the
+Provenance keyed by the operations) make a transaction sent twice change nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +21,7 @@ import copy
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from smart_app.errors import WriteBlocked
@@ -14,10 +30,12 @@ from smart_app.fhir.gateway import PatientRecord
 from smart_app.fhir.plan_bundle import EntryBuilder, steroid_order_body, task_resource
 from smart_app.fhir.written import OrderMode
 from smart_app.rules import label
-from smart_app.rules.followup import Decision, TaskView
+from smart_app.rules.followup import ActionState, AlertReview, Decision, TaskView, is_alert_task
 from smart_app.rules.model import (
     ActivityKind,
+    AlertLevel,
     DecisionBranch,
+    Kit,
     LabResult,
     PlannedTask,
     PlanState,
@@ -38,6 +56,69 @@ class Confirmed:
     recorded: dt.datetime
     fhir_user: str | None = None
     order_mode: OrderMode = OrderMode.PROPOSAL
+
+
+@dataclass(frozen=True)
+class KitWritten:
+    """The ZOLGENSMA kit order as the plan wrote it (shown before the infusion day)."""
+
+    reference: str
+    status: str
+    ndc: str
+    description: str
+    dose_volume_ml: Decimal | None
+    pump_rate_ml_per_h: Decimal | None
+    total_vials: int | None
+    kit: Kit | None
+    """The label's Table 3 row for the NDC (vial counts, capacity), when it is one of them."""
+
+    @property
+    def vector_genomes(self) -> Decimal | None:
+        """The dose in vector genomes: dose volume x 2.0e13 vg/mL (section 2.1)."""
+        if self.dose_volume_ml is None:
+            return None
+        return self.dose_volume_ml * label.CONCENTRATION_VG_PER_ML
+
+
+def _quantity(raw: Any) -> Decimal | None:
+    """A Quantity's value, or None."""
+    try:
+        value = (raw or {}).get("value")
+        return None if value is None else Decimal(str(value))
+    except (InvalidOperation, AttributeError):
+        return None
+
+
+def written_kit(record: PatientRecord, plan_key: str) -> KitWritten | None:
+    """The plan's kit MedicationRequest read back from the chart, or None."""
+    order = next(
+        (
+            o
+            for o in record.own("MedicationRequest")
+            if f"{plan_key}/medicationrequest/kit" in codes.app_identifier_values(o)
+        ),
+        None,
+    )
+    if order is None:
+        return None
+    concept = order.get("medicationCodeableConcept") or {}
+    ndc = next(
+        (str(c.get("code")) for c in concept.get("coding") or [] if c.get("system") == codes.NDC),
+        "",
+    )
+    dosage = (order.get("dosageInstruction") or [{}])[0]
+    rate = (dosage.get("doseAndRate") or [{}])[0]
+    vials = _quantity((order.get("dispenseRequest") or {}).get("quantity"))
+    return KitWritten(
+        reference=f"MedicationRequest/{order.get('id')}",
+        status=str(order.get("status") or ""),
+        ndc=ndc,
+        description=str(concept.get("text") or ""),
+        dose_volume_ml=_quantity(rate.get("doseQuantity")),
+        pump_rate_ml_per_h=_quantity(rate.get("rateQuantity")),
+        total_vials=int(vials) if vials is not None else None,
+        kit=next((k for k in label.kits() if k.ndc == ndc), None),
+    )
 
 
 def _observation(result: LabResult) -> str | None:
@@ -353,7 +434,10 @@ class _DecisionBuilder(_FollowUpBuilder):
         existing = {
             t.day: t
             for t in self.state.tasks
-            if t.kind is ActivityKind.LAB_DRAW and t.is_open and t.day > self.decision.after_day
+            if t.kind is ActivityKind.LAB_DRAW
+            and t.is_open
+            and t.day > self.decision.after_day
+            and not is_alert_task(t.item)
         }
         for day, item in sorted(desired.items()):
             resource = task_resource(
@@ -492,4 +576,135 @@ def decision_bundle(
         builder.consult()
     builder.care_plan()
     builder.provenance(activity="UPDATE")
+    return builder.bundle()
+
+
+class _AlertBuilder(_FollowUpBuilder):
+    """Entries acknowledging one alert and creating the Task it calls for."""
+
+    def __init__(
+        self,
+        state: PlanState,
+        record: PatientRecord,
+        patient_id: str,
+        confirmed: Confirmed,
+        review: AlertReview,
+        on: dt.date,
+    ) -> None:
+        super().__init__(state, record, patient_id, confirmed)
+        self.review = review
+        self.alert = review.alert
+        self.on = on
+        self.day = (on - state.infusion_date).days
+        self.outputs = _outputs(r.result for r in self.alert.results)
+
+    def has(self, item: str) -> bool:
+        """Whether the chart already holds the app's resource of this item (any status)."""
+        return self.identifier(item)["value"] in self.existing
+
+    def _reason(self) -> Resource:
+        """Why: the alert's title and section, and its first result."""
+        reason: Resource = {
+            "reasonCode": {"text": f"{self.alert.title} (label section {self.alert.section})"}
+        }
+        first = next((o["valueReference"] for o in self.outputs), None)
+        if first is not None:
+            reason["reasonReference"] = first
+        return reason
+
+    def acknowledge(self) -> None:
+        """The acknowledgement: a completed Task for this alert and day, the results as outputs."""
+        if self.review.acknowledged_today or self.has(self.review.item):
+            return
+        rules = "; ".join(c.rule for c in self.alert.criteria)
+        on = self.on.isoformat()
+        task: Resource = {
+            "resourceType": "Task",
+            "status": "completed",
+            "intent": "plan",
+            "priority": "urgent" if self.alert.level is AlertLevel.URGENT else "routine",
+            "code": {
+                "coding": [{"system": codes.APP_CODES, "code": ActivityKind.ALERT_REVIEW.value}],
+                "text": "Safety alert acknowledged",
+            },
+            "description": f"{self.alert.title}: acknowledged by the clinician on {on} (day "
+            f"{self.day} after infusion). {rules}. Label section {self.alert.section}.",
+            "for": self.patient,
+            "basedOn": [{"reference": self.state.care_plan}],
+            "authoredOn": self.recorded,
+            "lastModified": self.recorded,
+            "restriction": {"period": {"start": on, "end": on}},
+            "executionPeriod": {"end": on},
+            "businessStatus": {"text": "acknowledged"},
+            "note": [
+                {"time": self.recorded, "text": "Reviewed and acknowledged by the clinician."}
+            ],
+            **self._reason(),
+            **self.requester(),
+        }
+        if self.outputs:
+            task["output"] = self.outputs
+        if self.user and self.is_practitioner():
+            task["owner"] = self.user
+        self.add(task, self.review.item, profile="zolgensma-task")
+
+    def action_task(self, action: ActionState) -> None:
+        """The consult or repeat-lab Task the alert calls for, added to the CarePlan."""
+        if not action.offered or self.has(action.item):
+            return
+        wanted = action.action
+        item = ScheduleItem(
+            date=self.on,
+            day=self.day,
+            kind=wanted.kind,
+            activity=wanted.what,
+            tests=wanted.tests,
+            section=wanted.section,
+            window_start=self.on,
+            window_end=self.on + dt.timedelta(days=wanted.within_days),
+            conditional=f"called for by the alert: {self.alert.title}",
+        )
+        task = task_resource(
+            item, self.state.care_plan, patient=self.patient, recorded=self.recorded
+        )
+        if wanted.kind is ActivityKind.CONSULT or self.alert.level is AlertLevel.URGENT:
+            task["priority"] = "urgent"
+        task |= self._reason() | self.requester()
+        created = self.add(task, action.item, profile="zolgensma-task")
+        old = self.raw(self.state.care_plan)
+        activity = [*(old.get("activity") or []), {"reference": {"reference": created}}]
+        note = {
+            "time": self.recorded,
+            "text": f"{wanted.what}, due {self.on.isoformat()} to {item.window_end.isoformat()}: "
+            f"called for by the alert '{self.alert.title}' (label section {wanted.section}).",
+        }
+        self.put(old, {"activity": activity, "note": [*(old.get("note") or []), note]})
+
+
+def alert_bundle(
+    state: PlanState,
+    record: PatientRecord,
+    *,
+    patient_id: str,
+    review: AlertReview,
+    action: str | None,
+    on: dt.date,
+    confirmed: Confirmed,
+) -> Resource | None:
+    """One transaction acknowledging an alert for the day (a completed Task) and, when `action`
+    names one, creating the consult or repeat-lab Task it calls for; None when the chart holds
+    all of it already (nothing new to write)."""
+    builder = _AlertBuilder(state, record, patient_id, confirmed, review, on)
+    chosen = None
+    if action:
+        chosen = next((a for a in review.actions if a.action.key == action), None)
+        if chosen is None:
+            raise WriteBlocked(f"nothing written: this alert does not call for '{action}'")
+    builder.acknowledge()
+    if chosen is not None:
+        builder.action_task(chosen)
+    if not builder.entries:
+        return None
+    changed = any(e["request"]["method"] == "PUT" for e in builder.entries)
+    builder.provenance(activity="UPDATE" if changed else "CREATE")
     return builder.bundle()

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from smart_app.rules import label
 from smart_app.rules.labs import Interpreted, display_unit, interpret, shown
 from smart_app.rules.model import (
+    ActivityKind,
     Alert,
     AlertCode,
+    AlertCriterion,
     AlertLevel,
+    AlertResult,
     Comparator,
     Evidence,
     LabResult,
@@ -38,9 +41,31 @@ CENSORED_ABOVE = (Comparator.GT, Comparator.GE)
 """The true value lies above the one reported: never 'below' anything for certain."""
 
 AMINOTRANSFERASES = (LabTest.ALT, LabTest.AST)
+SHOWN_ORDER = (
+    LabTest.ALT,
+    LabTest.AST,
+    LabTest.BILIRUBIN_TOTAL,
+    LabTest.PT,
+    LabTest.INR,
+    LabTest.PLATELETS,
+    LabTest.CREATININE,
+    LabTest.HEMOGLOBIN,
+    LabTest.TROPONIN_I,
+)
+"""The order an alert lists its results in: ALT and AST first, as the label names them."""
+LOW_TESTS = (LabTest.PLATELETS, LabTest.HEMOGLOBIN)
+"""Tests that alert when low: a multiple of their upper limit means nothing and is not shown."""
 COAGULATION = (LabTest.INR, LabTest.PT)
 RISE_FIELD: dict[LabTest, str] = {LabTest.INR: "inr_rise_min", LabTest.PT: "pt_rise_min_s"}
 """The policy field holding each coagulation test's 'rising' minimum."""
+TITLES: dict[AlertCode, str] = {
+    AlertCode.ACUTE_LIVER_INJURY: "Possible acute serious liver injury",
+    AlertCode.LIVER_TESTS_WORSENING: "Worsening liver function tests",
+    AlertCode.THROMBOCYTOPENIA: "Low platelet count (thrombocytopenia)",
+    AlertCode.TMA_PATTERN: "Findings consistent with thrombotic microangiopathy (TMA)",
+    AlertCode.TROPONIN_I_ELEVATED: "Troponin I elevated after infusion",
+}
+"""What each alert is, in the words of its label section."""
 LIVER_TESTS = (LabTest.ALT, LabTest.AST, LabTest.BILIRUBIN_TOTAL, LabTest.PT, LabTest.INR)
 """Section 5.1: the liver function tests monitored after infusion."""
 URGENT_FIELD: dict[LabTest, str] = {
@@ -93,12 +118,88 @@ class _Context:
 
 
 @dataclass(frozen=True)
-class _Criterion:
-    """One triggered rule: what was seen, where the rule comes from, the results involved."""
+class AlertAction:
+    """A Task an alert calls for: a consult, or a repeat draw of the tests its advice names."""
 
-    text: str
+    key: str
+    """Names the Task across alerts: two alerts asking for the same draw share one Task."""
+    kind: ActivityKind
+    what: str
+    section: str
+    within_days: int
+    """The Task is due from the day it is created to this many days after."""
+    tests: tuple[LabTest, ...] = ()
+
+
+LIVER_RECHECK = (
+    LabTest.ALT,
+    LabTest.AST,
+    LabTest.BILIRUBIN_TOTAL,
+    LabTest.ALBUMIN,
+    LabTest.PT,
+    LabTest.PTT,
+    LabTest.INR,
+)
+"""Section 5.1: the liver tests again, with 'further testing of albumin, PTT, and INR'."""
+_LIVER_TESTS = AlertAction(
+    "liver-tests",
+    ActivityKind.LAB_DRAW,
+    "Repeat liver tests with albumin, PTT and INR",
+    "5.1",
+    1,
+    LIVER_RECHECK,
+)
+ACTIONS: dict[AlertCode, tuple[AlertAction, ...]] = {
+    AlertCode.ACUTE_LIVER_INJURY: (
+        AlertAction(
+            "hepatology-consult",
+            ActivityKind.CONSULT,
+            "Consult a pediatric gastroenterologist or hepatologist promptly",
+            "5.1",
+            1,
+        ),
+        _LIVER_TESTS,
+    ),
+    AlertCode.LIVER_TESTS_WORSENING: (_LIVER_TESTS,),
+    AlertCode.THROMBOCYTOPENIA: (
+        AlertAction(
+            "platelets",
+            ActivityKind.LAB_DRAW,
+            "Repeat the platelet count with hemoglobin and creatinine (signs of TMA)",
+            "5.3; 5.4",
+            1,
+            (LabTest.PLATELETS, LabTest.HEMOGLOBIN, LabTest.CREATININE),
+        ),
+    ),
+    AlertCode.TMA_PATTERN: (
+        AlertAction(
+            "hematology-nephrology-consult",
+            ActivityKind.CONSULT,
+            "Consult a pediatric hematologist and/or pediatric nephrologist immediately",
+            "5.4",
+            0,
+        ),
+    ),
+    AlertCode.TROPONIN_I_ELEVATED: (
+        AlertAction(
+            "cardiology-consult",
+            ActivityKind.CONSULT,
+            "Consider a cardiac evaluation: consult a cardiologist",
+            "5.5",
+            7,
+        ),
+    ),
+}
+"""The consult or repeat-lab Task each alert's advice calls for (one button each)."""
+
+
+@dataclass(frozen=True)
+class _Criterion:
+    """One triggered rule: the rule in plain words, its source, the results involved."""
+
+    rule: str
     source: str
-    evidence: tuple[Evidence, ...]
+    results: tuple[AlertResult, ...]
 
 
 @dataclass(frozen=True)
@@ -109,13 +210,57 @@ class _Arm:
     gap: str = ""
 
 
-def _describe(seen: Interpreted) -> str:
-    """'ALT 1020 U/L = 22.67 x ULN on 2026-11-20', naming a fallback ULN when one was used."""
+def _result(
+    ctx: _Context,
+    result: LabResult,
+    *,
+    previous: LabResult | None = None,
+    baseline: LabResult | None = None,
+    note: str = "",
+) -> AlertResult:
+    """A result with its day, its multiple of ULN (and the fallback ULN when one was used)."""
+    seen = ctx.seen(result)
+    return AlertResult(
+        result=result,
+        day=ctx.day(result),
+        multiple_of_uln=None if result.test in LOW_TESTS else seen.multiple_of_uln,
+        fallback_uln=seen.uln if seen.source is UlnSource.FALLBACK else None,
+        previous=previous,
+        baseline=baseline,
+        note=note,
+    )
+
+
+def _change(newest: LabResult, previous: LabResult) -> str:
+    """'up 0.7', 'down 250 U/L', 'unchanged': the change from the result before."""
+    delta = newest.value - previous.value
+    unit = display_unit(newest.test)
+    if delta == 0:
+        return "unchanged"
+    return f"{'up' if delta > 0 else 'down'} {abs(delta)}{' ' + unit if unit else ''}"
+
+
+def describe(seen: AlertResult) -> str:
+    """'ALT 1020 U/L = 22.67 x ULN on 2026-11-20 (day 14), pre-infusion 24 U/L on 2026-11-01,
+    up 932 U/L from 88 U/L on 2026-11-13': one result and what it was compared with."""
     result = seen.result
-    text = f"{result.test} {shown(result)} = {seen.multiple_of_uln} x ULN on {result.effective}"
-    if seen.source is UlnSource.FALLBACK:
+    text = f"{result.test} {shown(result)}"
+    if seen.multiple_of_uln is not None:
+        text += f" = {seen.multiple_of_uln} x ULN"
+    text += f" on {result.effective} (day {seen.day})"
+    if seen.fallback_uln is not None:
         unit = display_unit(result.test)
-        text += f" (fallback ULN {seen.uln}{' ' + unit if unit else ''})"
+        text += f" (fallback ULN {seen.fallback_uln}{' ' + unit if unit else ''})"
+    if seen.baseline is not None:
+        text += f", pre-infusion {shown(seen.baseline)} on {seen.baseline.effective}"
+    if seen.previous is not None and seen.previous is not seen.baseline:
+        before = seen.day - (result.effective - seen.previous.effective).days
+        text += (
+            f", {_change(result, seen.previous)} from {shown(seen.previous)} on "
+            f"{seen.previous.effective} (day {before})"
+        )
+    if seen.note:
+        text += f" ({seen.note})"
     return text
 
 
@@ -134,13 +279,72 @@ def _unique(evidence: Iterable[Evidence]) -> tuple[Evidence, ...]:
     return tuple(dict.fromkeys(evidence))
 
 
-def _aminotransferases_above(ctx: _Context, multiple: Decimal) -> list[Interpreted]:
+def _merged(criteria: Iterable[_Criterion]) -> tuple[AlertResult, ...]:
+    """Every result of the criteria once, in SHOWN_ORDER, with every comparison made."""
+    found: dict[str, AlertResult] = {}
+    for criterion in criteria:
+        for seen in criterion.results:
+            key = seen.result.evidence.reference
+            old = found.get(key)
+            if old is None:
+                found[key] = seen
+                continue
+            found[key] = replace(
+                old,
+                previous=old.previous or seen.previous,
+                baseline=old.baseline or seen.baseline,
+                note=old.note or seen.note,
+            )
+    order = {test: n for n, test in enumerate(SHOWN_ORDER)}
+    return tuple(sorted(found.values(), key=lambda r: order.get(r.result.test, len(order))))
+
+
+def _alert(
+    code: AlertCode,
+    level: AlertLevel,
+    criteria: list[_Criterion],
+    *,
+    advice: tuple[str, ...],
+    section: str,
+    gaps: tuple[str, ...] = (),
+    source: str = "",
+) -> Alert:
+    """One alert: its results each stated once, the rules met and their sources."""
+    results = _merged(criteria)
+    message = f"{TITLES[code]}: {'; '.join(describe(r) for r in results)}."
+    if gaps:
+        message += " " + " ".join(gaps)
+    evidence = _unique(
+        e
+        for r in results
+        for e in (
+            r.result.evidence,
+            *([r.baseline.evidence] if r.baseline else []),
+            *([r.previous.evidence] if r.previous else []),
+        )
+    )
+    return Alert(
+        code,
+        level,
+        message,
+        advice,
+        section,
+        source or "; ".join(dict.fromkeys(c.source for c in criteria)),
+        evidence,
+        title=TITLES[code],
+        results=results,
+        criteria=tuple(AlertCriterion(c.rule, c.source) for c in criteria),
+        gaps=gaps,
+    )
+
+
+def _aminotransferases_above(ctx: _Context, multiple: Decimal) -> list[LabResult]:
     """The newest post-infusion ALT and AST that are above `multiple` x ULN."""
     hits = []
     for test in AMINOTRANSFERASES:
         newest = ctx.newest_post(test)
-        if newest is not None and _above(seen := ctx.seen(newest), multiple):
-            hits.append(seen)
+        if newest is not None and _above(ctx.seen(newest), multiple):
+            hits.append(newest)
     return hits
 
 
@@ -151,145 +355,134 @@ def _aminotransferases_20x(ctx: _Context) -> _Criterion | None:
     if not hits:
         return None
     return _Criterion(
-        f"{' and '.join(_describe(s) for s in hits)}, above {multiple} x ULN, as in the reported "
-        "cases of acute serious liver injury the label describes",
-        f"label section 5.1 describes reported cases with ALT and AST > {multiple} x ULN "
+        f"ALT or AST above {multiple} × ULN, as in the reported cases of acute serious liver "
+        "injury",
+        f"label section 5.1 describes reported cases with ALT and AST above {multiple} × ULN "
         "(a description, not a label threshold)",
-        tuple(s.result.evidence for s in hits),
+        tuple(_result(ctx, r) for r in hits),
     )
 
 
 def _bilirubin_with_aminotransferase(ctx: _Context) -> _Criterion | None:
     """Section 5.1 pattern: total bilirubin and ALT or AST both raised (institution numbers)."""
-    bilirubin_multiple = ctx.policy.liver_injury_bilirubin_uln_multiple
-    amino_multiple = ctx.policy.liver_injury_aminotransferase_uln_multiple
+    policy = ctx.policy
     newest = ctx.newest_post(LabTest.BILIRUBIN_TOTAL)
-    if newest is None or not _above(bilirubin := ctx.seen(newest), bilirubin_multiple):
+    if newest is None or not _above(ctx.seen(newest), policy.liver_injury_bilirubin_uln_multiple):
         return None
-    hits = _aminotransferases_above(ctx, amino_multiple)
+    hits = _aminotransferases_above(ctx, policy.liver_injury_aminotransferase_uln_multiple)
     if not hits:
         return None
     return _Criterion(
-        f"{_describe(bilirubin)}, above {bilirubin_multiple} x ULN, with "
-        f"{' and '.join(_describe(s) for s in hits)}, above {amino_multiple} x ULN",
-        f"institution default: liver_injury_bilirubin_uln_multiple = {bilirubin_multiple}, "
-        f"liver_injury_aminotransferase_uln_multiple = {amino_multiple}",
-        (newest.evidence, *(s.result.evidence for s in hits)),
-    )
-
-
-def _coagulation_rising(ctx: _Context) -> _Criterion | None:
-    """Section 5.1 'prolonged prothrombin time': INR or PT above its ULN and up on the result
-    before by at least `inr_rise_min` / `pt_rise_min_s` (PT is checked wherever INR is)."""
-    found = [c for c in (_rising(ctx, test) for test in COAGULATION) if c is not None]
-    if not found:
-        return None
-    return _Criterion(
-        "; ".join(c.text for c in found),
-        "; ".join(c.source for c in found),
-        _unique(e for c in found for e in c.evidence),
+        "Total bilirubin raised together with ALT or AST: the label names this pattern, not its "
+        "numbers",
+        policy.cite(
+            "liver_injury_bilirubin_uln_multiple", "liver_injury_aminotransferase_uln_multiple"
+        ),
+        tuple(_result(ctx, r) for r in (newest, *hits)),
     )
 
 
 def _rising(ctx: _Context, test: LabTest) -> _Criterion | None:
-    """One coagulation test above its ULN and up by its policy minimum on the result before."""
+    """One coagulation test above its ULN and up by its policy minimum on the result before
+    (section 5.1 'prolonged prothrombin time'; PT is checked wherever INR is)."""
     known = ctx.known(test)
     if len(known) < 2 or known[0].effective <= ctx.infusion_date:
         return None
     newest, previous = known[0], known[1]
     field = RISE_FIELD[test]
-    rise_min = getattr(ctx.policy, field)
-    seen = ctx.seen(newest)
-    if not _above(seen, ONE) or newest.value < previous.value + rise_min:
+    if not _above(ctx.seen(newest), ONE) or newest.value < previous.value + getattr(
+        ctx.policy, field
+    ):
         return None
-    which = "baseline " if previous.effective <= ctx.infusion_date else ""
-    unit = display_unit(test)
     return _Criterion(
-        f"{_describe(seen)}, up {newest.value - previous.value}{' ' + unit if unit else ''} "
-        f"from {which}{shown(previous)} on {previous.effective} (rise >= {rise_min})",
+        f"{test} above its ULN and rising",
         ctx.policy.cite(field),
-        (newest.evidence, previous.evidence),
+        (_result(ctx, newest, previous=previous),),
     )
 
 
 def _liver_alert(ctx: _Context) -> Alert | None:
     """Section 5.1: one urgent alert naming every acute liver injury criterion met."""
-    checks = (_aminotransferases_20x, _bilirubin_with_aminotransferase, _coagulation_rising)
-    met = [c for c in (check(ctx) for check in checks) if c is not None]
+    checks = (
+        _aminotransferases_20x(ctx),
+        _bilirubin_with_aminotransferase(ctx),
+        *(_rising(ctx, test) for test in COAGULATION),
+    )
+    met = [c for c in checks if c is not None]
     if not met:
         return None
-    return Alert(
+    return _alert(
         AlertCode.ACUTE_LIVER_INJURY,
         AlertLevel.URGENT,
-        f"Possible acute serious liver injury: {'; '.join(c.text for c in met)}.",
-        label.ADVICE_LIVER_INJURY,
-        "5.1",
-        "; ".join(dict.fromkeys(c.source for c in met)),
-        _unique(e for c in met for e in c.evidence),
+        met,
+        advice=label.ADVICE_LIVER_INJURY,
+        section="5.1",
     )
 
 
-def _worsening(ctx: _Context, test: LabTest) -> tuple[_Criterion, bool] | None:
-    """One liver test above its ULN and above the pre-infusion value: (criterion, urgent)."""
+def _worsening(ctx: _Context, test: LabTest) -> tuple[AlertResult, bool] | None:
+    """One liver test above its ULN and above the pre-infusion value: (result, urgent)."""
     newest = ctx.newest_post(test)
     if newest is None or not _above(seen := ctx.seen(newest), ONE):
         return None
     baseline = ctx.baseline(test)
     if baseline is not None and newest.value <= baseline.value:
         return None
-    field = URGENT_FIELD[test]
-    multiple = getattr(ctx.policy, field)
+    multiple = getattr(ctx.policy, URGENT_FIELD[test])
     coagulation = test in COAGULATION
     urgent = seen.exceeds(multiple) if coagulation else seen.reaches(multiple)
-    against = (
-        f"above its pre-infusion {shown(baseline)} on {baseline.effective}"
-        if baseline is not None
-        else "with no pre-infusion result to compare"
-    )
-    text = f"{_describe(seen)} (day {ctx.day(newest)}), above ULN and {against}"
     previous = next((r for r in ctx.known(test) if r.effective < newest.effective), None)
-    evidence = [newest.evidence, *([baseline.evidence] if baseline else [])]
-    if previous is not None and previous is not baseline:
-        trend = "up" if newest.value > previous.value else "not up"
-        text += f"; {trend} from {shown(previous)} on day {ctx.day(previous)}"
-        evidence.append(previous.evidence)
+    notes = [] if baseline is not None else ["no pre-infusion result to compare"]
     if urgent:
-        tier = "above" if coagulation else "at or above"
-        text += f" ({tier} the urgent tier of {multiple} x ULN)"
-    return _Criterion(text, field if urgent else "", tuple(evidence)), urgent
+        notes.append(f"{'above' if coagulation else 'at or above'} the urgent {multiple} × ULN")
+    return _result(ctx, newest, previous=previous, baseline=baseline, note="; ".join(notes)), urgent
 
 
 def _worsening_alert(ctx: _Context) -> Alert | None:
     """Section 5.1: 'promptly assess and closely monitor patients with worsening liver function
     test results': any liver test above ULN and above the patient's own pre-infusion value."""
-    found = [w for w in (_worsening(ctx, test) for test in LIVER_TESTS) if w is not None]
+    found = [(test, w) for test in LIVER_TESTS if (w := _worsening(ctx, test)) is not None]
     if not found:
         return None
-    urgent = any(is_urgent for _, is_urgent in found)
-    tiers = dict.fromkeys(c.source for c, _ in found if c.source) or dict.fromkeys(
+    urgent_tests = [test for test, (_, is_urgent) in found if is_urgent]
+    tiers = dict.fromkeys(URGENT_FIELD[t] for t in urgent_tests) or dict.fromkeys(
         URGENT_FIELD.values()
     )
-    level = "urgent at" if urgent else "a warning below the urgent tiers,"
-    source = (
-        "label section 5.1 ('promptly assess and closely monitor patients with worsening liver "
-        f"function test results'); {level} {ctx.policy.cite(*tiers)}"
-    )
-    return Alert(
+    worse = _listed([str(test) for test, _ in found])
+    criteria = [
+        _Criterion(
+            f"{worse[:1].upper()}{worse[1:]} above ULN and above the pre-infusion value",
+            "label section 5.1 ('promptly assess and closely monitor patients with worsening "
+            "liver function test results')",
+            tuple(r for _, (r, _) in found),
+        ),
+        _Criterion(
+            f"Urgent: {_listed([str(t) for t in urgent_tests])} at the urgent level"
+            if urgent_tests
+            else "A warning: below the urgent levels",
+            ctx.policy.cite(*tiers),
+            (),
+        ),
+    ]
+    return _alert(
         AlertCode.LIVER_TESTS_WORSENING,
-        AlertLevel.URGENT if urgent else AlertLevel.WARNING,
-        f"Worsening liver function tests: {'; '.join(c.text for c, _ in found)}.",
-        label.ADVICE_LIVER_WORSENING,
-        "5.1",
-        source,
-        _unique(e for c, _ in found for e in c.evidence),
+        AlertLevel.URGENT if urgent_tests else AlertLevel.WARNING,
+        criteria,
+        advice=label.ADVICE_LIVER_WORSENING,
+        section="5.1",
     )
+
+
+def _listed(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def _gap(ctx: _Context, test: LabTest, baseline: LabResult | None, post: LabResult | None) -> str:
     """Why a TMA arm cannot be checked, or '' when both of its values are present."""
     missing = []
     if baseline is None:
-        missing.append(f"no baseline {test} on or before {ctx.infusion_date}")
+        missing.append(f"no baseline {test} before infusion")
     if post is None:
         missing.append(
             f"no post-infusion {test} within {ctx.policy.tma_alert_days} days of infusion"
@@ -303,16 +496,14 @@ def _creatinine_arm(ctx: _Context) -> _Arm:
     post = ctx.newest_in_tma_window(LabTest.CREATININE)
     if baseline is None or post is None:
         return _Arm(gap=_gap(ctx, LabTest.CREATININE, baseline, post))
-    fraction = ctx.policy.tma_creatinine_rise_fraction
-    factor = ONE + fraction
+    factor = ONE + ctx.policy.tma_creatinine_rise_fraction
     if post.comparator in CENSORED_BELOW or post.value < baseline.value * factor:
         return _Arm()
     return _Arm(
         _Criterion(
-            f"creatinine {shown(post)} on {post.effective} against baseline "
-            f"{shown(baseline)} on {baseline.effective} (>= {factor} x baseline)",
-            f"tma_creatinine_rise_fraction = {fraction}",
-            (post.evidence, baseline.evidence),
+            "Creatinine rising above its pre-infusion value (kidney injury)",
+            ctx.policy.cite("tma_creatinine_rise_fraction"),
+            (_result(ctx, post, baseline=baseline, note=f"at least {factor} × baseline"),),
         )
     )
 
@@ -328,11 +519,13 @@ def _hemoglobin_arm(ctx: _Context) -> _Arm:
         return _Arm()
     return _Arm(
         _Criterion(
-            f"hemoglobin {shown(post)} on {post.effective} against baseline "
-            f"{shown(baseline)} on {baseline.effective} (down "
-            f"{baseline.value - post.value} g/dL, >= {drop})",
-            f"tma_hemoglobin_drop_g_per_dl = {drop}",
-            (post.evidence, baseline.evidence),
+            "Hemoglobin falling below its pre-infusion value (hemolytic anemia)",
+            ctx.policy.cite("tma_hemoglobin_drop_g_per_dl"),
+            (
+                _result(
+                    ctx, post, baseline=baseline, note=f"down {baseline.value - post.value} g/dL"
+                ),
+            ),
         )
     )
 
@@ -343,43 +536,46 @@ def _platelet_alerts(ctx: _Context) -> list[Alert]:
     newest = ctx.newest_post(LabTest.PLATELETS)
     if newest is None or newest.comparator in CENSORED_ABOVE or not newest.value < threshold:
         return []
-    low = (
-        f"platelet count {shown(newest)} on {newest.effective} (day {ctx.day(newest)} after "
-        f"infusion) is below {threshold} {display_unit(LabTest.PLATELETS)}"
-    )
     baseline = ctx.baseline(LabTest.PLATELETS)
-    before = (
-        f"baseline {shown(baseline)} on {baseline.effective}"
-        if baseline is not None
-        else "no baseline platelet count"
+    low = _Criterion(
+        f"Platelet count below {threshold} × 10³/µL",
+        ctx.policy.cite("platelets_low_10e3_per_ul"),
+        (
+            _result(
+                ctx,
+                newest,
+                baseline=baseline,
+                note="" if baseline is not None else "no baseline platelet count",
+            ),
+        ),
     )
     arms = (_creatinine_arm(ctx), _hemoglobin_arm(ctx)) if ctx.in_tma_window(newest) else ()
-    gaps = [arm.gap for arm in arms if arm.gap]
+    gaps = tuple(arm.gap for arm in arms if arm.gap)
     alerts = [
-        Alert(
+        _alert(
             AlertCode.THROMBOCYTOPENIA,
             AlertLevel.URGENT,
-            " ".join([f"Thrombocytopenia: {low}; {before}.", *gaps]),
-            label.ADVICE_THROMBOCYTOPENIA,
-            "5.3",
-            f"institution default: platelets_low_10e3_per_ul = {threshold}",
-            _unique((newest.evidence, *([baseline.evidence] if baseline else []))),
+            [low],
+            advice=label.ADVICE_THROMBOCYTOPENIA,
+            section="5.3",
+            gaps=gaps,
         )
     ]
     met = [arm.criterion for arm in arms if arm.criterion is not None]
     if met:
+        early = _Criterion(
+            f"Platelet count below {threshold} × 10³/µL within {ctx.policy.tma_alert_days} days "
+            "of infusion",
+            ctx.policy.cite("platelets_low_10e3_per_ul", "tma_alert_days"),
+            (_result(ctx, newest),),
+        )
         alerts.append(
-            Alert(
+            _alert(
                 AlertCode.TMA_PATTERN,
                 AlertLevel.URGENT,
-                f"Findings consistent with thrombotic microangiopathy: {low}, with "
-                f"{' and '.join(c.text for c in met)}.",
-                label.ADVICE_TMA,
-                "5.4",
-                f"institution default: platelets_low_10e3_per_ul = {threshold}, "
-                f"tma_alert_days = {ctx.policy.tma_alert_days}, "
-                f"{', '.join(c.source for c in met)}",
-                _unique((newest.evidence, *(e for c in met for e in c.evidence))),
+                [early, *met],
+                advice=label.ADVICE_TMA,
+                section="5.4",
             )
         )
     return alerts
@@ -388,16 +584,20 @@ def _platelet_alerts(ctx: _Context) -> list[Alert]:
 def _troponin_alert(ctx: _Context) -> Alert | None:
     """Section 5.5: troponin I above the reference range after infusion."""
     newest = ctx.newest_post(LabTest.TROPONIN_I)
-    if newest is None or not _above(seen := ctx.seen(newest), ONE):
+    if newest is None or not _above(ctx.seen(newest), ONE):
         return None
-    return Alert(
+    return _alert(
         AlertCode.TROPONIN_I_ELEVATED,
         AlertLevel.WARNING,
-        f"Troponin I elevated after infusion: {_describe(seen)}, above the reference range.",
-        label.ADVICE_TROPONIN,
-        "5.5",
-        "label section 5.5 (above the reference range)",
-        (newest.evidence,),
+        [
+            _Criterion(
+                "Troponin I above the reference range",
+                "label section 5.5 (above the reference range)",
+                (_result(ctx, newest),),
+            )
+        ],
+        advice=label.ADVICE_TROPONIN,
+        section="5.5",
     )
 
 

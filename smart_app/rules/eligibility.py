@@ -177,7 +177,7 @@ def check_weight(ctx: Context) -> list[Finding]:
                 FindingCode.WEIGHT_STALE,
                 Severity.INCOMPLETE,
                 f"Newest weight {newest.value} kg is from {newest.effective}, {age} days before "
-                f"the infusion date ({ctx.policy.cite('weight_max_age_days')} days): infants "
+                f"the infusion date ({ctx.policy.cite('weight_max_age_days')}): infants "
                 "grow; re-weigh before ordering the kit.",
                 "2.1",
                 _ev(newest),
@@ -430,7 +430,7 @@ def check_infection(ctx: Context) -> list[Finding]:
                 Severity.DEFERRED,
                 f"Body temperature >= {ctx.policy.fever_threshold_c} C in the "
                 f"{ctx.policy.fever_lookback_days * 24} hours before evaluation "
-                f"({ctx.policy.cite('fever_threshold_c', 'fever_lookback_days')} days): clinical "
+                f"({ctx.policy.cite('fever_threshold_c', 'fever_lookback_days')}): clinical "
                 "signs of infection must not be evident at infusion.",
                 "2.1; 5.2",
                 fevers,
@@ -458,7 +458,8 @@ def check_baseline_labs(ctx: Context) -> list[Finding]:
         detail = f" The newest, from {newest.effective}, is too old." if newest else ""
         default = (
             " Troponin I is not in the label's baseline tests (2.1, 2.3); it is required here by "
-            f"the {ctx.policy.cite('baseline_tests')} (5.5: consider cardiac evaluation)."
+            f"an institution default ({ctx.policy.phrase('baseline_tests')}; 5.5: consider cardiac "
+            "evaluation)."
             if test is LabTest.TROPONIN_I
             else ""
         )
@@ -467,7 +468,7 @@ def check_baseline_labs(ctx: Context) -> list[Finding]:
                 FindingCode.BASELINE_LAB_MISSING,
                 Severity.INCOMPLETE,
                 f"Baseline {test} missing: no result within {days} days before the infusion "
-                f"date ({ctx.policy.cite('baseline_lab_max_age_days')} days).{detail}{default}",
+                f"date ({ctx.policy.cite('baseline_lab_max_age_days')}).{detail}{default}",
                 LAB_SECTION[test],
                 (newest.evidence,) if newest else (),
             )
@@ -745,7 +746,7 @@ def check_counseling(ctx: Context) -> list[Finding]:
                 "7",
             )
         )
-    topics = ", ".join(point.topic for point in label.COUNSELING)
+    topics = ", ".join(label.TOPIC_NAMES[point.topic] for point in label.COUNSELING)
     findings.append(
         Finding(
             FindingCode.CAREGIVER_COUNSELING,

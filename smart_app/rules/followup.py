@@ -1,4 +1,4 @@
-"""After infusion: day and phase, Tasks against results, the day-30 decision (sections 2.1, 2.3)."""
+"""After infusion: day and phase, Tasks against results, the day-30 decision, alert reviews."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from smart_app.rules import label
-from smart_app.rules.alerts import post_infusion_alerts
+from smart_app.rules.alerts import ACTIONS, AlertAction, post_infusion_alerts
 from smart_app.rules.eligibility import (
     current,
     weight_shown,
@@ -54,6 +54,8 @@ LIVE_ORDER = frozenset({"active", "draft", "completed", "on-hold"})
 NORMAL_TESTS = (LabTest.BILIRUBIN_TOTAL, LabTest.PT, LabTest.INR)
 """Section 2.1: these must be normal (at or below ULN) for an unremarkable assessment."""
 AMINOTRANSFERASES = (LabTest.ALT, LabTest.AST)
+STANDING_KINDS = frozenset({ActivityKind.VIGILANCE})
+"""Items that run over a window and are ticked by hand: 'ongoing' in it, never overdue."""
 
 
 class ResultFlag(StrEnum):
@@ -138,6 +140,78 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class ActionState:
+    """One Task an alert calls for today, and the newest Task already made for it."""
+
+    action: AlertAction
+    item: str
+    """What today's Task is known by ('task/consult/alert-hepatology-consult/day15')."""
+    task: PlannedTask | None = None
+
+    @property
+    def offered(self) -> bool:
+        """A button: no Task for it yet, or only finished ones from earlier days."""
+        return self.task is None or (not self.task.is_open and self.task.item != self.item)
+
+
+@dataclass(frozen=True)
+class AlertReview:
+    """An alert with its acknowledgement (a completed Task per alert and day) and its Tasks."""
+
+    alert: Alert
+    item: str
+    """What today's acknowledgement is known by ('task/alert-review/<code>/day15')."""
+    acknowledged: PlannedTask | None
+    """The newest acknowledgement of this alert, on any day."""
+    actions: tuple[ActionState, ...]
+
+    @property
+    def acknowledged_today(self) -> bool:
+        """Acknowledged on the follow-up date: acknowledging again writes nothing."""
+        return self.acknowledged is not None and self.acknowledged.item == self.item
+
+
+def _latest_task(tasks: list[PlannedTask]) -> PlannedTask | None:
+    """The Task of the latest day (then the latest window), or None."""
+    return max(tasks, key=lambda t: (t.day, t.window_end, t.item), default=None)
+
+
+def alert_item(alert: Alert, day: int) -> str:
+    """The item an alert's acknowledgement on a day is known by."""
+    return f"task/{ActivityKind.ALERT_REVIEW.value}/{alert.code.value}/day{day}"
+
+
+def action_item(action: AlertAction, day: int) -> str:
+    """The item an alert's consult or repeat-lab Task of a day is known by."""
+    return f"task/{action.kind.value}/alert-{action.key}/day{day}"
+
+
+def is_alert_task(item: str) -> bool:
+    """A Task made from an alert (acknowledgement, consult or repeat draw), not by the plan."""
+    return item.startswith(f"task/{ActivityKind.ALERT_REVIEW.value}/") or "/alert-" in item
+
+
+def alert_reviews(
+    alerts: tuple[Alert, ...], state: PlanState, *, on: dt.date
+) -> tuple[AlertReview, ...]:
+    """Each alert with whether it was acknowledged and which of its Tasks exist."""
+    day = (on - state.infusion_date).days
+    reviews = []
+    for alert in alerts:
+        prefix = alert_item(alert, day).rsplit("/", 1)[0] + "/"
+        acks = [t for t in state.tasks if t.item.startswith(prefix)]
+        actions = []
+        for action in ACTIONS.get(alert.code, ()):
+            item = action_item(action, day)
+            made = [t for t in state.tasks if t.item.startswith(item.rsplit("/", 1)[0] + "/")]
+            actions.append(ActionState(action, item, _latest_task(made)))
+        reviews.append(
+            AlertReview(alert, alert_item(alert, day), _latest_task(acks), tuple(actions))
+        )
+    return tuple(reviews)
+
+
+@dataclass(frozen=True)
 class FollowUp:
     """Where the patient stands on `on`: everything the follow-up view and command show."""
 
@@ -157,6 +231,8 @@ class FollowUp:
     orders: tuple[SteroidOrder, ...]
     proposed: tuple[ScheduleItem, ...] = ()
     """Further weekly draws until results are back to baseline (2.3; 5.1; 5.3): new Tasks."""
+    reviews: tuple[AlertReview, ...] = ()
+    """The alerts with their acknowledgements and the Tasks they call for."""
 
     @property
     def hcp_day(self) -> int:
@@ -189,6 +265,11 @@ def _dose_text(order: SteroidOrder) -> str:
     )
 
 
+def _day(date: dt.date) -> str:
+    """A date as the follow-up view writes it in prose: '24 Nov 2026'."""
+    return f"{date.day} {date:%b} {date.year}"
+
+
 def _course_text(orders: tuple[SteroidOrder, ...], on: dt.date) -> str:
     """Where the course stands: the step, its day and what follows."""
     if not orders:
@@ -199,25 +280,25 @@ def _course_text(orders: tuple[SteroidOrder, ...], on: dt.date) -> str:
         last = max(o.end for o in orders)
         if on > last:
             ended = "taper completed" if tapers and last == tapers[-1].end else "order ended"
-            return f"Corticosteroid course: {ended} on {last}."
+            return f"Corticosteroid course: {ended} on {_day(last)}."
         later = [o.start for o in orders if o.start > on]
         if not later:
-            return f"Corticosteroid course starts on {min(o.start for o in orders)}."
+            return f"Corticosteroid course starts on {_day(min(o.start for o in orders))}."
         before = [o.end for o in orders if o.end < on]
         if not before:
-            return f"Corticosteroid course starts on {min(later)}."
+            return f"Corticosteroid course starts on {_day(min(later))}."
         return (
-            f"No prednisolone order covers {on}: the last ended {max(before)}; the next starts "
-            f"{min(later)}."
+            f"No prednisolone order covers {_day(on)}: the last ended {_day(max(before))}; the "
+            f"next starts {_day(min(later))}."
         )
     day_of = (on - now.start).days + 1
     length = (now.end - now.start).days + 1
     if now.role is SteroidRole.TAPER_STEP:
         return (
             f"Taper step {now.step} of {len(tapers)}: {now.mg_per_kg_per_day} mg/kg/day, day "
-            f"{day_of} of {length} (step ends {now.end}; taper ends {tapers[-1].end})."
+            f"{day_of} of {length} (step ends {_day(now.end)}; taper ends {_day(tapers[-1].end)})."
         )
-    return f"Full dose 1 mg/kg/day, day {day_of} of {length} of this order (ends {now.end})."
+    return f"Full dose 1 mg/kg/day, day {day_of} of {length} of this order (ends {_day(now.end)})."
 
 
 def _first_panel_start(state: PlanState, policy: Policy) -> dt.date:
@@ -275,8 +356,8 @@ def _judge_panel(
                 _finding(
                     FollowUpCode.LIVER_PANEL_MISSING,
                     Severity.INCOMPLETE,
-                    f"No {test} result since {since}{since_why}: the liver assessment needs ALT, "
-                    "AST, total bilirubin, PT and INR.",
+                    f"No {test} result since {_day(since)}{since_why}: the liver assessment needs "
+                    "ALT, AST, total bilirubin, PT and INR.",
                     "2.1; 2.3",
                 )
             )
@@ -288,7 +369,7 @@ def _judge_panel(
                 _finding(
                     FollowUpCode.ULN_MISSING,
                     Severity.INCOMPLETE,
-                    f"{test} {result.value} {result.unit} on {result.effective} has no upper "
+                    f"{test} {result.value} {result.unit} on {_day(result.effective)} has no upper "
                     "limit of normal and none is configured: it cannot be judged.",
                     "2.1",
                     result.evidence,
@@ -298,10 +379,10 @@ def _judge_panel(
         shown = f"{test} {result.value} {result.unit} = {seen.multiple_of_uln} x ULN"
         at_least_2x = seen.reaches(label.LIVER_ULN_MULTIPLE)
         if at_least_2x:
-            reasons.append(f"{shown} on {result.effective} (not below 2 x ULN)")
+            reasons.append(f"{shown} on {_day(result.effective)} (not below 2 x ULN)")
             consult.append(result)
         elif test not in AMINOTRANSFERASES and seen.exceeds(Decimal(1)):
-            reasons.append(f"{shown} on {result.effective} (above normal)")
+            reasons.append(f"{shown} on {_day(result.effective)} (above normal)")
     ok = not reasons and not findings
     return panel, reasons, findings, ok, consult
 
@@ -327,7 +408,8 @@ def _weight(
             _finding(
                 FollowUpCode.WEIGHT_STALE,
                 Severity.INCOMPLETE,
-                f"The newest weight ({newest.value} kg on {newest.effective}) is {age} days old, "
+                f"The newest weight ({newest.value} kg on {_day(newest.effective)}) is {age} days "
+                "old, "
                 f"over {policy.weight_max_age_days} ({policy.cite('weight_max_age_days')}): "
                 "re-weigh before the steroid dose is set.",
                 "2.1",
@@ -414,10 +496,11 @@ def decide(
             _finding(
                 FollowUpCode.DECISION_AFTER_FULL_DOSE,
                 Severity.NEEDS_REVIEW,
-                f"The last full-dose prednisolone order ended on {full_end}, {(on - full_end).days}"
+                f"The last full-dose prednisolone order ended on {_day(full_end)}, "
+                f"{(on - full_end).days}"
                 " day(s) before this decision: confirm what was given since; the orders of this "
-                f"decision start on {full_end + dt.timedelta(days=1)}, the first uncovered day, so "
-                "that no day goes uncovered. Never stop corticosteroids abruptly.",
+                f"decision start on {_day(full_end + dt.timedelta(days=1))}, the first uncovered "
+                "day, so that no day goes uncovered. Never stop corticosteroids abruptly.",
                 "2.1",
             )
         )
@@ -566,6 +649,9 @@ def task_view(
             return TaskView(task, TaskState.RESULTED, tuple(matches), (), late)
     if on < task.window_start:
         return TaskView(task, TaskState.UPCOMING)
+    if task.kind in STANDING_KINDS:
+        state = TaskState.ONGOING if on <= task.window_end else TaskState.DUE
+        return TaskView(task, state, tuple(matches), tuple(missing), late)
     state = TaskState.DUE if on <= task.window_end else TaskState.OVERDUE
     return TaskView(task, state, tuple(matches), tuple(missing), late)
 
@@ -604,7 +690,7 @@ def _state_findings(
                 FollowUpCode.INFUSION_NOT_RECORDED,
                 Severity.NEEDS_REVIEW,
                 f"No ZOLGENSMA administration is recorded: days are counted from the planned "
-                f"infusion date {state.infusion_date}. Record the administration in the EHR.",
+                f"infusion date {_day(state.infusion_date)}. Record the administration in the EHR.",
                 "2.1",
             )
         )
@@ -621,8 +707,8 @@ def _state_findings(
                 _finding(
                     FollowUpCode.NO_STEROID_ORDER,
                     Severity.NEEDS_REVIEW,
-                    f"No prednisolone order covers {on}: the last one ended on {last} and no "
-                    "taper is ordered. Never stop corticosteroids abruptly.",
+                    f"No prednisolone order covers {_day(on)}: the last one ended on {_day(last)} "
+                    "and no taper is ordered. Never stop corticosteroids abruptly.",
                     "2.1",
                 )
             )
@@ -646,8 +732,8 @@ def _ending_order(
         _finding(
             FollowUpCode.STEROID_ORDER_ENDING,
             Severity.NEEDS_REVIEW,
-            f"The prednisolone order at 1 mg/kg/day ends on {now.end} ({when}) and no decision "
-            "orders what follows: the liver assessment is due. Record the day-30 decision "
+            f"The prednisolone order at 1 mg/kg/day ends on {_day(now.end)} ({when}) and no "
+            "decision orders what follows: the liver assessment is due. Record the day-30 decision "
             "(taper, or continue at full dose) before then; do not stop systemic "
             f"corticosteroids abruptly. Warned {policy.steroid_end_warning_days} days ahead "
             f"({policy.cite('steroid_end_warning_days')}).",
@@ -680,6 +766,7 @@ def follow_up(
         task_view(t, facts=facts, tasks=live_tasks, on=on)
         for t in sorted(live_tasks, key=lambda t: (t.window_start, t.day, t.item))
     )
+    alerts = post_infusion_alerts(facts, infusion_date=state.infusion_date, on=on, policy=policy)
     results = tuple(
         _result_row(r, facts=facts, infusion=state.infusion_date, policy=policy)
         for r in sorted(facts.labs, key=lambda r: (r.effective, r.test.value))
@@ -696,7 +783,7 @@ def follow_up(
         course_text=_course_text(orders, on),
         tasks=views,
         results=results,
-        alerts=post_infusion_alerts(facts, infusion_date=state.infusion_date, on=on, policy=policy),
+        alerts=alerts,
         decision=decide(facts, state, on=on, policy=policy, exam_normal=exam_normal)
         if due
         else None,
@@ -706,4 +793,5 @@ def follow_up(
         ),
         orders=orders,
         proposed=proposed,
+        reviews=alert_reviews(alerts, state, on=on),
     )

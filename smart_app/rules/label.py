@@ -82,37 +82,40 @@ ACUTE_LIVER_INJURY_ULN_MULTIPLE = Decimal(20)
 LIVER_MONITORING_DAYS = 90
 """Section 5.1: monitor liver function for at least 3 months after infusion."""
 
-ADVICE_LIVER_INJURY = (
-    "Promptly assess and closely monitor; if acute serious liver injury or acute liver failure "
-    "is suspected, promptly consult a pediatric gastroenterologist or hepatologist. Test "
-    "albumin, PTT and INR; the corticosteroid may need a longer duration or a higher dose."
+ADVICE_LIVER_INJURY: tuple[str, ...] = (
+    "Promptly assess and closely monitor.",
+    "Suspected acute serious liver injury or acute liver failure: promptly consult a pediatric "
+    "gastroenterologist or hepatologist.",
+    "Test albumin, PTT and INR.",
+    "The corticosteroid may need adjusting: a longer course, a higher dose or a longer taper.",
 )
-"""Section 5.1 (with 2.1), as shown on the urgent banner."""
-ADVICE_LIVER_WORSENING = (
-    "Label 5.1: 'Promptly assess and closely monitor patients with worsening liver function test "
-    "results and/or signs or symptoms of acute illness (e.g., vomiting, deterioration in "
-    "health). In case hepatic injury is suspected, further testing of albumin, PTT, and INR is "
-    "recommended.' Immune-mediated hepatotoxicity 'may require adjustment of the corticosteroid "
-    "treatment regimen, including longer duration, increased dose, or prolongation of the "
-    "corticosteroid taper'."
+"""Section 5.1 (with 2.1), one point each, as shown on the urgent banner."""
+ADVICE_LIVER_WORSENING: tuple[str, ...] = (
+    "Promptly assess and closely monitor.",
+    "Look for signs of acute illness, such as vomiting or a deterioration in health.",
+    "If hepatic injury is suspected, test albumin, PTT and INR.",
+    "The corticosteroid may need adjusting: a longer course, a higher dose or a longer taper.",
 )
-"""Section 5.1, quoted, for the worsening liver tests alert."""
-ADVICE_THROMBOCYTOPENIA = (
-    "Monitor platelet counts closely; evaluate promptly for hemolytic anemia and renal "
-    "dysfunction (TMA, 5.4), and consult a pediatric hematologist and/or pediatric nephrologist "
-    "if findings are consistent with TMA."
+"""Section 5.1 ('promptly assess and closely monitor patients with worsening liver function
+test results'), one point each."""
+ADVICE_THROMBOCYTOPENIA: tuple[str, ...] = (
+    "Monitor platelet counts closely.",
+    "Evaluate promptly for hemolytic anemia and kidney dysfunction (signs of TMA, 5.4).",
+    "If the findings are consistent with TMA, consult a pediatric hematologist and/or "
+    "pediatric nephrologist.",
 )
-"""Sections 5.3 and 5.4."""
-ADVICE_TMA = (
-    "Findings consistent with thrombotic microangiopathy: consult a pediatric hematologist "
-    "and/or pediatric nephrologist immediately; check blood pressure, bruising, seizures and "
-    "urine output."
+"""Sections 5.3 and 5.4, one point each."""
+ADVICE_TMA: tuple[str, ...] = (
+    "Consult a pediatric hematologist and/or pediatric nephrologist immediately.",
+    "Check blood pressure, bruising, seizures and urine output.",
+    "Manage TMA as clinically indicated.",
 )
-"""Section 5.4."""
-ADVICE_TROPONIN = (
-    "Consider cardiac evaluation after ZOLGENSMA infusion and consult a cardiologist as needed."
+"""Section 5.4, one point each."""
+ADVICE_TROPONIN: tuple[str, ...] = (
+    "Consider a cardiac evaluation.",
+    "Consult a cardiologist as needed.",
 )
-"""Section 5.5."""
+"""Section 5.5, one point each."""
 CONSULT_RULE = (
     "any of ALT, AST, total bilirubin, PT or INR at or above 2 x ULN after the 30-day "
     "corticosteroid period"
@@ -179,6 +182,18 @@ MIN_WEIGHT_KG = Decimal("2.6")
 MAX_WEIGHT_KG = Decimal("21.0")
 """Table 1 covers 2.6 kg to 21.0 kg; outside it there is no labeled kit."""
 
+
+TOPIC_NAMES = {
+    "liver": "serious liver injury",
+    "vaccination": "vaccinations",
+    "infection": "infections",
+    "platelets": "low platelets",
+    "tma": "thrombotic microangiopathy",
+    "tumor": "the risk of tumors",
+    "vector-shedding": "vector in diapers and stools",
+    "infusion-reaction": "infusion reactions",
+}
+"""Each counseling topic in the words a caregiver hears (section 17)."""
 
 COUNSELING: tuple[CounselingPoint, ...] = (
     CounselingPoint(

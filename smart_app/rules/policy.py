@@ -246,9 +246,14 @@ class Policy:
                 )
 
     def cite(self, *names: str) -> str:
-        """'institution default: name = value, ...' for the policy fields a message relies on."""
-        values = ", ".join(f"{name} = {_shown(getattr(self, name))}" for name in names)
-        return f"institution default: {values}"
+        """'institution default: <the rule in plain words>' for the fields a message relies on
+        (PHRASES says each field's rule; no field names reach clinical text)."""
+        phrases = "; ".join(self.phrase(name) for name in dict.fromkeys(names))
+        return f"institution default{'s' if len(set(names)) > 1 else ''}: {phrases}"
+
+    def phrase(self, name: str) -> str:
+        """One field's rule in plain words with its value ('a platelet count below 150 ...')."""
+        return PHRASES[name].format(value=_shown(name, getattr(self, name)))
 
     @property
     def concentration_mg_per_ml(self) -> Decimal:
@@ -256,10 +261,106 @@ class Policy:
         return self.prednisolone_mg / self.prednisolone_per_ml
 
 
-def _shown(value: object) -> str:
-    """A policy value as a clinician reads it: numbers plain, lists comma-separated."""
+PHRASES: dict[str, str] = {
+    "version": "policy version {value}",
+    "weight_max_age_days": "a weight older than {value} is out of date",
+    "baseline_lab_max_age_days": (
+        "a baseline result older than {value} before the infusion date counts as missing"
+    ),
+    "titer_max_age_days": (
+        "an anti-AAV9 titer older than {value} before the infusion date counts as missing"
+    ),
+    "baseline_tests": "the baseline tests are {value}",
+    "fever_threshold_c": "fever is a body temperature of {value} °C or more",
+    "fever_lookback_days": "temperatures taken in the last {value} count",
+    "term_gestational_age_days": "full term is {value} postmenstrual age",
+    "min_gestational_age_days": (
+        "with no gestational age recorded, birth at {value} is assumed at the earliest"
+    ),
+    "taper_mg_per_kg_per_day": "the taper steps are {value} mg/kg/day",
+    "taper_step_days": "the taper steps last {value} days",
+    "prednisolone_mg": "the oral prednisolone solution holds {value} mg per measured volume",
+    "prednisolone_per_ml": "the measured volume of oral prednisolone solution is {value} mL",
+    "troponin_days": "troponin I is drawn on days {value} after infusion",
+    "tma_lab_days": (
+        "creatinine and hemoglobin are drawn with the platelets on days {value} after infusion"
+    ),
+    "weekly_window_days": "a weekly draw is on time up to {value} either side of its date",
+    "biweekly_window_days": (
+        "an every-other-week draw is on time up to {value} either side of its date"
+    ),
+    "uln_fallback_version": (
+        "the pediatric upper limits of normal table {value}, used when a laboratory reports "
+        "no range"
+    ),
+    "platelets_low_10e3_per_ul": "a platelet count below {value} × 10³/µL is low",
+    "liver_injury_bilirubin_uln_multiple": (
+        "possible acute liver injury is total bilirubin above {value} × ULN with raised ALT or AST"
+    ),
+    "liver_injury_aminotransferase_uln_multiple": (
+        "the liver injury pattern counts ALT or AST above {value} × ULN as raised"
+    ),
+    "inr_rise_min": "INR is rising when above its ULN and up {value} or more on the result before",
+    "pt_rise_min_s": (
+        "PT is rising when above its ULN and up {value} s or more on the result before"
+    ),
+    "tma_alert_days": "the TMA pattern is looked for up to {value} after infusion",
+    "tma_creatinine_rise_fraction": (
+        "creatinine is rising at {value} or more above its pre-infusion value"
+    ),
+    "tma_hemoglobin_drop_g_per_dl": (
+        "hemoglobin is falling at {value} g/dL or more below its pre-infusion value"
+    ),
+    "continuation_days": (
+        "after an abnormal day-30 assessment 1 mg/kg/day continues for {value}, reassessed weekly"
+    ),
+    "worsening_urgent_aminotransferase_uln_multiple": (
+        "worsening ALT or AST is urgent at {value} × ULN or more"
+    ),
+    "worsening_urgent_bilirubin_uln_multiple": (
+        "worsening total bilirubin is urgent at {value} × ULN or more"
+    ),
+    "worsening_urgent_coagulation_uln_multiple": (
+        "worsening PT or INR is urgent above {value} × ULN"
+    ),
+    "steroid_end_warning_days": (
+        "the app warns {value} before the last ordered full-dose prednisolone day"
+    ),
+    "weight_discrepancy_fraction": "weights differing by more than {value} disagree",
+    "weight_pair_hours": "weights taken within {value} of each other, or on one date, are compared",
+    "bundle_max_bytes": "files and server answers are read up to {value}",
+    "weight_search_days": "weights are searched for back to {value} before the reading date",
+    "lab_search_days": "lab results are searched for back to {value} before the reading date",
+    "temperature_search_days": (
+        "body temperatures are searched for back to {value} before the reading date"
+    ),
+}
+"""Each Policy field's rule in plain words ({value}: the value with its unit), for clinical text:
+Policy.cite says 'institution default: <phrase>' instead of a field name."""
+GESTATIONAL_FIELDS = frozenset({"term_gestational_age_days", "min_gestational_age_days"})
+MIB = 1024 * 1024
+
+
+def _listed(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _shown(name: str, value: object) -> str:
+    """A policy value as a clinician reads it: days and hours counted, fractions as percent,
+    gestational ages in weeks+days, sizes in MiB, lists as 'a, b and c'."""
     if isinstance(value, tuple):
-        return ", ".join(_shown(v) for v in value)
+        return _listed([str(v) for v in value]) if value else "none"
+    if name in GESTATIONAL_FIELDS and isinstance(value, int):
+        return f"{value // 7}+{value % 7} weeks"
+    if name.endswith("_days") and isinstance(value, int):
+        return f"{value} day{'' if value == 1 else 's'}"
+    if name.endswith("_hours") and isinstance(value, int):
+        return f"{value} hour{'' if value == 1 else 's'}"
+    if name.endswith("_fraction") and isinstance(value, Decimal):
+        return f"{format((value * 100).normalize(), 'f')}%"
+    if name == "bundle_max_bytes" and isinstance(value, int):
+        return f"{value // MIB} MiB" if value % MIB == 0 else f"{value} bytes"
     return str(value)
 
 

@@ -1,4 +1,5 @@
-"""The follow-up view after infusion and its two confirmed writes: Tasks done, day-30 decision."""
+"""The follow-up view of a patient on a plan and its confirmed writes: Tasks done, the day-30
+decision, an alert acknowledged with the consult or repeat-lab Task it calls for."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from smart_app.fhir.followup_write import Confirmed
 from smart_app.fhir.gateway import FhirGateway, PatientRecord
 from smart_app.fhir.written import Outcome, Written
 from smart_app.rules import label
-from smart_app.rules.model import ActivityKind, TaskState
+from smart_app.rules.followup import AlertReview
+from smart_app.rules.model import ActivityKind, AlertCode, TaskState
 from smart_app.web import charts, context, grants
 from smart_app.web.connection import connect, write_strategy
 from smart_app.web.followup_charts import follow_up_charts
@@ -60,12 +62,20 @@ def _tasks_fingerprint(following: service.Following) -> str:
     )
 
 
+def _alert_fingerprint(review: AlertReview) -> str:
+    """What the clinician saw of an alert: its level and the results behind it."""
+    alert = review.alert
+    return render.fingerprint(
+        [alert.code.value, alert.level.value, [r.result.evidence.reference for r in alert.results]]
+    )
+
+
 def page(
     context_id: str, launched: context.LaunchContext, following: service.Following
 ) -> dict[str, Any]:
     """Everything the follow-up template shows."""
     found = following.followup
-    data = render_followup.followup_data(found)
+    data = render_followup.followup_data(found, kit=following.kit)
     drawn = [
         (chart, charts.render_svg(chart), charts.table(chart))
         for chart in follow_up_charts(found, following.facts, policy=web_state().settings.policy)
@@ -73,7 +83,8 @@ def page(
     manual = [
         v
         for v in found.tasks
-        if v.task.kind in MANUAL_KINDS and v.state in (TaskState.DUE, TaskState.OVERDUE)
+        if v.task.kind in MANUAL_KINDS
+        and v.state in (TaskState.DUE, TaskState.OVERDUE, TaskState.ONGOING)
     ]
     granted = launched.grants()
     return {
@@ -83,6 +94,11 @@ def page(
         "show_banner": launched.need_patient_banner,
         "decision_refused": grants.refusal(granted, grants.Write.DECISION),
         "tasks_refused": grants.refusal(granted, grants.Write.TASKS),
+        "alert_refused": grants.refusal(granted, grants.Write.ALERT),
+        "alert_fingerprints": {r.alert.code.value: _alert_fingerprint(r) for r in found.reviews},
+        "steroid_weight_kg": next(
+            (o.weight_kg for o in following.state.steroid_orders if o.weight_kg is not None), None
+        ),
         "f": data,
         "charts": drawn,
         "manual": manual,
@@ -277,4 +293,71 @@ def decide(context_id: str) -> tuple[str, int] | Response:
         notice=lambda written: (
             f"Liver assessment recorded ({branch}): {len(written)} resources in one transaction."
         ),
+    )
+
+
+def _alert_notice(review: AlertReview, action: str | None, written: list[Written]) -> str:
+    """What acknowledging (and creating the Task) wrote, from the server's answer."""
+    new = [w for w in written if w.outcome in (Outcome.CREATED, Outcome.UPDATED)]
+    if not new:
+        return (
+            f"{review.alert.title}: already acknowledged today"
+            f"{' and its Task already created' if action else ''}: nothing new was written."
+        )
+    chosen = next((a for a in review.actions if a.action.key == action), None)
+    made = f" Task created: {chosen.action.what}." if chosen else ""
+    return f"{review.alert.title}: acknowledged, with Provenance.{made}"
+
+
+@bp.post("/alert")
+def act_on_alert(context_id: str) -> tuple[str, int] | Response:
+    """Acknowledge an alert for the day, and create the consult or repeat-lab Task it calls for,
+    in one idempotent transaction."""
+    check_csrf(web_state().settings)
+    launched, gateway, following = _load(context_id)
+    if following is None:
+        return redirect(url_for("plan.show", context_id=context_id, view="plan"), code=303)
+    if (refused := _refused(context_id, launched, following, grants.Write.ALERT)) is not None:
+        return refused
+    code = next((c for c in AlertCode if c.value == request.form.get("alert")), None)
+    review = next((r for r in following.followup.reviews if r.alert.code is code), None)
+    if review is None:
+        return _render(
+            context_id,
+            launched,
+            following,
+            status=409,
+            error="This alert is no longer raised by the newest results: nothing was written.",
+        )
+    if request.form.get("fingerprint") != _alert_fingerprint(review):
+        return _render(
+            context_id,
+            launched,
+            following,
+            status=409,
+            error="The alert changed since this page was shown: nothing was written. Review it "
+            "below and act again.",
+        )
+    action = request.form.get("action") or None
+    if action is not None and action not in {a.action.key for a in review.actions}:
+        return _render(
+            context_id,
+            launched,
+            following,
+            status=422,
+            error="This alert does not call for that Task: nothing was written.",
+        )
+    return _write(
+        context_id,
+        launched,
+        following,
+        lambda confirmed: service.act_on_alert(
+            gateway,
+            following,
+            confirmed,
+            code=review.alert.code,
+            action=action,
+            strategy=write_strategy(launched),
+        ),
+        notice=lambda written: _alert_notice(review, action, written),
     )

@@ -124,6 +124,7 @@ class Write(Enum):
     PLAN = "write the plan to the chart"
     DECISION = "record the day-30 liver assessment decision"
     TASKS = "record completed Tasks"
+    ALERT = "acknowledge a safety alert or create the Task it calls for"
 
     @property
     def needs(self) -> dict[str, frozenset[Action]]:
@@ -136,6 +137,7 @@ WRITE_TYPES: dict[Write, tuple[str, ...]] = {
     Write.PLAN: ("MedicationRequest", "CarePlan", "Task", "DetectedIssue", "Provenance"),
     Write.DECISION: ("MedicationRequest", "ServiceRequest", "Task", "CarePlan", "Provenance"),
     Write.TASKS: ("Task", "CarePlan", "Provenance"),
+    Write.ALERT: ("Task", "CarePlan", "Provenance"),
 }
 """The resource types each write creates or updates (fhir/write.py, fhir/followup_write.py)."""
 

@@ -249,7 +249,11 @@ def test_the_policy_sets_the_floors(rsps: responses.RequestsMock) -> None:
     assert f"date=ge{ON - dt.timedelta(days=5)}" in _search(searches, "8310-5", "_sort")
     shown = Floors.before(ON, policy).shown()
     assert f"lab results since {ON - dt.timedelta(days=400)}" in shown
-    assert "institution default: weight_search_days = 60, lab_search_days = 400" in shown
+    assert (
+        "institution defaults: weights are searched for back to 60 days before the reading date; "
+        "lab results are searched for back to 400 days before the reading date"
+    ) in shown
+    assert "_search_days" not in shown
 
 
 def test_without_a_reading_date_nothing_is_floored(rsps: responses.RequestsMock) -> None:
@@ -442,7 +446,9 @@ def test_every_search_empty_while_the_patient_was_read(rsps: responses.RequestsM
     (finding,) = read_findings(record, FindingCode.SEARCHES_EMPTY)
     assert finding.severity is Severity.INCOMPLETE
     assert "granted scopes" in finding.message
-    assert "institution default: weight_search_days = 180" in finding.message
+    assert (
+        "institution defaults: weights are searched for back to 180 days before the reading date"
+    ) in finding.message
 
 
 def test_a_warning_alone_is_an_empty_answer(rsps: responses.RequestsMock) -> None:

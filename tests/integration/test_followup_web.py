@@ -167,3 +167,75 @@ def test_follow_up_page_escapes_chart_text(
     assert "<script" not in page.lower()
     assert page.count("<svg") == 5
     assert 'style="' not in page
+
+
+LIVER = "zs-day-15-liver-injury"
+"""Acute liver injury and worsening liver tests on day 15. Only its worsening alert and the
+shared repeat-lab Task are written here (tests/browser/test_alerts.py acts on the other)."""
+
+
+def _alert_form(page: str, code: str) -> dict[str, Any]:
+    """The CSRF token, fingerprint and code of one alert's form."""
+    match = re.search(rf'id="alert-{code}-form".*?name="fingerprint" value="([^"]*)"', page, re.S)
+    assert match, f"no form for the {code} alert"
+    return {
+        "csrf_token": field(page, "csrf_token"),
+        "fingerprint": unescape(match.group(1)),
+        "alert": code,
+    }
+
+
+def _items(sandbox: run.Sandbox, patient: str) -> dict[str, dict[str, Any]]:
+    """The app's Tasks of a patient by identifier value after the plan key."""
+    return {t["identifier"][0]["value"].split("/", 1)[1]: t for t in _own(sandbox, "Task", patient)}
+
+
+def test_an_alert_is_acknowledged_and_its_repeat_lab_task_created_once(
+    smart_sandbox: run.Sandbox, browser: requests.Session
+) -> None:
+    launched = ehr_launch(browser, smart_sandbox, LIVER)
+    page = launched.page
+    alert = page[page.index('id="alert-liver-tests-worsening"') :]
+    assert "Worsening liver function tests" in alert
+    assert "{INR}" not in page and "worsening_urgent" not in page
+    form = _alert_form(page, "liver-tests-worsening")
+    url = f"{_followup_url(launched)}/alert"
+    before = _counts(smart_sandbox, LIVER)
+    forged = browser.post(url, data={**form, "action": "", "csrf_token": "forged"}, timeout=60)
+    foreign = browser.post(
+        url, data={**form, "action": ""}, headers={"Origin": "https://evil.example"}, timeout=60
+    )
+    stale = browser.post(url, data={**form, "action": "", "fingerprint": "0" * 16}, timeout=60)
+    assert [forged.status_code, foreign.status_code, stale.status_code] == [403, 403, 409]
+    assert _counts(smart_sandbox, LIVER) == before
+
+    made = browser.post(url, data={**form, "action": "liver-tests"}, timeout=60)
+    assert made.status_code == 200, made.text
+    assert "Task created: Repeat liver tests with albumin, PTT and INR." in made.text
+    after = _counts(smart_sandbox, LIVER)
+    assert after["Task"] == before["Task"] + 2  # the acknowledgement and the draw
+    assert after["Provenance"] == before["Provenance"] + 1
+    items = _items(smart_sandbox, LIVER)
+    ack = items["task/alert-review/liver-tests-worsening/day15"]
+    assert (ack["status"], ack["code"]["coding"][0]["code"]) == ("completed", "alert-review")
+    draw = items["task/lab-draw/alert-liver-tests/day15"]
+    assert draw["status"] == "requested"
+    assert {i["valueCodeableConcept"]["text"] for i in draw["input"]} >= {"albumin", "PTT", "INR"}
+    (care_plan,) = [
+        c for c in _own(smart_sandbox, "CarePlan", LIVER) if c.get("status") == "active"
+    ]
+    assert f"Task/{draw['id']}" in [a["reference"]["reference"] for a in care_plan["activity"]]
+
+    again = browser.post(url, data={**form, "action": "liver-tests"}, timeout=60)
+    assert again.status_code == 200
+    assert "nothing new was written" in again.text
+    acknowledged_again = browser.post(url, data={**form, "action": ""}, timeout=60)
+    assert "already acknowledged today: nothing new was written" in acknowledged_again.text
+    assert _counts(smart_sandbox, LIVER) == after
+
+    relaunched = ehr_launch(browser, smart_sandbox, LIVER).page
+    shown = relaunched[relaunched.index('id="alert-liver-tests-worsening"') :]
+    shown = shown[: shown.index("</section>")]
+    assert "Acknowledged today" in shown
+    assert 'id="acknowledge-liver-tests-worsening"' not in shown
+    assert "Task in the chart: Repeat liver tests with albumin, PTT and INR" in unescape(shown)

@@ -53,8 +53,15 @@ TROPONIN = AlertCode.TROPONIN_I_ELEVATED
 
 
 TWENTY_X_SOURCE = (
-    "label section 5.1 describes reported cases with ALT and AST > 20 x ULN "
+    "label section 5.1 describes reported cases with ALT and AST above 20 × ULN "
     "(a description, not a label threshold)"
+)
+LIVER_PATTERN_SOURCE = (
+    "institution defaults: possible acute liver injury is total bilirubin above 1 × ULN with "
+    "raised ALT or AST; the liver injury pattern counts ALT or AST above 2 × ULN as raised"
+)
+INR_SOURCE = (
+    "institution default: INR is rising when above its ULN and up 0.2 or more on the result before"
 )
 
 
@@ -181,7 +188,10 @@ def test_aminotransferase_alert_names_value_multiple_date_and_label_source() -> 
     assert alert.section == "5.1"
     assert alert.advice == label.ADVICE_LIVER_INJURY
     assert alert.source == TWENTY_X_SOURCE
-    assert "as in the reported cases of acute serious liver injury" in alert.message
+    assert alert.title == "Possible acute serious liver injury"
+    assert [c.rule for c in alert.criteria] == [
+        "ALT or AST above 20 × ULN, as in the reported cases of acute serious liver injury"
+    ]
     assert [e.reference for e in alert.evidence] == [ref(ALT, 19)]
 
 
@@ -216,10 +226,8 @@ def test_bilirubin_pattern_message_and_institution_source() -> None:
     alert = only(LIVER, alerts(_lab(BILI, "2.4", 7), _lab(AST, "150", 7)))
     assert "total bilirubin 2.4 mg/dL = 2.00 x ULN on 2026-11-08" in alert.message
     assert "AST 150 U/L = 2.50 x ULN on 2026-11-08" in alert.message
-    assert alert.source == (
-        "institution default: liver_injury_bilirubin_uln_multiple = 1, "
-        "liver_injury_aminotransferase_uln_multiple = 2"
-    )
+    assert alert.source == LIVER_PATTERN_SOURCE
+    assert "liver_injury" not in alert.source  # plain words, no policy field names
     assert {e.reference for e in alert.evidence} == {ref(BILI, 7), ref(AST, 7)}
 
 
@@ -262,28 +270,27 @@ def test_inr_without_an_earlier_result_cannot_be_rising_but_is_worsening_without
     )
     alert = only(WORSE, found)
     assert [a.code for a in found] == [WORSE]
-    assert "with no pre-infusion result to compare" in alert.message
+    assert "no pre-infusion result to compare" in alert.message
 
 
 def test_inr_message_and_evidence_name_both_results() -> None:
     alert = only(LIVER, alerts(_lab(INR, "1.5", 7)))
-    assert "INR 1.5 = 1.36 x ULN on 2026-11-08, up 0.5 from baseline 1.0 on 2026-10-28" in (
+    assert "INR 1.5 = 1.36 x ULN on 2026-11-08 (day 7), up 0.5 from 1.0 on 2026-10-28" in (
         alert.message
     )
-    assert alert.source == "institution default: inr_rise_min = 0.2"
+    assert alert.source == INR_SOURCE
+    (seen,) = alert.results
+    assert seen.previous is not None and seen.previous.evidence.reference == ref(INR, -4)
     assert [e.reference for e in alert.evidence] == [ref(INR, 7), ref(INR, -4)]
 
 
 def test_every_liver_criterion_in_one_alert_without_duplicate_evidence() -> None:
     found = alerts(_lab(ALT, "1020", 7), _lab(BILI, "1.8", 7), _lab(INR, "1.6", 7))
     alert = only(LIVER, found)
-    assert alert.source == (
-        f"{TWENTY_X_SOURCE}; "
-        "institution default: liver_injury_bilirubin_uln_multiple = 1, "
-        "liver_injury_aminotransferase_uln_multiple = 2; "
-        "institution default: inr_rise_min = 0.2"
-    )
-    assert alert.message.count("ALT 1020 U/L = 22.67 x ULN on 2026-11-08") == 2
+    assert alert.source == f"{TWENTY_X_SOURCE}; {LIVER_PATTERN_SOURCE}; {INR_SOURCE}"
+    assert alert.message.count("ALT 1020") == 1  # met by two criteria, stated once
+    assert len(alert.criteria) == 3
+    assert [r.result.test for r in alert.results] == [ALT, BILI, INR]
     assert "total bilirubin 1.8 mg/dL = 1.50 x ULN" in alert.message
     assert "INR 1.6 = 1.45 x ULN" in alert.message
     references = [e.reference for e in alert.evidence]
@@ -303,12 +310,12 @@ def test_platelets_below_threshold(count: str, fires: bool) -> None:
 def test_thrombocytopenia_message_names_count_unit_date_and_baseline() -> None:
     alert = only(THROMBO, alerts(_lab(PLT, "95", 35)))
     assert "95 x 10^3/uL on 2026-12-06" in alert.message
-    assert "below 150 x 10^3/uL" in alert.message
-    assert "baseline 310 x 10^3/uL on 2026-10-28" in alert.message
+    assert [c.rule for c in alert.criteria] == ["Platelet count below 150 × 10³/µL"]
+    assert "pre-infusion 310 x 10^3/uL on 2026-10-28" in alert.message
     assert alert.level is AlertLevel.URGENT
     assert alert.section == "5.3"
     assert alert.advice == label.ADVICE_THROMBOCYTOPENIA
-    assert alert.source == "institution default: platelets_low_10e3_per_ul = 150"
+    assert alert.source == "institution default: a platelet count below 150 × 10³/µL is low"
     assert [e.reference for e in alert.evidence] == [ref(PLT, 35), ref(PLT, -4)]
 
 
@@ -352,12 +359,16 @@ def test_tma_alert_message_source_and_evidence() -> None:
     assert alert.level is AlertLevel.URGENT
     assert alert.section == "5.4"
     assert alert.advice == label.ADVICE_TMA
-    assert "platelet count 90 x 10^3/uL on 2026-11-08 (day 7 after infusion)" in alert.message
-    assert "creatinine 0.6 mg/dL on 2026-11-08 against baseline 0.3 mg/dL" in alert.message
-    assert "hemoglobin 9.5 g/dL on 2026-11-08 against baseline 12.0 g/dL" in alert.message
+    assert "platelets 90 x 10^3/uL on 2026-11-08 (day 7)" in alert.message
+    assert "creatinine 0.6 mg/dL = 1.20 x ULN on 2026-11-08 (day 7), pre-infusion 0.3 mg/dL" in (
+        alert.message
+    )
+    assert "hemoglobin 9.5 g/dL on 2026-11-08 (day 7), pre-infusion 12.0 g/dL" in alert.message
     assert alert.source == (
-        "institution default: platelets_low_10e3_per_ul = 150, tma_alert_days = 28, "
-        "tma_creatinine_rise_fraction = 0.5, tma_hemoglobin_drop_g_per_dl = 2"
+        "institution defaults: a platelet count below 150 × 10³/µL is low; the TMA pattern is "
+        "looked for up to 28 days after infusion; institution default: creatinine is rising at "
+        "50% or more above its pre-infusion value; institution default: hemoglobin is falling "
+        "at 2 g/dL or more below its pre-infusion value"
     )
     assert [e.reference for e in alert.evidence] == [
         ref(PLT, 7),
@@ -427,6 +438,7 @@ def test_troponin_alert_is_a_warning_with_label_source() -> None:
     assert alert.advice == label.ADVICE_TROPONIN
     assert alert.source == "label section 5.5 (above the reference range)"
     assert "troponin I 0.09 ng/mL = 2.25 x ULN on 2026-11-08" in alert.message
+    assert [c.rule for c in alert.criteria] == ["Troponin I above the reference range"]
     assert [e.reference for e in alert.evidence] == [ref(TNI, 7)]
 
 
@@ -473,7 +485,9 @@ def test_fallback_uln_applies_when_age_is_known() -> None:
     unknown = (_lab(ALT, "1020", 7, reported=False), _lab(TNI, "0.5", 7, reported=False))
     found = alerts(*unknown)
     assert [a.code for a in found] == [LIVER, WORSE, TROPONIN]
-    assert "ALT 1020 U/L = 20.40 x ULN on 2026-11-08 (fallback ULN 50 U/L)" in found[0].message
+    assert (
+        "ALT 1020 U/L = 20.40 x ULN on 2026-11-08 (day 7) (fallback ULN 50 U/L)" in found[0].message
+    )
 
 
 def test_zero_uln_cannot_trigger() -> None:
@@ -579,8 +593,13 @@ def test_policy_values_appear_in_the_sources() -> None:
         DEFAULT_POLICY, platelets_low_10e3_per_ul=Decimal(100), inr_rise_min=Decimal("0.1")
     )
     found = alerts(_lab(PLT, "90", 35), _lab(INR, "1.15", 7), policy=policy)
-    assert only(THROMBO, found).source == "institution default: platelets_low_10e3_per_ul = 100"
-    assert only(LIVER, found).source == "institution default: inr_rise_min = 0.1"
+    assert only(THROMBO, found).source == (
+        "institution default: a platelet count below 100 × 10³/µL is low"
+    )
+    assert only(LIVER, found).source == (
+        "institution default: INR is rising when above its ULN and up 0.1 or more on the result "
+        "before"
+    )
 
 
 # Order and determinism -----------------------------------------------------------------------
@@ -627,10 +646,10 @@ def test_issue_example_alt_and_ast_ten_times_uln_on_day_14_is_urgent() -> None:
     alert = only(WORSE, found)
     assert alert.level is AlertLevel.URGENT
     assert "ALT 450 U/L = 10.00 x ULN on 2026-11-15 (day 14)" in alert.message
-    assert "above its pre-infusion 30 U/L on 2026-10-28" in alert.message
-    assert "up from 30 U/L on day 7" in alert.message
+    assert "pre-infusion 30 U/L on 2026-10-28" in alert.message
+    assert "up 420 U/L from 30 U/L on 2026-11-08" in alert.message
     assert "AST 600 U/L = 10.00 x ULN" in alert.message
-    assert "worsening_urgent_aminotransferase_uln_multiple = 5" in alert.source
+    assert "worsening ALT or AST is urgent at 5 × ULN or more" in alert.source
     assert alert.source.startswith("label section 5.1 ('promptly assess and closely monitor")
     assert LIVER not in [a.code for a in found]  # below 20 x ULN, no bilirubin
 
@@ -639,7 +658,7 @@ def test_issue_example_bilirubin_two_and_a_half_times_uln_alone_is_urgent() -> N
     alert = only(WORSE, alerts(_lab(BILI, "3.0", 14), _lab(ALT, "30", 14), _lab(AST, "40", 14)))
     assert alert.level is AlertLevel.URGENT
     assert "total bilirubin 3.0 mg/dL = 2.50 x ULN" in alert.message
-    assert "worsening_urgent_bilirubin_uln_multiple = 2" in alert.source
+    assert "worsening total bilirubin is urgent at 2 × ULN or more" in alert.source
     assert [e.reference for e in alert.evidence] == [ref(BILI, 14), ref(BILI, -4)]
 
 
@@ -651,8 +670,8 @@ def test_issue_example_inr_that_stays_high_keeps_its_urgent_alert() -> None:
     alert = only(WORSE, day_14)
     assert alert.level is AlertLevel.URGENT
     assert "INR 1.9 = 1.73 x ULN on 2026-11-15 (day 14)" in alert.message
-    assert "above its pre-infusion 1.0" in alert.message
-    assert "up from 1.8 on day 7" in alert.message
+    assert "pre-infusion 1.0" in alert.message
+    assert "up 0.1 from 1.8 on 2026-11-08" in alert.message
 
 
 @pytest.mark.parametrize(
@@ -700,31 +719,39 @@ def test_worsening_severity_tiers(test: LabTest, value: str, level: AlertLevel) 
 def test_a_warning_cites_every_tier_it_stayed_below() -> None:
     alert = only(WORSE, alerts(_lab(ALT, "100", 7)))
     assert alert.level is AlertLevel.WARNING
+    assert alert.criteria[-1].rule == "A warning: below the urgent levels"
     assert alert.source.endswith(
-        "a warning below the urgent tiers, institution default: "
-        "worsening_urgent_aminotransferase_uln_multiple = 5, "
-        "worsening_urgent_bilirubin_uln_multiple = 2, "
-        "worsening_urgent_coagulation_uln_multiple = 1"
+        "institution defaults: worsening ALT or AST is urgent at 5 × ULN or more; "
+        "worsening total bilirubin is urgent at 2 × ULN or more; "
+        "worsening PT or INR is urgent above 1 × ULN"
     )
 
 
 def test_falling_but_still_above_baseline_and_uln_keeps_the_alert_and_says_so() -> None:
     alert = only(WORSE, alerts(_lab(ALT, "400", 7), _lab(ALT, "150", 14)))
     assert alert.level is AlertLevel.WARNING
-    assert "not up from 400 U/L on day 7" in alert.message
+    assert "down 250 U/L from 400 U/L on 2026-11-08" in alert.message
     assert codes(_lab(ALT, "400", 7), _lab(ALT, "40", 14)) == ()
 
 
-def test_worsening_advice_quotes_section_5_1() -> None:
+def test_worsening_advice_is_section_5_1_in_short_points() -> None:
     alert = only(WORSE, alerts(_lab(ALT, "100", 7)))
     assert alert.advice == label.ADVICE_LIVER_WORSENING
-    for words in (
-        "Promptly assess and closely monitor patients with worsening liver function test results",
-        "further testing of albumin, PTT, and INR is recommended",
-        "increased dose",
-    ):
-        assert words in alert.advice
+    assert alert.advice[0] == "Promptly assess and closely monitor."
+    assert any("albumin, PTT and INR" in point for point in alert.advice)
+    assert any("higher dose" in point for point in alert.advice)
+    assert all(len(point) <= 100 for point in alert.advice)
     assert alert.section == "5.1"
+
+
+@pytest.mark.parametrize("advice", [a for a in dir(label) if a.startswith("ADVICE_")])
+def test_label_advice_is_short_points_each_a_sentence(advice: str) -> None:
+    points = getattr(label, advice)
+    if advice == "ADVICE_CONSULT":  # the decision's consult note, one sentence
+        assert isinstance(points, str)
+        return
+    assert isinstance(points, tuple) and len(points) >= 2
+    assert all(p.endswith(".") and len(p) <= 130 for p in points)
 
 
 def test_policy_tiers_change_the_level() -> None:
@@ -734,7 +761,7 @@ def test_policy_tiers_change_the_level() -> None:
     assert only(WORSE, alerts(_lab(ALT, "100", 7))).level is AlertLevel.WARNING
     alert = only(WORSE, alerts(_lab(ALT, "100", 7), policy=policy))
     assert alert.level is AlertLevel.URGENT
-    assert "worsening_urgent_aminotransferase_uln_multiple = 2" in alert.source
+    assert "worsening ALT or AST is urgent at 2 × ULN or more" in alert.source
 
 
 @pytest.mark.parametrize(("value", "fires"), [("16.0", True), ("15.9", False)])
@@ -744,13 +771,16 @@ def test_pt_rising_is_checked_like_inr_in_the_acute_pattern(value: str, fires: b
     assert (LIVER in [a.code for a in found]) is fires
     if fires:
         alert = only(LIVER, found)
-        assert "PT 16.0 s = 1.14 x ULN on 2026-11-08, up 2.0 s from baseline 14.0 s" in (
+        assert "PT 16.0 s = 1.14 x ULN on 2026-11-08 (day 7), up 2.0 s from 14.0 s" in (
             alert.message
         )
-        assert alert.source == "institution default: pt_rise_min_s = 2"
+        assert alert.source == (
+            "institution default: PT is rising when above its ULN and up 2 s or more on the "
+            "result before"
+        )
 
 
 def test_twenty_times_uln_is_described_as_reported_cases_not_a_label_threshold() -> None:
     alert = only(LIVER, alerts(_lab(AST, "1500", 7)))
     assert "not a label threshold" in alert.source
-    assert "reported cases" in alert.message
+    assert "reported cases" in alert.criteria[0].rule

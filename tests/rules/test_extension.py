@@ -159,9 +159,9 @@ def test_platelets_below_baseline_at_the_last_draw_propose_a_weekly_draw() -> No
 
 def test_platelets_below_the_threshold_cite_the_institution_default() -> None:
     (item,) = proposed(facts(lab(PLT, "145", LAST), baseline_platelets="140"), state(), LAST)
-    assert "below 150 x 10^3/uL (institution default: platelets_low_10e3_per_ul = 150)" in (
-        item.conditional
-    )
+    assert (
+        "below 150 x 10^3/uL (institution default: a platelet count below 150 × 10³/µL is low)"
+    ) in item.conditional
     assert "pre-infusion" not in item.conditional  # 145 is above the baseline 140
     assert item.institution_default
 

@@ -18,12 +18,14 @@ from decimal import Decimal
 
 import pytest
 
+from smart_app.rules.alerts import ACTIONS
 from smart_app.rules.followup import (
     ResultFlag,
     TaskView,
     decide,
     decision_due,
     follow_up,
+    is_alert_task,
     task_view,
 )
 from smart_app.rules.model import (
@@ -340,7 +342,7 @@ def test_full_dose_on_day_10() -> None:
     )
     assert fu.next_change is None
     assert fu.course_text == (
-        "Full dose 1 mg/kg/day, day 12 of 30 of this order (ends 2026-11-21)."
+        "Full dose 1 mg/kg/day, day 12 of 30 of this order (ends 21 Nov 2026)."
     )
     assert fu.findings == ()
 
@@ -374,7 +376,7 @@ def test_taper_phase_with_step_dose_and_course_text() -> None:
     assert fu.next_change is None
     assert fu.course_text == (
         "Taper step 2 of 2: 0.25 mg/kg/day, day 3 of 14 "
-        "(step ends 2026-12-19; taper ends 2026-12-19)."
+        "(step ends 19 Dec 2026; taper ends 19 Dec 2026)."
     )
 
 
@@ -406,7 +408,7 @@ def test_post_taper_monitoring_after_the_last_step(n: int) -> None:
     assert fu.phase is Phase.POST_TAPER
     assert fu.dose_today is None
     assert fu.next_change is None
-    assert fu.course_text == "Corticosteroid course: taper completed on 2026-12-19."
+    assert fu.course_text == "Corticosteroid course: taper completed on 19 Dec 2026."
     assert fu.findings == ()
 
 
@@ -444,7 +446,9 @@ def test_after_a_continue_decision_the_full_dose_continues() -> None:
     assert fu.decision is None
     assert fu.dose_today is not None and fu.dose_today.order == CONTINUATION
     assert "full dose continued, 2026-11-22 to 2026-12-19" in fu.dose_today.text
-    assert fu.course_text == ("Full dose 1 mg/kg/day, day 4 of 28 of this order (ends 2026-12-19).")
+    assert fu.course_text == (
+        "Full dose 1 mg/kg/day, day 4 of 28 of this order (ends 19 Dec 2026)."
+    )
 
 
 def test_a_complete_newer_liver_panel_after_continue_makes_the_assessment_due() -> None:
@@ -486,15 +490,15 @@ def test_no_recorded_administration_is_a_finding_after_the_infusion_date() -> No
     (finding,) = follow_up(patient(), state, on=day(3), policy=POLICY).findings
     assert finding.code is FollowUpCode.INFUSION_NOT_RECORDED
     assert finding.severity is Severity.NEEDS_REVIEW
-    assert "2026-10-24" in finding.message
+    assert "24 Oct 2026" in finding.message
 
 
 def test_no_order_covering_today_without_a_taper_is_a_finding() -> None:
     fu = follow_up(patient(), plan(), on=day(30), policy=POLICY)
     (finding,) = fu.findings
     assert finding.code is FollowUpCode.NO_STEROID_ORDER
-    assert "2026-11-23" in finding.message and "2026-11-21" in finding.message
-    assert fu.course_text == "Corticosteroid course: order ended on 2026-11-21."
+    assert "23 Nov 2026" in finding.message and "21 Nov 2026" in finding.message
+    assert fu.course_text == "Corticosteroid course: order ended on 21 Nov 2026."
 
 
 # Tasks against results ------------------------------------------------------------------------
@@ -607,10 +611,28 @@ def test_the_liver_assessment_task_is_never_resulted_by_labs() -> None:
 
 def test_tasks_without_tests_follow_their_windows() -> None:
     on_14 = follow_up(patient(), plan(), on=day(14), policy=POLICY)
-    assert view(on_14.tasks, ActivityKind.VIGILANCE, 0).state is TaskState.DUE
     assert view(on_14.tasks, ActivityKind.COUNSELING, -1).state is TaskState.OVERDUE
-    on_15 = follow_up(patient(), plan(), on=day(15), policy=POLICY)
-    assert view(on_15.tasks, ActivityKind.VIGILANCE, 0).state is TaskState.OVERDUE
+
+
+@pytest.mark.parametrize(
+    ("on_day", "state"),
+    [
+        (-2, TaskState.UPCOMING),
+        (0, TaskState.ONGOING),
+        (14, TaskState.ONGOING),  # the window's last day
+        (15, TaskState.DUE),  # the window ended: confirm it, never "overdue"
+        (60, TaskState.DUE),
+    ],
+)
+def test_a_standing_vigilance_item_is_ongoing_in_its_window_and_never_overdue(
+    on_day: int, state: TaskState
+) -> None:
+    fu = follow_up(patient(), plan(), on=day(on_day), policy=POLICY)
+    vigilance = view(fu.tasks, ActivityKind.VIGILANCE, 0)
+    assert vigilance.state is state
+    assert not any(
+        v.state is TaskState.OVERDUE for v in fu.tasks if v.task.kind is ActivityKind.VIGILANCE
+    )
 
 
 def test_baseline_task_resulted_by_pre_infusion_labs() -> None:
@@ -759,7 +781,7 @@ def test_alt_3x_uln_continues_1_mg_per_kg_with_a_consult() -> None:
     assert decision.consult is True
     assert [r.test for r in decision.consult_results] == [ALT]  # AST 38 U/L is not behind it
     (reason,) = decision.reasons
-    assert "ALT" in reason and "3.00 x ULN" in reason and "2026-11-21" in reason
+    assert "ALT" in reason and "3.00 x ULN" in reason and "21 Nov 2026" in reason
     assert decision.key == "2026-11-21-continue"
     assert decision.full_dose_mg_per_day == Decimal("6.1")
     (step,) = decision.steps
@@ -851,7 +873,7 @@ def test_a_missing_panel_test_leaves_the_decision_open() -> None:
     (finding,) = decision.findings
     assert finding.code is FollowUpCode.LIVER_PANEL_MISSING
     assert finding.severity is Severity.INCOMPLETE
-    assert "No INR result since 2026-11-20" in finding.message
+    assert "No INR result since 20 Nov 2026" in finding.message
     assert decision.steps == ()
     assert decision.draws == ()
 
@@ -917,8 +939,8 @@ def test_a_decision_after_the_full_dose_ended_flags_the_gap() -> None:
     (gap,) = decision.findings
     assert gap.code is FollowUpCode.DECISION_AFTER_FULL_DOSE
     assert gap.severity is Severity.NEEDS_REVIEW
-    assert "ended on 2026-11-21, 7 day(s) before this decision" in gap.message
-    assert "start on 2026-11-22, the first uncovered day" in gap.message
+    assert "ended on 21 Nov 2026, 7 day(s) before this decision" in gap.message
+    assert "start on 22 Nov 2026, the first uncovered day" in gap.message
     # A late decision starts its orders on the first uncovered day (day 29), never leaving
     # days 29-35 without an order.
     assert decision.steps[0].start == day(29)
@@ -954,8 +976,8 @@ def test_a_day_without_steroid_before_a_late_taper_is_a_finding() -> None:
 def test_course_text_on_a_day_between_orders_names_the_next_start() -> None:
     fu = follow_up(patient(), _late_taper(), on=day(35), policy=POLICY)
     assert fu.next_change is not None and fu.next_change.date == day(36)
-    assert "starts on 2026-10-23" not in fu.course_text
-    assert "2026-11-29" in fu.course_text
+    assert "starts on 23 Oct 2026" not in fu.course_text
+    assert "29 Nov 2026" in fu.course_text
 
 
 # Alerts and results -----------------------------------------------------------------------------
@@ -1032,3 +1054,77 @@ def test_same_inputs_give_the_same_follow_up(n: int) -> None:
     first = follow_up(patient(), tapered() if n == 45 else plan(), on=day(n), policy=POLICY)
     again = follow_up(patient(), tapered() if n == 45 else plan(), on=day(n), policy=POLICY)
     assert first == again
+
+
+# Alerts: acknowledgements and the Tasks they call for ---------------------------------------
+
+
+def _alert_task(item: str, kind: ActivityKind, n: int, status: str) -> PlannedTask:
+    """A Task the alert actions wrote, on day `n`."""
+    return PlannedTask(
+        reference=f"Task/{item}",
+        item=item,
+        kind=kind,
+        day=n,
+        window_start=day(n),
+        window_end=day(n),
+        tests=(),
+        status=status,
+        description="",
+    )
+
+
+def test_each_alert_has_a_review_with_todays_items_and_its_actions() -> None:
+    labs = changed(normal_labs(), lab(ALT, "1125", 21))
+    fu = follow_up(patient(labs), plan(), on=day(22), policy=POLICY)
+    assert [r.alert for r in fu.reviews] == list(fu.alerts)
+    liver, worse = fu.reviews
+    assert liver.item == "task/alert-review/acute-liver-injury/day22"
+    assert liver.acknowledged is None and not liver.acknowledged_today
+    assert [(a.action.key, a.action.kind, a.item, a.offered) for a in liver.actions] == [
+        (
+            "hepatology-consult",
+            ActivityKind.CONSULT,
+            "task/consult/alert-hepatology-consult/day22",
+            True,
+        ),
+        ("liver-tests", ActivityKind.LAB_DRAW, "task/lab-draw/alert-liver-tests/day22", True),
+    ]
+    assert [a.action.key for a in worse.actions] == ["liver-tests"]
+    assert is_alert_task(liver.item) and is_alert_task(liver.actions[0].item)
+    assert not is_alert_task("task/lab-draw/day21") and not is_alert_task("task/consult/hepatology")
+
+
+def test_an_acknowledgement_counts_for_its_day_and_a_made_task_until_it_is_finished() -> None:
+    labs = changed(normal_labs(), lab(ALT, "1125", 21))
+    acked = _alert_task(
+        "task/alert-review/acute-liver-injury/day22", ActivityKind.ALERT_REVIEW, 22, "completed"
+    )
+    consult = _alert_task(
+        "task/consult/alert-hepatology-consult/day22", ActivityKind.CONSULT, 22, "requested"
+    )
+    state = plan(tasks=(*all_tasks(), acked, consult))
+    today = follow_up(patient(labs), state, on=day(22), policy=POLICY).reviews[0]
+    assert today.acknowledged == acked and today.acknowledged_today
+    assert [a.offered for a in today.actions] == [False, True]  # the consult exists, open
+    tomorrow = follow_up(patient(labs), state, on=day(23), policy=POLICY).reviews[0]
+    assert tomorrow.acknowledged == acked and not tomorrow.acknowledged_today
+    assert tomorrow.actions[0].task == consult and not tomorrow.actions[0].offered  # still open
+    done = plan(tasks=(*all_tasks(), acked, dataclasses.replace(consult, status="completed")))
+    later = follow_up(patient(labs), done, on=day(23), policy=POLICY).reviews[0]
+    assert later.actions[0].offered  # finished on an earlier day: a new one may be asked for
+    same_day = follow_up(patient(labs), done, on=day(22), policy=POLICY).reviews[0]
+    assert not same_day.actions[0].offered  # today's is done: never a second of the same day
+    # the acknowledgement is a Task of its own kind: shown done, never due
+    views = follow_up(patient(labs), state, on=day(22), policy=POLICY).tasks
+    assert view(views, ActivityKind.ALERT_REVIEW, 22).state is TaskState.DONE
+
+
+def test_every_alert_code_calls_for_a_consult_or_a_repeat_draw() -> None:
+    for code in AlertCode:
+        actions = ACTIONS[code]
+        assert actions, code
+        for action in actions:
+            assert action.kind in (ActivityKind.CONSULT, ActivityKind.LAB_DRAW)
+            assert (action.kind is ActivityKind.LAB_DRAW) == bool(action.tests)
+            assert action.section and 0 <= action.within_days <= 7

@@ -148,9 +148,12 @@ def test_warning_from_two_days_before_the_last_full_dose_day(n: int, warned: boo
         (finding,) = found
         assert finding.severity is Severity.NEEDS_REVIEW
         assert finding.section == "2.1"
-        assert "ends on 2026-11-21" in finding.message
+        assert "ends on 21 Nov 2026" in finding.message
         assert "do not stop systemic corticosteroids abruptly" in finding.message
-        assert "institution default: steroid_end_warning_days = 2" in finding.message
+        assert (
+            "institution default: the app warns 2 days before the last ordered full-dose "
+            "prednisolone day"
+        ) in finding.message
         assert finding.evidence[0].reference == "MedicationRequest/m1"
 
 
@@ -175,7 +178,7 @@ def test_the_warning_returns_as_a_continuation_ends_with_nothing_after_it() -> N
     }
     fu = follow_up(patient(), continued(), on=day(54), policy=POLICY)
     (finding,) = [f for f in fu.findings if f.code is ENDING]
-    assert "ends on 2026-12-19" in finding.message
+    assert "ends on 19 Dec 2026" in finding.message
     assert finding.evidence[0].reference == CONTINUATION.reference
 
 
@@ -183,7 +186,7 @@ def test_the_policy_sets_how_early_the_warning_comes() -> None:
     policy = dataclasses.replace(POLICY, steroid_end_warning_days=5)
     fu = follow_up(patient(), plan(), on=day(23), policy=policy)
     (finding,) = [f for f in fu.findings if f.code is ENDING]
-    assert "steroid_end_warning_days = 5" in finding.message
+    assert "the app warns 5 days before the last ordered full-dose" in finding.message
 
 
 def test_a_late_continue_starts_on_the_first_uncovered_day() -> None:
@@ -193,7 +196,7 @@ def test_a_late_continue_starts_on_the_first_uncovered_day() -> None:
     (step,) = decision.steps
     assert step.start == day(29)
     finding = next(f for f in decision.findings if f.code is FollowUpCode.DECISION_AFTER_FULL_DOSE)
-    assert "start on 2026-11-22, the first uncovered day" in finding.message
+    assert "start on 22 Nov 2026, the first uncovered day" in finding.message
 
 
 def test_a_late_decision_after_a_continuation_starts_the_day_after_it() -> None:
@@ -237,9 +240,14 @@ def test_follow_up_findings_name_the_institution_defaults_they_use() -> None:
     )
     messages = {f.code: f.message for f in decision.findings}
     assert (
-        "institution default: weekly_window_days = 1" in messages[FollowUpCode.LIVER_PANEL_MISSING]
+        "institution default: a weekly draw is on time up to 1 day either side of its date"
+        in messages[FollowUpCode.LIVER_PANEL_MISSING]
     )
-    assert "institution default: weight_max_age_days = 30" in messages[FollowUpCode.WEIGHT_STALE]
+    assert (
+        "institution default: a weight older than 30 days is out of date"
+        in (messages[FollowUpCode.WEIGHT_STALE])
+    )
+    assert not any("_days" in m for m in messages.values())  # no policy field names
 
 
 # One child, one weight at the day-30 decision too (2.1) -----------------------------------------
@@ -275,7 +283,7 @@ def test_disagreeing_weights_at_the_decision_dose_on_the_heavier_and_say_so(
     (finding,) = [f for f in decision.findings if f.code is FollowUpCode.WEIGHT_DISCREPANCY]
     assert finding.severity is Severity.NEEDS_REVIEW
     assert "6.6 kg (Observation/w-" in finding.message and "6.1 kg" in finding.message
-    assert "institution default: weight_discrepancy_fraction = 0.05" in finding.message
+    assert "institution defaults: weights differing by more than 5% disagree" in finding.message
 
 
 def test_agreeing_weights_at_the_decision_raise_nothing() -> None:
