@@ -13,7 +13,6 @@ import re
 from collections.abc import Iterator
 from html import unescape
 from pathlib import Path
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -28,7 +27,7 @@ from smart_app.rules.model import ActivityKind, LabTest
 from smart_app.web import context, documents, followup, plan
 from tests.fhir.test_followup_write import USER, _fresh_chart
 from tests.smartsandbox import NOW, TODAY
-from tests.web.planner_app import ISS, planner_app
+from tests.web.planner_app import ISS, page_text, planner_app, serve_through, store_context
 from tests.web.test_grants_web import ChartGateway, _synthetic_record
 
 ON_PLAN = "zs-day-28"
@@ -59,29 +58,19 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[ChartGateway]:
 
     fake = ChartGateway(read)
 
-    def connect(context_id: str) -> tuple[context.LaunchContext, Any]:
-        return context.load_context(context_id), fake
-
-    for module in (plan, followup, documents):
-        monkeypatch.setattr(module, "connect", connect)
+    serve_through(monkeypatch, fake, plan, followup, documents)
     yield fake
 
 
 def _launched(client: FlaskClient, patient: str, *, user: str = "") -> str:
     """A launch context on an open server in the client's session."""
     launched = dataclasses.replace(context.LaunchContext(iss=ISS, patient=patient), fhir_user=user)
-    with client.session_transaction() as session:
-        contexts = dict(session.get("contexts") or {})
-        context_id = f"ctx{len(contexts)}"
-        contexts[context_id] = dataclasses.asdict(launched)
-        session["contexts"] = contexts
-    return context_id
+    return store_context(client, launched)
 
 
 def _text(page: str) -> str:
-    """A page's visible text on one line, entities decoded, no-break spaces as spaces."""
-    body = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", page, flags=re.S)
-    return " ".join(unescape(re.sub(r"<[^>]+>", " ", body)).replace("\u00a0", " ").split())
+    """The page's visible words (planner_app.page_text)."""
+    return page_text(page)
 
 
 def _get(client: FlaskClient, context_id: str, document: str, **query: str) -> tuple[int, str]:

@@ -32,7 +32,7 @@ from smart_app.fhir.written import Confirmation, OrderMode
 from smart_app.web import context, followup
 from tests.fhir.test_followup_write import USER, _assert_conforms, _Chart, _fresh_chart, _patient
 from tests.smartsandbox import NOW, TODAY, field
-from tests.web.planner_app import ISS, planner_app
+from tests.web.planner_app import ISS, page_text, planner_app, store_context
 
 TOKEN_URL = "https://ehr.example.org/oauth/token"
 LIVER = "zs-day-15-liver-injury"
@@ -91,17 +91,12 @@ def _launched(client: FlaskClient, patient: str, scope: str = FULL) -> str:
         scope=scope,
         fhir_user=USER,
     )
-    with client.session_transaction() as session:
-        contexts = dict(session.get("contexts") or {})
-        context_id = f"ctx{len(contexts)}"
-        contexts[context_id] = dataclasses.asdict(launched)
-        session["contexts"] = contexts
-    return context_id
+    return store_context(client, launched)
 
 
 def _text(html: str) -> str:
-    """The page's words without tags, entities or non-breaking spaces."""
-    return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).replace(NBSP, " ").split())
+    """The page's visible words (planner_app.page_text)."""
+    return page_text(html)
 
 
 def _section(page: str, element_id: str) -> str:

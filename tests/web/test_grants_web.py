@@ -30,7 +30,7 @@ from smart_app.sandbox.patients import synthetic_patients
 from smart_app.web import context, followup, grants, plan
 from tests.fhir.test_followup_write import _fresh_chart
 from tests.smartsandbox import TODAY, field
-from tests.web.planner_app import ISS, planner_app
+from tests.web.planner_app import ISS, planner_app, serve_through, store_context
 from tests.web.test_smart import capability_statement
 
 AUTHORIZE = "https://ehr.example.org/oauth/authorize"
@@ -92,11 +92,7 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[ChartGateway]:
 
     fake = ChartGateway(read)
 
-    def connect(context_id: str) -> tuple[context.LaunchContext, Any]:
-        return context.load_context(context_id), fake
-
-    monkeypatch.setattr(plan, "connect", connect)
-    monkeypatch.setattr(followup, "connect", connect)
+    serve_through(monkeypatch, fake, plan, followup)
     yield fake
 
 
@@ -112,12 +108,7 @@ def _launched(client: FlaskClient, patient: str, scope: str | None) -> str:
             scope=scope,
             fhir_user="Practitioner/dr-lee",
         )
-    with client.session_transaction() as session:
-        contexts = dict(session.get("contexts") or {})
-        context_id = f"ctx{len(contexts)}"
-        contexts[context_id] = dataclasses.asdict(launched)
-        session["contexts"] = contexts
-    return context_id
+    return store_context(client, launched)
 
 
 def _csrf(client: FlaskClient) -> str:
