@@ -9,6 +9,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from smart_app.rules import label
+from smart_app.rules.alerts import LOW_TESTS
 from smart_app.rules.arith import weeks_days
 from smart_app.rules.dosing import band_weight_kg, between_bands, kit_for_weight
 from smart_app.rules.eligibility import COAGULATION_TESTS, LAB_SECTION, LIVER_ENTRY_TESTS, current
@@ -433,6 +434,10 @@ def _censored(result: LabResult) -> str:
     return prefix + words.quantity(_tidy(result.value), result.unit)
 
 
+NO_MULTIPLE = (*LOW_TESTS, LabTest.ALBUMIN)
+"""Tests whose concern is a low value: a multiple of their upper limit means nothing."""
+
+
 def _flag(seen: Interpreted, policy: Policy) -> str:
     """How a baseline result stands against its limits, in words."""
     result = seen.result
@@ -485,7 +490,7 @@ def _lab_row(
     if seen.uln is not None:
         where = "pediatric fallback table" if seen.source is UlnSource.FALLBACK else "reported"
         uln = f"{words.quantity(_tidy(seen.uln), newest.unit)} ({where})"
-    multiple = seen.multiple_of_uln
+    multiple = None if test in NO_MULTIPLE else seen.multiple_of_uln
     return Row(
         f"lab:{test.value}",
         f"Baseline {test}",

@@ -82,6 +82,9 @@ def test_every_criterion_of_an_eligible_infant_is_met_with_its_evidence() -> Non
     assert _plain(alt.uln) == "45 U/L (reported)"
     assert _plain(listed.row("lab:INR").value) == "1.0"  # INR has no unit
     assert _plain(listed.row("lab:platelets").value) == "318 10³/µL"
+    for low in ("platelets", "hemoglobin", "albumin"):  # a low value is their concern
+        assert listed.row(f"lab:{low}").multiple == ""
+    assert _plain(listed.row("lab:creatinine").multiple) == "0.48 × ULN"
     assert listed.other == ()  # the counseling finding has a section of its own
     assert checklist.reason(listed, Status.ELIGIBLE) == (
         "All 18 criteria and baseline tests below are met."
