@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from smart_app.fhir.followup_write import KitWritten
+from smart_app.fhir.plan_state import KitWritten
 from smart_app.render import evidence_data, finding_data, iso_day, wrap
 from smart_app.rules import label
 from smart_app.rules.alerts import describe

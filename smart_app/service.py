@@ -9,15 +9,13 @@ from smart_app.errors import WriteBlocked
 from smart_app.fhir import codes
 from smart_app.fhir.followup_write import (
     Confirmed,
-    KitWritten,
     alert_bundle,
     completion_bundle,
     decision_bundle,
-    written_kit,
 )
 from smart_app.fhir.gateway import FhirGateway, PatientRecord
 from smart_app.fhir.plan_bundle import build_transaction
-from smart_app.fhir.plan_state import plan_state
+from smart_app.fhir.plan_state import KitWritten, plan_state, written_kit
 from smart_app.fhir.read import facts_from_bundle
 from smart_app.fhir.transaction import send
 from smart_app.fhir.written import Confirmation, Strategy, Written

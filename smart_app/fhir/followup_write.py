@@ -21,7 +21,6 @@ import copy
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from smart_app.errors import WriteBlocked
@@ -35,7 +34,6 @@ from smart_app.rules.model import (
     ActivityKind,
     AlertLevel,
     DecisionBranch,
-    Kit,
     LabResult,
     PlannedTask,
     PlanState,
@@ -56,69 +54,6 @@ class Confirmed:
     recorded: dt.datetime
     fhir_user: str | None = None
     order_mode: OrderMode = OrderMode.PROPOSAL
-
-
-@dataclass(frozen=True)
-class KitWritten:
-    """The ZOLGENSMA kit order as the plan wrote it (shown before the infusion day)."""
-
-    reference: str
-    status: str
-    ndc: str
-    description: str
-    dose_volume_ml: Decimal | None
-    pump_rate_ml_per_h: Decimal | None
-    total_vials: int | None
-    kit: Kit | None
-    """The label's Table 3 row for the NDC (vial counts, capacity), when it is one of them."""
-
-    @property
-    def vector_genomes(self) -> Decimal | None:
-        """The dose in vector genomes: dose volume x 2.0e13 vg/mL (section 2.1)."""
-        if self.dose_volume_ml is None:
-            return None
-        return self.dose_volume_ml * label.CONCENTRATION_VG_PER_ML
-
-
-def _quantity(raw: Any) -> Decimal | None:
-    """A Quantity's value, or None."""
-    try:
-        value = (raw or {}).get("value")
-        return None if value is None else Decimal(str(value))
-    except (InvalidOperation, AttributeError):
-        return None
-
-
-def written_kit(record: PatientRecord, plan_key: str) -> KitWritten | None:
-    """The plan's kit MedicationRequest read back from the chart, or None."""
-    order = next(
-        (
-            o
-            for o in record.own("MedicationRequest")
-            if f"{plan_key}/medicationrequest/kit" in codes.app_identifier_values(o)
-        ),
-        None,
-    )
-    if order is None:
-        return None
-    concept = order.get("medicationCodeableConcept") or {}
-    ndc = next(
-        (str(c.get("code")) for c in concept.get("coding") or [] if c.get("system") == codes.NDC),
-        "",
-    )
-    dosage = (order.get("dosageInstruction") or [{}])[0]
-    rate = (dosage.get("doseAndRate") or [{}])[0]
-    vials = _quantity((order.get("dispenseRequest") or {}).get("quantity"))
-    return KitWritten(
-        reference=f"MedicationRequest/{order.get('id')}",
-        status=str(order.get("status") or ""),
-        ndc=ndc,
-        description=str(concept.get("text") or ""),
-        dose_volume_ml=_quantity(rate.get("doseQuantity")),
-        pump_rate_ml_per_h=_quantity(rate.get("rateQuantity")),
-        total_vials=int(vials) if vials is not None else None,
-        kit=next((k for k in label.kits() if k.ndc == ndc), None),
-    )
 
 
 def _observation(result: LabResult) -> str | None:

@@ -3,22 +3,20 @@ caregiver handout, each a page of its own with a print stylesheet."""
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
-from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import StrEnum
-from typing import Any
 
 from flask import Blueprint, abort, render_template, request
 
 from smart_app import render
 from smart_app.fhir import codes, summary
 from smart_app.fhir.gateway import PatientRecord
-from smart_app.fhir.plan_state import plan_state
+from smart_app.fhir.plan_state import KitWritten, plan_state, written_kit
 from smart_app.fhir.read import facts_from_bundle
 from smart_app.rules import label
+from smart_app.rules.arith import add_months
 from smart_app.rules.model import (
     ActivityKind,
     Kit,
@@ -199,23 +197,7 @@ class Sheet:
     @property
     def shedding_until(self) -> dt.date:
         """One month after infusion: the end of the nappy and hand-hygiene precautions (17)."""
-        return add_month(self.infusion_date)
-
-
-def add_month(day: dt.date) -> dt.date:
-    """The same day one calendar month later (the month's last day when it has no such day)."""
-    year, month = (day.year + 1, 1) if day.month == 12 else (day.year, day.month + 1)
-    return day.replace(
-        year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1])
-    )
-
-
-def _number(value: Any) -> Decimal | None:
-    """A FHIR number as a Decimal, or None."""
-    try:
-        return Decimal(str(value)) if value is not None else None
-    except InvalidOperation:
-        return None
+        return add_months(self.infusion_date, months=1)
 
 
 def _weight_shown(measurement: Measurement | None) -> WeightShown | None:
@@ -297,36 +279,14 @@ def from_plan(evaluation: Evaluation, *, on: dt.date) -> Sheet:
     )
 
 
-def _kit_order(record: PatientRecord, plan_key: str) -> Mapping[str, Any] | None:
-    """The plan's ZOLGENSMA kit MedicationRequest, as written."""
-    wanted = f"{plan_key}/medicationrequest/kit"
-    return next(
-        (o for o in record.own("MedicationRequest") if wanted in codes.app_identifier_values(o)),
-        None,
-    )
-
-
-def _requester(order: Mapping[str, Any] | None) -> str:
-    """Who the written order names as its requester ('Practitioner/123'), or ''."""
-    reference = str(((order or {}).get("requester") or {}).get("reference") or "")
-    return codes.relative_reference(reference) or reference
-
-
-def _written_kit(order: Mapping[str, Any] | None) -> KitShown | None:
-    """The kit order as written: its NDC, looked up in Tables 1 and 3, with its dose and rate."""
-    if order is None:
+def _written_kit(written: KitWritten | None) -> KitShown | None:
+    """The kit order as written (fhir.plan_state.written_kit), with its Table 1 and 3 row."""
+    if written is None or written.kit is None:
         return None
-    codings = (order.get("medicationCodeableConcept") or {}).get("coding") or []
-    ndc = next((c.get("code") for c in codings if c.get("system") == codes.NDC), None)
-    kit = next((k for k in label.kits() if k.ndc == ndc), None)
-    if kit is None:
-        return None
-    dosage = (order.get("dosageInstruction") or [{}])[0]
-    rate = (dosage.get("doseAndRate") or [{}])[0]
-    volume = _number((rate.get("doseQuantity") or {}).get("value")) or kit.dose_volume_ml
-    pump = _number((rate.get("rateQuantity") or {}).get("value"))
+    volume = written.dose_volume_ml or written.kit.dose_volume_ml
+    pump = written.pump_rate_ml_per_h
     return KitShown(
-        kit=kit,
+        kit=written.kit,
         dose_volume_ml=volume,
         pump_rate_ml_per_h=pump if pump is not None else volume * 60 / label.INFUSION_MINUTES,
         vector_genomes=volume * label.CONCENTRATION_VG_PER_ML,
@@ -348,7 +308,7 @@ def from_written(
     state: PlanState, record: PatientRecord, *, facts: PatientFacts, policy: Policy
 ) -> Sheet:
     """The documents' view of the app's active plan, as written to the chart."""
-    kit_order = _kit_order(record, state.plan_key)
+    kit_order = written_kit(record, state.plan_key)
     orders = sorted(
         (o for o in state.steroid_orders if o.status not in ("revoked", "cancelled")),
         key=lambda o: (o.start, o.step),
@@ -405,7 +365,7 @@ def from_written(
         steroids=tuple(rows),
         liver_check=liver,
         checks=tuple(checks),
-        prescriber=_requester(kit_order),
+        prescriber=kit_order.requester if kit_order else "",
         decided_on=decision.decided_on if (decision := state.latest_decision) else None,
     )
 

@@ -7,7 +7,14 @@ from decimal import Decimal
 
 import pytest
 
-from smart_app.rules.arith import anniversary, ceil_to, floor_int, round_half_up, weeks_days
+from smart_app.rules.arith import (
+    add_months,
+    anniversary,
+    ceil_to,
+    floor_int,
+    round_half_up,
+    weeks_days,
+)
 
 
 @pytest.mark.parametrize(
@@ -57,3 +64,16 @@ def test_anniversary(birth: dt.date, years: int, expected: dt.date) -> None:
 )
 def test_weeks_days(days: int, expected: str) -> None:
     assert weeks_days(days) == expected
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (dt.date(2026, 1, 31), dt.date(2026, 2, 28)),
+        (dt.date(2026, 12, 15), dt.date(2027, 1, 15)),
+        (dt.date(2028, 1, 30), dt.date(2028, 2, 29)),
+    ],
+)
+def test_one_calendar_month_later(start: dt.date, end: dt.date) -> None:
+    """The month's last day when it has no such day; December into January."""
+    assert add_months(start, months=1) == end
