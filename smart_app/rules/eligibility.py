@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 
 from smart_app.rules import label
 from smart_app.rules.arith import anniversary, round_half_up, weeks_days
@@ -44,6 +45,34 @@ LAB_SECTION: dict[LabTest, str] = {
 
 LIVER_ENTRY_TESTS = (LabTest.ALT, LabTest.AST, LabTest.BILIRUBIN_TOTAL)
 """Section 5.1: ALT, AST or total bilirubin > 2 x ULN were not studied."""
+
+
+class Standing(StrEnum):
+    """How one baseline result stands against its limits."""
+
+    LOW = "low"
+    """Platelets below the institution's low count."""
+    NO_ULN = "no ULN"
+    ABOVE_2X_ULN = "above 2 × ULN"
+    """ALT, AST or total bilirubin above 2 × ULN: not studied (5.1)."""
+    ABOVE_ULN = "above ULN"
+    WITHIN = "within range"
+
+
+def standing(seen: Interpreted, *, policy: Policy) -> Standing:
+    """Where a baseline result stands: low platelets (institution default), above 2 × ULN for
+    the liver entry tests (5.1), above its ULN, within range, or no ULN to judge by."""
+    result = seen.result
+    if result.test is LabTest.PLATELETS and result.value < policy.platelets_low_10e3_per_ul:
+        return Standing.LOW
+    if seen.uln is None:
+        return Standing.NO_ULN
+    if result.test in LIVER_ENTRY_TESTS and seen.exceeds(label.LIVER_ULN_MULTIPLE):
+        return Standing.ABOVE_2X_ULN
+    if seen.exceeds(Decimal(1)):
+        return Standing.ABOVE_ULN
+    return Standing.WITHIN
+
 
 COAGULATION_TESTS = (LabTest.INR, LabTest.PT)
 """Sections 5.1, 8.6: a baseline INR or PT above its ULN suggests preexisting liver impairment."""

@@ -12,7 +12,14 @@ from smart_app.rules import label
 from smart_app.rules.alerts import LOW_TESTS
 from smart_app.rules.arith import weeks_days
 from smart_app.rules.dosing import band_weight_kg, between_bands, kit_for_weight
-from smart_app.rules.eligibility import COAGULATION_TESTS, LAB_SECTION, LIVER_ENTRY_TESTS, current
+from smart_app.rules.eligibility import (
+    COAGULATION_TESTS,
+    LAB_SECTION,
+    LIVER_ENTRY_TESTS,
+    Standing,
+    current,
+    standing,
+)
 from smart_app.rules.labs import Interpreted, interpret
 from smart_app.rules.model import (
     Comparator,
@@ -439,18 +446,12 @@ NO_MULTIPLE = (*LOW_TESTS, LabTest.ALBUMIN)
 
 
 def _flag(seen: Interpreted, policy: Policy) -> str:
-    """How a baseline result stands against its limits, in words."""
-    result = seen.result
-    if result.test is LabTest.PLATELETS and result.value < policy.platelets_low_10e3_per_ul:
+    """How a baseline result stands against its limits (eligibility.standing), in words."""
+    found = standing(seen, policy=policy)
+    if found is Standing.LOW:
         low = words.quantity(policy.platelets_low_10e3_per_ul, "10*3/uL")
         return f"below {low} (institution default)"
-    if seen.uln is None:
-        return "no ULN"
-    if result.test in LIVER_ENTRY_TESTS and seen.exceeds(label.LIVER_ULN_MULTIPLE):
-        return "above 2 × ULN"
-    if seen.exceeds(Decimal(1)):
-        return "above ULN"
-    return "within range"
+    return found.value
 
 
 def _lab_row(

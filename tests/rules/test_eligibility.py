@@ -9,6 +9,8 @@ from decimal import Decimal
 import pytest
 
 from smart_app.errors import InputError
+from smart_app.rules.eligibility import Standing, standing
+from smart_app.rules.labs import interpret
 from smart_app.rules.model import (
     CANONICAL_UNIT,
     Comparator,
@@ -629,3 +631,23 @@ def test_a_limit_from_the_policy_is_named_as_an_institution_default(
     finding = _finding(plan, code)
     assert f"institution default{cited}" in finding.message
     assert "_days" not in finding.message and " = " not in finding.message  # no field names
+
+
+@pytest.mark.parametrize(
+    ("test", "value", "uln", "expected"),
+    [
+        (LabTest.PLATELETS, "149", "450", Standing.LOW),
+        (LabTest.PLATELETS, "150", "450", Standing.WITHIN),
+        (LabTest.ALT, "90.1", "45", Standing.ABOVE_2X_ULN),
+        (LabTest.ALT, "90", "45", Standing.ABOVE_ULN),
+        (LabTest.INR, "1.4", "1.3", Standing.ABOVE_ULN),
+        (LabTest.INR, "2.7", "1.3", Standing.ABOVE_ULN),  # 2 × ULN is for ALT, AST, bilirubin
+        (LabTest.ALT, "45", "45", Standing.WITHIN),
+    ],
+)
+def test_a_baseline_result_stands_against_its_limits(
+    test: LabTest, value: str, uln: str, expected: Standing
+) -> None:
+    """Low platelets by the institution default; above 2 × ULN only for the liver entry tests."""
+    seen = interpret(_lab(test, value, uln=Decimal(uln)), birth_date=dt.date(2026, 6, 10))
+    assert standing(seen, policy=DEFAULT_POLICY) is expected
