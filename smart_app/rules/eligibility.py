@@ -321,6 +321,18 @@ def check_prior_gene_therapy(ctx: Context) -> list[Finding]:
     ]
 
 
+def term_age_date(birth: dt.date, gestational_age_days: int, *, policy: Policy) -> dt.date:
+    """The day a preterm infant reaches full-term postmenstrual age (8.4; institution default
+    term)."""
+    return birth + dt.timedelta(days=policy.term_gestational_age_days - gestational_age_days)
+
+
+def fever_clears_on(taken: dt.date, *, policy: Policy) -> dt.date:
+    """The first evaluation day whose fever look-back no longer reaches a temperature taken on
+    `taken` (institution default look-back)."""
+    return taken + dt.timedelta(days=policy.fever_lookback_days + 1)
+
+
 def check_prematurity(ctx: Context) -> list[Finding]:
     """Section 8.4: delay infusion until full-term gestational age is reached."""
     birth = ctx.facts.birth_date
@@ -349,7 +361,7 @@ def check_prematurity(ctx: Context) -> list[Finding]:
     pma = ga_days + age_days
     if pma >= term:
         return []
-    term_date = birth + dt.timedelta(days=term - ga_days)
+    term_date = term_age_date(birth, ga_days, policy=ctx.policy)
     return [
         Finding(
             FindingCode.PRETERM_BEFORE_TERM_AGE,

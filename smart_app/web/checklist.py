@@ -18,7 +18,9 @@ from smart_app.rules.eligibility import (
     LIVER_ENTRY_TESTS,
     Standing,
     current,
+    fever_clears_on,
     standing,
+    term_age_date,
 )
 from smart_app.rules.labs import Interpreted, interpret
 from smart_app.rules.model import (
@@ -600,7 +602,7 @@ def unblock(
         ga = current(facts.gestational_age_days, on=plan.evaluated_on)
         if ga is not None:
             term = policy.term_gestational_age_days
-            on = plan.birth_date + dt.timedelta(days=term - int(ga.value))
+            on = term_age_date(plan.birth_date, int(ga.value), policy=policy)
             if plan.infusion_date < on <= latest:
                 again = build_plan(facts, on=plan.evaluated_on, infusion_date=on, policy=policy)
                 found = Unblock(
@@ -618,7 +620,7 @@ def unblock(
         if e.date is not None and e.reference.startswith("Observation/")
     ]
     if fevers:
-        after = max(fevers) + dt.timedelta(days=policy.fever_lookback_days + 1)
+        after = fever_clears_on(max(fevers), policy=policy)
         return Unblock(
             advice=found.advice,
             blocking=found.blocking,
