@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from smart_app.errors import ConfigError, PolicyError
-from smart_app.fhir.written import OrderMode, Strategy
+from smart_app.options import OrderMode, Strategy
 from smart_app.rules.model import LabTest
 from smart_app.rules.policy import DEFAULT_POLICY, Policy
 
@@ -99,6 +99,22 @@ class Registration:
 
 
 @dataclass(frozen=True)
+class CdsClient:
+    """An EHR allowed to call the app's CDS Hooks services: its JWT issuer and signing keys."""
+
+    iss: str
+    """The `iss` of the client's JWTs (CDS Hooks 2.0: the client's own URL)."""
+    name: str
+    jwks_url: str = ""
+    """Where its public JWK Set is served (a `jku` in the JWT header must equal it)."""
+    jwks: Mapping[str, Any] | None = None
+    """Or its JWK Set itself (from a file)."""
+    fhir_servers: tuple[str, ...] = ()
+    """The FHIR bases its requests may name as fhirServer: the service sends fhirAuthorization
+    tokens only there."""
+
+
+@dataclass(frozen=True)
 class WebSettings:
     """Everything the web app needs that is not a clinical rule."""
 
@@ -111,6 +127,8 @@ class WebSettings:
     order_mode: OrderMode = OrderMode.PROPOSAL
     launch_page: Path | None = None
     session_redis_url: str = field(default="", repr=False)
+    cds_clients: Mapping[str, CdsClient] = field(default_factory=dict)
+    """EHRs allowed to call the CDS Hooks services, by JWT issuer ([[cds_client]] tables)."""
 
     @property
     def secure_cookies(self) -> bool:
@@ -210,16 +228,21 @@ def _private_jwk(path_text: str, *, where: str) -> dict[str, Any]:
     return data
 
 
-def load_registrations(
-    path: Path, *, env: Mapping[str, str] | None = None
-) -> dict[str, Registration]:
-    """Read the TOML file of allowed EHRs: `[[server]]` tables keyed by their `iss`."""
+def _registrations_toml(path: Path) -> dict[str, Any]:
+    """The registrations file, parsed (ConfigError when it cannot be read or is not TOML)."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"registrations: cannot read {path}: {exc.strerror}") from exc
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"registrations: {path} is not valid TOML: {exc}") from exc
+
+
+def load_registrations(
+    path: Path, *, env: Mapping[str, str] | None = None
+) -> dict[str, Registration]:
+    """Read the TOML file of allowed EHRs: `[[server]]` tables keyed by their `iss`."""
+    data = _registrations_toml(path)
     return registrations_from(data, where=str(path), env=os.environ if env is None else env)
 
 
@@ -227,10 +250,10 @@ def registrations_from(
     data: Mapping[str, Any], *, where: str = "registrations", env: Mapping[str, str] | None = None
 ) -> dict[str, Registration]:
     """Registrations from already-parsed data (`{"server": [...]}`)."""
-    unknown = sorted(set(data) - {"server"})
+    unknown = sorted(set(data) - {"server", "cds_client"})
     servers = data.get("server", [])
     if unknown or not isinstance(servers, list):
-        raise ConfigError(f"{where}: expected only [[server]] tables")
+        raise ConfigError(f"{where}: expected only [[server]] tables (and [[cds_client]] tables)")
     found: dict[str, Registration] = {}
     for index, raw in enumerate(servers):
         if not isinstance(raw, dict):
@@ -240,6 +263,78 @@ def registrations_from(
             raise ConfigError(f"{where}: {registration.iss} is registered twice")
         found[registration.iss] = registration
     return found
+
+
+_CDS_CLIENT_KEYS = {"iss", "name", "jwks_url", "jwks_file", "fhir_servers"}
+
+
+def load_cds_clients(path: Path) -> dict[str, CdsClient]:
+    """Read the `[[cds_client]]` tables of the registrations file, keyed by their `iss`."""
+    return cds_clients_from(_registrations_toml(path), where=str(path), folder=path.parent)
+
+
+def cds_clients_from(
+    data: Mapping[str, Any], *, where: str = "registrations", folder: Path = Path()
+) -> dict[str, CdsClient]:
+    """CDS clients from already-parsed data (`{"cds_client": [...]}`); jwks_file is relative to
+    `folder` (the TOML file's)."""
+    tables = data.get("cds_client", [])
+    if not isinstance(tables, list):
+        raise ConfigError(f"{where}: cds_client must be [[cds_client]] tables")
+    found: dict[str, CdsClient] = {}
+    for index, raw in enumerate(tables):
+        here = f"{where}: cds_client[{index}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{here} is not a table")
+        client = _cds_client(raw, where=here, folder=folder)
+        if client.iss in found:
+            raise ConfigError(f"{where}: CDS client {client.iss} is registered twice")
+        found[client.iss] = client
+    return found
+
+
+def _cds_client(raw: Mapping[str, Any], *, where: str, folder: Path) -> CdsClient:
+    """One [[cds_client]] table, checked: an iss, exactly one of jwks_url / jwks_file."""
+    unknown = sorted(set(raw) - _CDS_CLIENT_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    for key in ("iss", "name", "jwks_url", "jwks_file"):
+        if not isinstance(raw.get(key, ""), str):
+            raise ConfigError(f"{where}: {key} must be a string")
+    iss = raw.get("iss", "")
+    if not iss or iss != iss.strip():
+        raise ConfigError(f"{where}: iss (the issuer of the client's JWTs) is required")
+    jwks_url, jwks_file = raw.get("jwks_url", ""), raw.get("jwks_file", "")
+    if bool(jwks_url) == bool(jwks_file):
+        raise ConfigError(f"{where}: set exactly one of jwks_url and jwks_file")
+    if jwks_url:
+        _base_url(jwks_url, what=f"{where}: jwks_url")
+    servers = raw.get("fhir_servers", [])
+    if not isinstance(servers, list) or not all(isinstance(s, str) for s in servers):
+        raise ConfigError(f"{where}: fhir_servers must be a list of FHIR base URLs")
+    return CdsClient(
+        iss=iss,
+        name=raw.get("name") or iss,
+        jwks_url=jwks_url,
+        jwks=_public_jwks(folder / jwks_file, where=where) if jwks_file else None,
+        fhir_servers=tuple(_base_url(s, what=f"{where}: fhir_servers") for s in servers),
+    )
+
+
+def _public_jwks(path: Path, *, where: str) -> dict[str, Any]:
+    """A CDS client's public JWK Set (JSON `{"keys": [...]}`) from a file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{where}: cannot read the JWK Set in {path}") from exc
+    keys = data.get("keys") if isinstance(data, dict) else None
+    if not keys or not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
+        raise ConfigError(f"{where}: {path} is not a JWK Set (a JSON object with keys)")
+    if any("kty" not in key or "kid" not in key for key in keys):
+        raise ConfigError(f"{where}: every key in {path} needs a kty and a kid")
+    if any("d" in key for key in keys):
+        raise ConfigError(f"{where}: {path} holds a private key; register the public JWK Set")
+    return data
 
 
 def web_settings(env: Mapping[str, str], **overrides: Any) -> WebSettings:
@@ -255,6 +350,8 @@ def web_settings(env: Mapping[str, str], **overrides: Any) -> WebSettings:
     if "registrations" not in overrides:
         path = env.get("SMART_APP_REGISTRATIONS")
         values["registrations"] = load_registrations(Path(path), env=env) if path else {}
+        if "cds_clients" not in overrides:  # the same file's [[cds_client]] tables
+            values["cds_clients"] = load_cds_clients(Path(path)) if path else {}
     if "policy" not in overrides and env.get("SMART_APP_POLICY"):
         values["policy"] = load_policy(Path(env["SMART_APP_POLICY"]))
     values.update(overrides)

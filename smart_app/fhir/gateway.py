@@ -39,6 +39,7 @@ from smart_app.fhir.read import (
     titer_date,
     without_version,
 )
+from smart_app.fhir.redaction import redact
 from smart_app.rules.policy import DEFAULT_POLICY, Policy
 
 FHIR_JSON = "application/fhir+json"
@@ -52,6 +53,8 @@ OPTIONAL_SEARCHES = ("code:text=", "date:missing=", "category=laboratory")
 titer by text, results recorded without a date, the laboratory results read for the titer)."""
 MEDICATION_ID = re.compile(r"Medication/[A-Za-z0-9\-.]{1,64}")
 """A relative reference to a Medication this server can be asked for."""
+RESOURCE_ID = re.compile(r"([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})")
+"""A relative reference ('Practitioner/123') that `FhirGateway.read` reads."""
 
 Resource = dict[str, Any]
 
@@ -257,6 +260,18 @@ def patient_searches(
     ]
 
 
+def titer_fallback_search(
+    patient_id: str, *, page_size: int = 100, floor: dt.date | None = None
+) -> str:
+    """The patient's laboratory Observations (since `floor`), read when the titer could not be
+    found by code or text."""
+    pid = quote(patient_id, safe="")
+    return (
+        f"Observation?patient={pid}&category=laboratory{_since(floor)}"
+        f"&_sort=-date&_count={page_size}"
+    )
+
+
 def _outcome_text(body: Any) -> str:
     """The human text of an OperationOutcome, or ''."""
     if not isinstance(body, Mapping) or body.get("resourceType") != "OperationOutcome":
@@ -273,10 +288,9 @@ def _outcome_text(body: Any) -> str:
 
 
 def http_error(status: int, what: str, body: Any, *, secret: str | None = None) -> FhirError:
-    """The typed error for an HTTP status, carrying the OperationOutcome text (token redacted)."""
-    outcome = _outcome_text(body)
-    if secret:
-        outcome = outcome.replace(secret, "[redacted]")
+    """The typed error for an HTTP status, carrying the OperationOutcome text (the token, any
+    part of it and anything bearer-looking redacted)."""
+    outcome = redact(_outcome_text(body), secret=secret)
     kind, text = STATUS_ERRORS.get(status, (FhirError, f"HTTP {status}"))
     if status >= 500:
         kind, text = FhirServerError, f"server error ({status})"
@@ -345,7 +359,10 @@ class FhirGateway:
         limits: Limits | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        capabilities: Resource | None = None,
     ) -> None:
+        """`capabilities`: the server's CapabilityStatement when the caller already holds it (a
+        cache's): capabilities() then sends nothing."""
         try:
             parts = urlsplit(base_url)
             _ = parts.port
@@ -362,9 +379,14 @@ class FhirGateway:
         self._session = session or requests.Session()
         self._headers = {"Accept": FHIR_JSON, "Content-Type": FHIR_JSON}
         self._token = bearer_token
-        self._capabilities: Resource | None = None
+        self._capabilities: Resource | None = capabilities or None
         if bearer_token:
             self._headers["Authorization"] = f"Bearer {bearer_token}"
+
+    def redact(self, text: str) -> str:
+        """Server text without this gateway's token (in any case, or in part) or anything
+        bearer-looking: for messages that quote the server."""
+        return redact(text, secret=self._token)
 
     # HTTP ------------------------------------------------------------------------------------
 
@@ -459,13 +481,16 @@ class FhirGateway:
         on: dt.date | None = None,
         policy: Policy = DEFAULT_POLICY,
         titer_codes: frozenset[tuple[str, str]] = codes.DEFAULT_TITER_CODES,
+        prefetched: Mapping[str, Any] | None = None,
     ) -> PatientRecord:
         """Everything for one patient: one batch request, the `next` pages of its searches side
         by side, and one more batch only when the first left something open (Medications its
         medication uses name but it did not return; a titer it could not find by text).
 
         With `on` (the reading date) the weight, lab and temperature searches stop at the
-        policy's date floors; without it they read back without a floor.
+        policy's date floors; without it they read back without a floor. `prefetched` maps a
+        relative search URL to the answer a CDS client already supplied for it: those are taken
+        as given and only the rest are sent (no batch when every one is there).
         """
         if not codes.FHIR_ID.fullmatch(patient_id):
             raise InputError(f"patient id {patient_id!r} is not a FHIR id")
@@ -474,7 +499,8 @@ class FhirGateway:
         searches = patient_searches(
             patient_id, titer_codes=titer_codes, page_size=self.limits.page_size, floors=floors
         )
-        answers = self._batch(searches, tolerate=_optional)
+        given = prefetched or {}
+        answers = self._answers(searches, given, tolerate=_optional)
         patient = answers[0]
         if not isinstance(patient, Mapping) or patient.get("resourceType") != "Patient":
             raise FhirProtocolError(f"Patient/{patient_id}: the answer is not a Patient")
@@ -485,9 +511,49 @@ class FhirGateway:
         record.resources.append(dict(patient))
         seen = {("Patient", str(patient.get("id")))}
         self._keep(record, seen, self._searches(searches[1:], answers[1:], record))
-        self._look_again(record, seen, titer_codes=titer_codes, floors=floors)
+        self._look_again(record, seen, titer_codes=titer_codes, floors=floors, prefetched=given)
         record.requests = self.requests_sent - before
         return record
+
+    def read(self, relative: str) -> Resource:
+        """One resource by its relative reference ('Practitioner/123'): one GET (429/503
+        retried); the answer must be a resource of that type, else FhirProtocolError."""
+        match = RESOURCE_ID.fullmatch(relative)
+        if match is None:
+            raise InputError(f"{relative[:80]!r} is not a relative reference (Type/id)")
+        kind = match.group(1)
+        answer = self._exchange("GET", relative, what=f"read {kind}", retry=True)
+        if not isinstance(answer, Mapping) or answer.get("resourceType") != kind:
+            raise FhirProtocolError(f"read {kind}: the answer is not a {kind}")
+        return dict(answer)
+
+    def _answers(
+        self,
+        searches: list[str],
+        prefetched: Mapping[str, Any],
+        *,
+        tolerate: Callable[[str, FhirError], bool],
+    ) -> list[Any]:
+        """Answers to the searches, in order: the prefetched ones as given, the rest in one
+        batch (none sent when every search was prefetched)."""
+        given = {url: self._prefetched(url, prefetched.get(url), tolerate) for url in searches}
+        missing = [url for url in searches if given[url] is None]
+        sent = iter(self._batch(missing, tolerate=tolerate) if missing else [])
+        return [given[url] if given[url] is not None else next(sent) for url in searches]
+
+    def _prefetched(
+        self, url: str, answer: Any, tolerate: Callable[[str, FhirError], bool]
+    ) -> Any | None:
+        """A prefetched answer as the batch would give it; None to read it from the server
+        (nothing prefetched, or an OperationOutcome for a search the read cannot do without).
+        An OperationOutcome for a search it can do without is that search's refusal."""
+        if not isinstance(answer, Mapping):
+            return None
+        if answer.get("resourceType") != "OperationOutcome":
+            return answer
+        path, query, _ = url.partition("?")
+        error = http_error(400, f"search {path}" if query else path, answer, secret=self._token)
+        return error if tolerate(url, error) else None
 
     def _keep(
         self, record: PatientRecord, seen: set[tuple[str, str]], found: Iterable[Resource]
@@ -539,18 +605,20 @@ class FhirGateway:
         *,
         titer_codes: frozenset[tuple[str, str]],
         floors: Floors,
+        prefetched: Mapping[str, Any],
     ) -> None:
         """One more batch, only when needed: the Medications the medication uses name that were
         not returned with them (a server that ignores _include, or one that lives elsewhere), and
         the patient's laboratory Observations within the titer look-back when the server refused
-        the titer by text or no current titer was found (a text-only titer still counts)."""
+        the titer by text or no current titer was found (a text-only titer still counts). What
+        a CDS client prefetched is taken as given."""
         wanted = self._missing_medications(record)
         lookups = sorted(set(wanted.values()))
         fallback = self._titer_fallback(record, titer_codes=titer_codes, floors=floors)
         searches = lookups + ([fallback] if fallback else [])
         if not searches:
             return
-        answers = self._batch(searches, tolerate=_lookup_or_optional)
+        answers = self._answers(searches, prefetched, tolerate=_lookup_or_optional)
         read: dict[str, Any] = dict(zip(lookups, answers, strict=False))
         for url in lookups:
             answer = read[url]
@@ -601,10 +669,8 @@ class FhirGateway:
         current = any(d is not None and (floors.titer is None or d >= floors.titer) for d in dates)
         if current and not refused:
             return None
-        pid = quote(record.patient_id, safe="")
-        return (
-            f"Observation?patient={pid}&category=laboratory{_since(floors.titer)}"
-            f"&_sort=-date&_count={self.limits.page_size}"
+        return titer_fallback_search(
+            record.patient_id, page_size=self.limits.page_size, floor=floors.titer
         )
 
     def _batch(
@@ -799,13 +865,47 @@ class FhirGateway:
             raise FhirAnswerLost(
                 f"{what}: server error ({status}); it may have applied the write",
                 status=status,
-                outcome=outcome.replace(self._token, "[redacted]") if self._token else outcome,
+                outcome=self.redact(outcome),
             )
         if status >= 400:
             raise http_error(status, what, parsed, secret=self._token)
         if content and (parsed is None or has_lone_surrogate(parsed)):
             raise FhirAnswerLost(f"{what}: the answer is not FHIR JSON")
         return status, response.headers.get("Location", ""), parsed
+
+
+class FhirNoServer(FhirError):
+    """A read that needs a FHIR server where there is none (a CDS request without fhirServer
+    whose prefetch does not cover it)."""
+
+
+NO_SERVER_BASE = "https://no-fhir-server.invalid"
+"""The base of a gateway without a server (.invalid never resolves)."""
+
+
+class NoServerGateway(FhirGateway):
+    """A gateway with no FHIR server behind it: reads only what was prefetched; every HTTP
+    exchange raises FhirNoServer before anything is sent."""
+
+    def __init__(self, base_url: str = NO_SERVER_BASE) -> None:
+        """A gateway on a base that is never contacted."""
+        super().__init__(base_url)
+
+    def _send(self, method: str, url: str, body: Any | None, *, what: str) -> requests.Response:
+        """Never sends: there is no server."""
+        raise FhirNoServer(f"{what}: no FHIR server to read from and not prefetched")
+
+    def _write(
+        self,
+        method: str,
+        relative: str,
+        body: Any,
+        *,
+        what: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, str, Any]:
+        """Never writes: there is no server."""
+        raise FhirNoServer(f"{what}: no FHIR server to write to")
 
 
 @dataclass(frozen=True)

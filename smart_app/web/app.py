@@ -14,6 +14,7 @@ from flask_session import Session
 from jinja2 import ChoiceLoader, FileSystemLoader
 from werkzeug.exceptions import HTTPException
 
+from smart_app.cds import routes as cds_routes
 from smart_app.config import WebSettings, web_settings
 from smart_app.errors import (
     ConfigError,
@@ -24,7 +25,16 @@ from smart_app.errors import (
     SmartAppError,
 )
 from smart_app.rules.dosing import sci
-from smart_app.web import context, documents, followup, launch, plan, security, words
+from smart_app.web import (
+    context,
+    documents,
+    followup,
+    launch,
+    plan,
+    request_context,
+    security,
+    words,
+)
 from smart_app.web.state import EXTENSION, WebState
 
 LAUNCH_PAGE_DIR = Path(__file__).resolve().parents[2]
@@ -58,6 +68,7 @@ def build_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions[EXTENSION] = state
     Session(app)
     security.install(app, settings)
+    request_context.install(app)
     app.jinja_env.globals["csrf_token"] = context.csrf_token
     app.jinja_env.filters["sci"] = sci
     app.jinja_env.filters.update(words.FILTERS)
@@ -65,6 +76,7 @@ def build_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(plan.bp)
     app.register_blueprint(followup.bp)
     app.register_blueprint(documents.bp)
+    cds_routes.init_app(app, settings)
     _errors(app)
     logging.getLogger("authlib").setLevel(logging.WARNING)
     return app
