@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 
 from smart_app.errors import WriteBlocked
 from smart_app.fhir import codes
+from smart_app.fhir.document_write import Filing, document_bundle
 from smart_app.fhir.followup_write import (
     Confirmed,
     alert_bundle,
@@ -23,6 +24,7 @@ from smart_app.rules.followup import FollowUp, follow_up
 from smart_app.rules.model import AlertCode, FindingCode, PatientFacts, Plan, PlanState
 from smart_app.rules.plan import build_plan
 from smart_app.rules.policy import DEFAULT_POLICY, Policy
+from smart_app.rules.prior_auth import Packet, prior_auth_packet
 
 FOLLOW_UP_READ_FINDINGS = frozenset({FindingCode.SEARCHES_EMPTY, FindingCode.SEARCH_TRUNCATED})
 """What the read could not settle that matters after infusion too (a prior dose does not)."""
@@ -67,9 +69,13 @@ def evaluate_record(
     return Evaluation(record=record, facts=facts, plan=plan)
 
 
-def transaction(evaluation: Evaluation, confirmation: Confirmation) -> dict[str, object]:
-    """The transaction Bundle that would be sent (for a dry run)."""
-    return build_transaction(evaluation.plan, evaluation.facts, evaluation.record, confirmation)
+def transaction(
+    evaluation: Evaluation, confirmation: Confirmation, *, validate: bool = True
+) -> dict[str, object]:
+    """The transaction Bundle that would be sent (for a dry run; unvalidated for a preview)."""
+    return build_transaction(
+        evaluation.plan, evaluation.facts, evaluation.record, confirmation, validate=validate
+    )
 
 
 def write(
@@ -81,6 +87,23 @@ def write(
 ) -> list[Written]:
     """Write the plan: composed as one transaction, sent by the server's strategy."""
     bundle = build_transaction(evaluation.plan, evaluation.facts, evaluation.record, confirmation)
+    return send(gateway, bundle, strategy=strategy)
+
+
+def packet(evaluation: Evaluation, *, policy: Policy = DEFAULT_POLICY) -> Packet:
+    """The prior-authorization packet's criteria and billing facts for an evaluated plan."""
+    return prior_auth_packet(evaluation.facts, evaluation.plan, policy=policy)
+
+
+def file_document(
+    gateway: FhirGateway,
+    record: PatientRecord,
+    filing: Filing,
+    *,
+    strategy: Strategy = Strategy.AUTO,
+) -> list[Written]:
+    """File a PDF to the chart: a DocumentReference created once per PDF, with Provenance."""
+    bundle = document_bundle(filing, patient_id=record.patient_id, record=record)
     return send(gateway, bundle, strategy=strategy)
 
 

@@ -131,6 +131,31 @@ ADVANCED_SMA_TEXT: tuple[str, ...] = (
 ZOLGENSMA_NDC_LABELER = label.NDC_LABELER
 ZOLGENSMA_TEXT: tuple[str, ...] = ("onasemnogene", "zolgensma")
 
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+ZOLGENSMA_RXNORM: frozenset[str] = frozenset()
+"""RxNorm concepts of ZOLGENSMA: none listed, as no RxCUI could be checked against RxNorm here
+(a site adds its own); orders are recognised by NDC (labeler 71894) and by name."""
+CORTICOSTEROID_RXNORM: frozenset[str] = frozenset(
+    {
+        "8638",  # prednisolone (ingredient)
+        "8640",  # prednisone (ingredient), an equivalent oral corticosteroid (section 2.1)
+    }
+)
+"""RxNorm ingredients of a prophylactic corticosteroid order; products are recognised by name."""
+CORTICOSTEROID_TEXT: tuple[str, ...] = ("predniso",)
+"""Prednisolone, prednisone and methylprednisolone by name (lower case)."""
+
+SMN_THERAPY_TEXT: dict[str, str] = {
+    "nusinersen": "nusinersen (SPINRAZA)",
+    "spinraza": "nusinersen (SPINRAZA)",
+    "risdiplam": "risdiplam (EVRYSDI)",
+    "evrysdi": "risdiplam (EVRYSDI)",
+}
+"""SMN-targeted therapies, matched in the medication's text and coding displays (lower case) ->
+the name the prior-authorization packet shows. No RxNorm or NDC codes are listed: none could be
+checked against a source document here, and a wrong code would name a therapy the patient does
+not take. An RxNorm or NDC coding with its display still matches by that display."""
+
 
 def app_identifier_values(resource: Mapping[str, Any]) -> list[str]:
     """Values of a resource's identifiers in the app's system or below it (the app wrote it).

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
@@ -58,12 +58,18 @@ JSON_INT_DIGITS = 4000
 """Longer integers are kept as Decimal: Python refuses to convert ~4,300 digits to int."""
 SURROGATE = re.compile("[\ud800-\udfff]")
 """An unpaired UTF-16 surrogate, which no UTF-8 output can carry."""
+ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+"""A JSON escape naming a UTF-16 surrogate (paired or not)."""
 TITER_PATTERN = re.compile(r"(<=|>=|≤|≥|<|>)?\s*1\s*:\s*(\d+(?:\.\d+)?)")
 TITER_SYMBOLS = {"≤": "<=", "≥": ">="}
 MEDICATION_USES = frozenset(
     {"MedicationAdministration", "MedicationStatement", "MedicationRequest"}
 )
 """Resources that name a medication given, taken or ordered (a prior ZOLGENSMA dose, section 1)."""
+FHIR_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(T.+)?$")
+"""A full FHIR date, dateTime or instant (a partial date is not one)."""
+CODING_STRINGS = ("system", "code", "display")
+"""The elements of a Coding the reader uses, each a string when present."""
 HISTORY = re.compile(r"/_history/[^/]*$")
 """A version suffix on a reference: Medication/m1/_history/2 is Medication/m1."""
 NEWEST_FIRST = "_sort=-date"
@@ -88,6 +94,20 @@ READING_CODES: dict[Reading, frozenset[Coding]] = {
     Reading.SMN1: codes.SMN1_COPIES,
     Reading.SMN2: codes.SMN2_COPIES,
 }
+
+
+def _kinds_by_coding() -> dict[Coding, tuple[int, Reading | LabTest]]:
+    """(rank, kind) of each coding the reader knows, ranked as READING_CODES then codes.LABS
+    list them: an Observation with codes of two kinds is read as the first."""
+    table: dict[Coding, tuple[int, Reading | LabTest]] = {}
+    for rank, (kind, wanted) in enumerate([*READING_CODES.items(), *codes.LABS.items()]):
+        for pair in wanted:
+            table.setdefault(pair, (rank, kind))
+    return table
+
+
+KIND_BY_CODING = _kinds_by_coding()
+"""One dictionary look-up per coding instead of a set intersection per kind."""
 PRENATAL_OK = frozenset({Reading.GESTATION, Reading.SMN1, Reading.SMN2})
 """Results that may predate birth: gestation, and prenatal genetic testing."""
 MUST_BE_POSITIVE = frozenset({Reading.WEIGHT, Reading.GESTATION})
@@ -130,9 +150,23 @@ def parse_bundle_json(text: str) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
         found = data.get("resourceType") if isinstance(data, dict) else type(data).__name__
         raise BundleError(f"not a FHIR Bundle (resourceType is {_quoted(found)})")
-    if has_lone_surrogate(data):
+    if _may_name_surrogate(text) and has_lone_surrogate(data):
         raise BundleError("not Unicode text: a \\u escape names half a surrogate pair")
     return data
+
+
+def _may_name_surrogate(text: str) -> bool:
+    """False when no string decoded from `text` can hold a surrogate: no \\uD800-\\uDFFF
+    escape and no surrogate code point in the text itself (checked in C, before walking)."""
+    if "\\u" in text and ESCAPED_SURROGATE.search(text):
+        return True
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def has_lone_surrogate(data: Any) -> bool:
@@ -197,7 +231,7 @@ def _opt_str(node: Mapping[str, Any], key: str, path: str = "") -> str | None:
 def _opt_obj(node: Mapping[str, Any], key: str, path: str = "") -> Mapping[str, Any] | None:
     """node[key]: a JSON object, None when absent; anything else is Malformed."""
     raw = node.get(key)
-    if raw is None or isinstance(raw, Mapping):
+    if raw is None or type(raw) is dict or isinstance(raw, Mapping):
         return raw
     raise Malformed(f"{path or key} is not an object")
 
@@ -210,7 +244,7 @@ def _objects(node: Mapping[str, Any], key: str, path: str = "") -> list[Mapping[
     if not isinstance(raw, list):
         raise Malformed(f"{path or key} is not a list")
     for i, item in enumerate(raw):
-        if not isinstance(item, Mapping):
+        if type(item) is not dict and not isinstance(item, Mapping):
             raise Malformed(f"{path or key}[{i}] is not an object")
     return raw
 
@@ -228,7 +262,7 @@ def _dec(raw: Any) -> Decimal | None:
 
 def _date(raw: Any) -> dt.date | None:
     """The calendar date of a FHIR date/dateTime/instant as recorded; None if partial or invalid."""
-    if not isinstance(raw, str) or not re.match(r"^\d{4}-\d{2}-\d{2}(T.+)?$", raw):
+    if not isinstance(raw, str) or not FHIR_DATE.match(raw):
         return None
     try:
         if "T" in raw:
@@ -241,7 +275,7 @@ def _date(raw: Any) -> dt.date | None:
 def _concept(node: Mapping[str, Any], key: str, path: str = "") -> Mapping[str, Any] | None:
     """node[key] as a CodeableConcept: an object or absent; anything else is Malformed."""
     raw = node.get(key)
-    if raw is None or isinstance(raw, Mapping):
+    if raw is None or type(raw) is dict or isinstance(raw, Mapping):
         return raw
     raise Malformed(f"{path or key} is not a CodeableConcept")
 
@@ -254,8 +288,10 @@ def _codings(concept: Mapping[str, Any] | None, path: str = "code") -> list[Mapp
         raise Malformed(f"{path} is not a CodeableConcept")
     found = _objects(concept, "coding", f"{path}.coding")
     for i, coding in enumerate(found):
-        for key in ("system", "code", "display"):
-            _opt_str(coding, key, f"{path}.coding[{i}].{key}")
+        for key in CODING_STRINGS:
+            raw = coding.get(key)
+            if raw is not None and not isinstance(raw, str):
+                raise Malformed(f"{path}.coding[{i}].{key} is not a string")
     return found
 
 
@@ -359,13 +395,14 @@ class _Collected:
     liver: list[Evidence] = field(default_factory=list)
     advanced: list[Evidence] = field(default_factory=list)
     prior: list[Evidence] = field(default_factory=list)
+    smn: list[Evidence] = field(default_factory=list)
     unresolved: list[Evidence] = field(default_factory=list)
     """Medication uses whose medicationReference could not be followed (value: the reference)."""
     unreadable: list[Unreadable] = field(default_factory=list)
 
     def sizes(self) -> dict[str, int]:
         """How long every list is now, to undo what one resource added."""
-        return {f.name: len(getattr(self, f.name)) for f in fields(self)}
+        return {name: len(found) for name, found in vars(self).items()}
 
     def undo(self, sizes: Mapping[str, int]) -> None:
         """Drop what was added since `sizes` was taken."""
@@ -392,6 +429,15 @@ class _Reader:
         self.titer_codes = titer_codes
         self.medications = medications
         self.got = _Collected()
+        self.handlers: dict[str, Callable[[Resource, str], None]] = {
+            "Observation": self.observation,
+            "Condition": self.condition,
+            "Procedure": self.procedure,
+            "Device": self.device,
+            "MedicationAdministration": self.medication_use,
+            "MedicationStatement": self.medication_use,
+            "MedicationRequest": self.medication_use,
+        }
 
     def unreadable(self, what: str, reason: str, evidence: Evidence) -> None:
         """Record a relevant resource that cannot be used."""
@@ -423,16 +469,7 @@ class _Reader:
         """Dispatch one resource by type; an ill-typed element makes the resource unreadable."""
         ref = _reference(resource, full_url)
         kind = _str(resource.get("resourceType")) or ""
-        handlers: dict[str, Callable[[Resource, str], None]] = {
-            "Observation": self.observation,
-            "Condition": self.condition,
-            "Procedure": self.procedure,
-            "Device": self.device,
-            "MedicationAdministration": self.medication_use,
-            "MedicationStatement": self.medication_use,
-            "MedicationRequest": self.medication_use,
-        }
-        handler = handlers.get(kind)
+        handler = self.handlers.get(kind)
         if handler is None or not self.about_patient(resource, ref):
             return
         sizes = self.got.sizes()
@@ -594,7 +631,7 @@ class _Reader:
             return
         evidence = Evidence(ref, shown, date=_date(onset), display=shown)
         if pairs & codes.SMA:
-            self.got.sma.append(evidence)
+            self.got.sma.append(replace(evidence, codings=_coded(concept)))
         active = clinical in CONDITION_ACTIVE or (clinical is None and not _abated(cond))
         if not active:
             return
@@ -632,7 +669,8 @@ class _Reader:
             self.got.advanced.append(Evidence(ref, text, display=text))
 
     def medication_use(self, med: Resource, ref: str) -> None:
-        """A ZOLGENSMA administration, statement or order already on record."""
+        """A ZOLGENSMA administration, statement or order already on record; an SMN-targeted
+        therapy (nusinersen, risdiplam) given, taken or ordered."""
         kind = str(med["resourceType"])
         allowed = {
             "MedicationAdministration": ADMINISTRATION_GIVEN,
@@ -647,7 +685,8 @@ class _Reader:
             return
         concept, missing = self._medication(med)
         named = _names_zolgensma(concept)
-        if not named and missing is None:
+        therapy = _smn_therapy(concept)
+        if not named and not therapy and missing is None:
             return
         period = _opt_obj(med, "effectivePeriod") or {}
         when = _date(
@@ -656,10 +695,13 @@ class _Reader:
             or _opt_str(period, "start", "effectivePeriod.start")
         )
         shown = _text(concept, "medication")
-        if not named:
-            self.got.unresolved.append(Evidence(ref, missing or "", date=when, display=shown))
-            return
-        self.got.prior.append(Evidence(ref, f"{kind} {status}: {shown}", date=when, display=shown))
+        used = f"{kind} {status}: {shown}"
+        if therapy:
+            self.got.smn.append(Evidence(ref, used, date=when, display=therapy))
+        if named:
+            self.got.prior.append(Evidence(ref, used, date=when, display=shown))
+        elif missing is not None:
+            self.got.unresolved.append(Evidence(ref, missing, date=when, display=shown))
 
     def _medication(self, med: Resource) -> tuple[Mapping[str, Any] | None, str | None]:
         """(the medication's CodeableConcept, None), inline or from the referenced Medication; for
@@ -694,12 +736,9 @@ def _kind(obs: Resource, titer_codes: frozenset[Coding]) -> Kind | None:
     """What an Observation is, by code (or by 'AAV9' in its text for the titer)."""
     concept = _concept(obs, "code")
     pairs = _pairs(concept)
-    for reading, wanted in READING_CODES.items():
-        if pairs & wanted:
-            return reading
-    for test, wanted in codes.LABS.items():
-        if pairs & wanted:
-            return test
+    ranked = [KIND_BY_CODING[pair] for pair in pairs if pair in KIND_BY_CODING]
+    if ranked:
+        return min(ranked)[1]
     if pairs & titer_codes or codes.TITER_TEXT in _all_text(concept):
         return Reading.TITER
     return None
@@ -889,6 +928,22 @@ def _names_zolgensma(concept: Mapping[str, Any] | None) -> bool:
             return True
     text = _all_text(concept, "medication")
     return any(word in text for word in codes.ZOLGENSMA_TEXT)
+
+
+def _smn_therapy(concept: Mapping[str, Any] | None) -> str:
+    """The SMN-targeted therapies a medication concept names by text or display ('' for none)."""
+    text = _all_text(concept, "medication")
+    names = [name for word, name in codes.SMN_THERAPY_TEXT.items() if word in text]
+    return ", ".join(dict.fromkeys(names))
+
+
+def _coded(concept: Mapping[str, Any] | None) -> tuple[tuple[str, str, str], ...]:
+    """(system, code, display) of each coding of a concept that has a code."""
+    return tuple(
+        (str(c.get("system") or ""), str(c["code"]), str(c.get("display") or ""))
+        for c in _codings(concept)
+        if c.get("code")
+    )
 
 
 def is_zolgensma(concept: Any) -> bool:
@@ -1091,5 +1146,6 @@ def _facts(patient_id: str, birth: dt.date | None, got: _Collected) -> PatientFa
         liver_conditions=tuple(got.liver),
         advanced_sma=tuple(got.advanced),
         prior_gene_therapy=tuple(got.prior),
+        smn_therapies=tuple(got.smn),
         unreadable=tuple(got.unreadable),
     )

@@ -133,6 +133,9 @@ class Evidence:
     display: str = ""
     recorded: str = ""
     """The timestamp exactly as the source recorded it, when it had one."""
+    codings: tuple[tuple[str, str, str], ...] = ()
+    """(system, code, display) of the concept it was read from, where the reader keeps them (the
+    SMA Conditions: their ICD-10-CM codes go on a prior-authorization claim)."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,9 @@ class PatientFacts:
     prior_gene_therapy: tuple[Evidence, ...] = ()
     liver_conditions: tuple[Evidence, ...] = ()
     """Active Conditions in the app's liver-disease value set (section 8.6)."""
+    smn_therapies: tuple[Evidence, ...] = ()
+    """SMN-targeted therapy given, taken or ordered (nusinersen, risdiplam): named in the
+    prior-authorization packet, never judged (payer criteria vary)."""
     unreadable: tuple[Unreadable, ...] = ()
     read_findings: tuple[Finding, ...] = ()
     """What the reading itself could not settle: medications it could not follow, searches that

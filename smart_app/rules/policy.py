@@ -117,6 +117,14 @@ class Policy:
     temperature_search_days: int = 14
     """A server is asked for body temperatures dated at most this many days before the reading
     date (at least fever_lookback_days)."""
+    cds_infusion_lead_days: int = 1
+    """The earliest practical infusion date a CDS card evaluates a patient for, in days after
+    today, when no infusion date is planned (the plan page's default is tomorrow)."""
+    hcpcs_j3399_units: int = 1
+    """Units of HCPCS J3399 billed for one ZOLGENSMA treatment (institution default). The HCPCS
+    descriptor is 'Injection, onasemnogene abeparvovec-xioi, per treatment, up to 5x10^15 vector
+    genomes': 1 unit = 1 treatment. Seed 004 names the manufacturer's Coding and Billing Guide,
+    but its text is not among the source documents: confirm the units with the payer."""
 
     def __post_init__(self) -> None:
         """Refuse a policy with values out of range, or a taper that would stop abruptly."""
@@ -179,6 +187,10 @@ class Policy:
             raise PolicyError("policy: steroid_end_warning_days must lie in 0-14 days")
         if not 1 <= self.weight_pair_hours <= 72:
             raise PolicyError("policy: weight_pair_hours must lie in 1-72 hours")
+        if not 1 <= self.hcpcs_j3399_units <= 99:
+            raise PolicyError("policy: hcpcs_j3399_units must lie in 1-99 units")
+        if not 0 <= self.cds_infusion_lead_days <= 90:
+            raise PolicyError("policy: cds_infusion_lead_days must lie in 0-90 days")
         if not 1024 <= self.bundle_max_bytes <= 1024**3:
             raise PolicyError("policy: bundle_max_bytes must lie in 1 KiB-1 GiB")
         if self.weekly_window_days < 0 or self.biweekly_window_days < 0:
@@ -333,6 +345,13 @@ PHRASES: dict[str, str] = {
     "lab_search_days": "lab results are searched for back to {value} before the reading date",
     "temperature_search_days": (
         "body temperatures are searched for back to {value} before the reading date"
+    ),
+    "cds_infusion_lead_days": (
+        "without a planned date, the earliest practical infusion date is {value} after today"
+    ),
+    "hcpcs_j3399_units": (
+        "one ZOLGENSMA treatment is billed as {value} unit(s) of HCPCS J3399 (descriptor: 'per "
+        "treatment, up to 5x10^15 vector genomes'; confirm with the payer)"
     ),
 }
 """Each Policy field's rule in plain words ({value}: the value with its unit), for clinical text:

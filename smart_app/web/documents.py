@@ -1,21 +1,25 @@
-"""The printed documents: the pharmacy verification sheet, the infusion-day checklist and the
-caregiver handout, each a page of its own with a print stylesheet."""
+"""The printed documents: the pharmacy verification sheet, the infusion-day checklist, the
+caregiver handout and the prior-authorization packet (a page, its PDF, and the PDF filed to the
+chart), each a page of its own with a print stylesheet."""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, Response, abort, current_app, render_template, request
 
-from smart_app import render
+from smart_app import service
+from smart_app.errors import FhirError, WriteBackError, WriteBlocked, WriteIncomplete
 from smart_app.fhir import codes, summary
-from smart_app.fhir.gateway import PatientRecord
+from smart_app.fhir.document_write import Filing, pdf_key
+from smart_app.fhir.gateway import FhirGateway, PatientRecord
 from smart_app.fhir.plan_state import KitWritten, plan_state, written_kit
 from smart_app.fhir.read import facts_from_bundle
-from smart_app.rules import label
+from smart_app.report import report_data, written_data
+from smart_app.rules import label, prior_auth_letter
 from smart_app.rules.arith import add_months
 from smart_app.rules.model import (
     ActivityKind,
@@ -29,10 +33,12 @@ from smart_app.rules.model import (
 )
 from smart_app.rules.plan import dosing_weight, may_write
 from smart_app.rules.policy import Policy
+from smart_app.rules.prior_auth import CriterionStatus
 from smart_app.service import Evaluation, evaluate_record
-from smart_app.web import context
-from smart_app.web.connection import connect
+from smart_app.web import context, grants, packet_pdf
+from smart_app.web.connection import write_strategy
 from smart_app.web.plan import _infusion_date
+from smart_app.web.request_context import current
 from smart_app.web.state import web_state
 
 bp = Blueprint("documents", __name__, url_prefix="/p/<context_id>/print")
@@ -391,15 +397,15 @@ def prescriber(launched: context.LaunchContext) -> str:
 
 
 @bp.get("/<document>")
-def show(context_id: str, document: str) -> str:
+def show(document: str) -> str:
     """One printed document for the launched patient: the chart is read once."""
     try:
         kind = Document(document)
     except ValueError:
         abort(404, description="No such document: the pharmacy sheet, checklist or handout.")
-    launched, gateway = connect(context_id)
+    now = current()
+    context_id, launched, record = now.context_id, now.launched, now.record
     state = web_state()
-    record = gateway.read_patient(launched.patient, on=state.today(), policy=state.settings.policy)
     sheet = sheet_for(record, infusion_text=request.args.get("infusion_date"))
     return render_template(
         f"doc_{kind.value}.html",
@@ -411,8 +417,230 @@ def show(context_id: str, document: str) -> str:
         sheet=sheet,
         prescriber=sheet.prescriber or prescriber(launched),
         printed_on=state.today(),
-        boxed_warning=render.boxed_warning_data(),
+        boxed_warning=label.BOXED_WARNING,
         label_version=label.LABEL_VERSION,
         policy=state.settings.policy,
         truncated=record.truncated,
+    )
+
+
+# The prior-authorization packet ---------------------------------------------------------------
+
+PRIOR_AUTH = "prior-auth"
+"""The packet's name in its URLs and in the page's body class."""
+STATUS_MARKS = {
+    CriterionStatus.MET: "✓",
+    CriterionStatus.NOT_MET: "✗",
+    CriterionStatus.MISSING: "?",
+    CriterionStatus.NOTED: "•",
+}
+"""A mark beside each criterion's status word (the word says it; the mark is for the eye)."""
+NO_NAME = "(no name recorded)"
+"""What fhir.summary.banner names a patient without a name (the letter leaves a blank)."""
+SIGNER_TYPES = frozenset({"Practitioner", "PractitionerRole"})
+"""The prescriber references whose resource is read to name the letter's signer."""
+
+
+def _signer_reference(reference: str, launched: context.LaunchContext) -> str:
+    """'Type/id' of a Practitioner or PractitionerRole on the launch's server (a relative
+    reference, or an absolute one under its base); '' for anything else."""
+    base = launched.iss.rstrip("/") + "/"
+    relative = reference.removeprefix(base).split("/_history/", 1)[0]
+    kind, _, rid = relative.partition("/")
+    if kind not in SIGNER_TYPES or not codes.FHIR_ID.fullmatch(rid):
+        return ""
+    return relative
+
+
+def signer_for(
+    gateway: FhirGateway, launched: context.LaunchContext, reference: str
+) -> summary.Signer:
+    """Who signs the letter: the prescriber's Practitioner (or PractitionerRole), read with one
+    GET; nobody when the reference names neither on the launch's server or the read fails
+    (refused, not found, unreachable): the letter then keeps its placeholders."""
+    relative = _signer_reference(reference, launched)
+    if not relative:
+        return summary.Signer()
+    try:
+        return summary.signer(gateway.read(relative))
+    except FhirError as exc:
+        current_app.logger.info(
+            "prescriber not read (%s): the letter keeps its placeholder",
+            exc.status or type(exc).__name__,
+        )
+        return summary.Signer()
+
+
+@dataclass(frozen=True)
+class PacketPage:
+    """The packet for one patient and date: what the page and the PDF show, and the PDF."""
+
+    document: packet_pdf.PacketDocument
+    sheet: Sheet
+    pdf: bytes
+
+    @property
+    def key(self) -> str:
+        """The PDF's app key (a SHA-256 of its bytes): what the page showed is what is filed."""
+        return pdf_key(self.pdf)
+
+
+def packet_for(
+    record: PatientRecord,
+    launched: context.LaunchContext,
+    *,
+    infusion_text: str | None,
+    gateway: FhirGateway,
+) -> PacketPage:
+    """The packet for the plan built from the chart now: for the written plan's date when it is
+    still ahead, else for the date asked for (tomorrow by default). The letter's signer is named
+    from the prescriber's Practitioner (one more read through `gateway`)."""
+    state = web_state()
+    policy = state.settings.policy
+    today = state.today()
+    written = plan_state(record)
+    on_plan = written is not None and written.infusion_date >= today
+    if on_plan and written is not None:
+        infusion = written.infusion_date
+    else:
+        infusion = _infusion_date(infusion_text, today=today)
+    evaluation = evaluate_record(record, on=today, infusion_date=infusion, policy=policy)
+    sheet = from_plan(evaluation, on=today)
+    if on_plan:
+        sheet = replace(sheet, source=Source.WRITTEN)
+    kit_order = written_kit(record, written.plan_key) if written is not None else None
+    requester = kit_order.requester if kit_order else ""
+    signer = requester or prescriber(launched)
+    who = signer_for(gateway, launched, requester or launched.fhir_user)
+    packet = service.packet(evaluation, policy=policy)
+    banner = summary.banner(record.resources, launched.patient)
+    drafted = prior_auth_letter.letter(
+        packet,
+        evaluation.plan,
+        patient_name="" if banner.name == NO_NAME else banner.name,
+        prescriber_name=who.name,
+        organization=who.organization,
+        signed_on=today,
+        prescriber_npi=who.npi,
+    )
+    document = packet_pdf.PacketDocument(
+        packet=packet,
+        banner=banner,
+        letter=drafted,
+        prescriber=signer,
+        status=sheet.status,
+        reasons=sheet.reasons,
+        ready=sheet.order_ready,
+    )
+    return PacketPage(document=document, sheet=sheet, pdf=packet_pdf.render(document))
+
+
+def _packet_page(
+    context_id: str,
+    launched: context.LaunchContext,
+    record: PatientRecord,
+    page: PacketPage,
+    **extra: object,
+) -> str:
+    """The packet's printed page, with the filing form (or why filing is not offered)."""
+    state = web_state()
+    return render_template(
+        "doc_prior_auth.html",
+        context_id=context_id,
+        launched=launched,
+        document=PRIOR_AUTH,
+        title=packet_pdf.TITLE,
+        banner=page.document.banner,
+        sheet=page.sheet,
+        packet=page.document.packet,
+        letter=page.document.letter,
+        prescriber=page.document.prescriber,
+        counts=packet_pdf.status_counts(page.document.packet.criteria),
+        status_marks=STATUS_MARKS,
+        section_text=packet_pdf.section_text,
+        fingerprint=page.key,
+        refused=grants.refusal(launched.grants(), grants.Write.DOCUMENT),
+        printed_on=state.today(),
+        label_version=page.document.packet.label_version,
+        policy=state.settings.policy,
+        truncated=record.truncated,
+        **extra,
+    )
+
+
+@bp.get(f"/{PRIOR_AUTH}")
+def prior_auth() -> str:
+    """The prior-authorization packet as a printed page, with its PDF and the filing form."""
+    now = current()
+    context_id, launched, gateway, record = now.context_id, now.launched, now.gateway, now.record
+    page = packet_for(
+        record, launched, infusion_text=request.args.get("infusion_date"), gateway=gateway
+    )
+    return _packet_page(context_id, launched, record, page)
+
+
+@bp.get(f"/{PRIOR_AUTH}.pdf")
+def prior_auth_pdf() -> Response:
+    """The packet as a PDF download; its file name names neither the patient nor an id."""
+    now = current()
+    launched, gateway, record = now.launched, now.gateway, now.record
+    page = packet_for(
+        record, launched, infusion_text=request.args.get("infusion_date"), gateway=gateway
+    )
+    return Response(
+        page.pdf,
+        mimetype="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="{packet_pdf.file_name(page.key)}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@bp.post(f"/{PRIOR_AUTH}/file")
+def prior_auth_file() -> tuple[str, int] | str:
+    """File the packet's PDF to the chart: rebuilt from the chart, checked to be the one shown,
+    written once (a DocumentReference keyed by the PDF's hash) with its Provenance."""
+    state = web_state()
+    now = current()
+    context_id, launched, gateway, record = now.context_id, now.launched, now.gateway, now.record
+    page = packet_for(
+        record, launched, infusion_text=request.form.get("infusion_date"), gateway=gateway
+    )
+
+    def again(message: str, status: int, **extra: object) -> tuple[str, int]:
+        """The packet page again, saying why nothing (or not everything) was filed."""
+        return _packet_page(context_id, launched, record, page, error=message, **extra), status
+
+    refused = grants.refusal(launched.grants(), grants.Write.DOCUMENT)
+    if refused is not None:
+        return again(f"Nothing was filed. {refused.message}", 403)
+    if request.form.get("fingerprint") != page.key:
+        return again(
+            "The chart changed since this packet was shown (new results, a new date or another "
+            "user). Nothing was filed: review the packet below and file it again.",
+            409,
+        )
+    packet = page.document.packet
+    filing = Filing(
+        pdf=page.pdf,
+        title=packet_pdf.file_name(page.key),
+        description=packet_pdf.description(packet),
+        created_on=packet.evaluated_on,
+        recorded=state.now(),
+        fhir_user=launched.fhir_user or None,
+        label_version=packet.label_version,
+    )
+    try:
+        written = service.file_document(gateway, record, filing, strategy=write_strategy(launched))
+    except WriteBlocked as exc:
+        return again(str(exc), 422)
+    except WriteBackError as exc:
+        return again(f"The FHIR server refused the packet; nothing was filed. {exc}", 502)
+    except WriteIncomplete as exc:
+        current_app.logger.warning("packet filing %s", exc.report.state.value)
+        return again(str(exc), 502, report=report_data(exc.report, str(exc)))
+    current_app.logger.info("packet filed: %d resources", len(written))
+    return _packet_page(
+        context_id, launched, record, page, filed=[written_data(w) for w in written]
     )

@@ -125,6 +125,7 @@ class Write(Enum):
     DECISION = "record the day-30 liver assessment decision"
     TASKS = "record completed Tasks"
     ALERT = "acknowledge a safety alert or create the Task it calls for"
+    DOCUMENT = "file the prior-authorization packet to the chart"
 
     @property
     def needs(self) -> dict[str, frozenset[Action]]:
@@ -138,8 +139,10 @@ WRITE_TYPES: dict[Write, tuple[str, ...]] = {
     Write.DECISION: ("MedicationRequest", "ServiceRequest", "Task", "CarePlan", "Provenance"),
     Write.TASKS: ("Task", "CarePlan", "Provenance"),
     Write.ALERT: ("Task", "CarePlan", "Provenance"),
+    Write.DOCUMENT: ("DocumentReference", "Provenance"),
 }
-"""The resource types each write creates or updates (fhir/write.py, fhir/followup_write.py)."""
+"""The resource types each write creates or updates (fhir/plan_bundle.py,
+fhir/followup_write.py, fhir/document_write.py)."""
 
 
 def _gaps_text(gaps: Mapping[str, frozenset[Action]]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import requests
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, import_key
 
@@ -26,6 +27,10 @@ TIMEOUT_S = 10
 REFRESH_MARGIN_S = 60
 ID_TOKEN_ALGS = ["RS256", "RS384", "ES256", "ES384"]
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+KEYS_TTL_S = 3600.0
+"""How long a server's JWK Set (its id_token keys) is kept before it is fetched again."""
+KEYS_MIN_REFETCH_S = 60.0
+"""A JWK Set lacking an id_token's key id is fetched again (key rotation), at most this often."""
 MAX_CONTEXT_ITEMS = 32
 MAX_CONTEXT_TEXT = 1024
 """Bounds on the fhirContext kept in the session (its items are short references)."""
@@ -51,6 +56,7 @@ WRITE_TYPES = (
     "Task",
     "ServiceRequest",
     "DetectedIssue",
+    "DocumentReference",
     "Provenance",
 )
 
@@ -210,6 +216,9 @@ def scopes(endpoints: Endpoints, *, standalone: bool) -> str:
         wanted.extend(
             [f"patient/{kind}.crus"] if v2 else [f"patient/{kind}.read", f"patient/{kind}.write"]
         )
+    # the signed-in user's own Practitioner (fhirUser): the prior-authorization letter names
+    # the prescriber from it; a refusal only leaves the letter's placeholder
+    wanted.append("user/Practitioner.rs" if v2 else "user/Practitioner.read")
     if "permission-online" in endpoints.capabilities:
         wanted.append("online_access")
     elif "permission-offline" in endpoints.capabilities:
@@ -290,8 +299,10 @@ def exchange_code(
     http: requests.Session,
     clock: Callable[[], float] = time.time,
     requested_scope: str = "",
+    keys: KeySets | None = None,
 ) -> TokenGrant:
-    """Trade the code (with the PKCE verifier) for tokens; verify the id_token.
+    """Trade the code (with the PKCE verifier) for tokens; verify the id_token (its key from
+    `keys`, else the running app's JWK Sets).
 
     A token response without `scope` granted what was asked (`requested_scope`, RFC 6749 5.1).
     """
@@ -308,7 +319,7 @@ def exchange_code(
             raise LaunchError(f"the token request was refused: {_reason(exc)}") from None
     if "scope" not in token:
         token = {**token, "scope": requested_scope}
-    return _grant(token, registration, endpoints, nonce=nonce, http=http, clock=clock)
+    return _grant(token, registration, endpoints, nonce=nonce, http=http, clock=clock, keys=keys)
 
 
 def refresh(
@@ -371,6 +382,7 @@ def _grant(
     nonce: str,
     http: requests.Session,
     clock: Callable[[], float],
+    keys: KeySets | None = None,
 ) -> TokenGrant:
     """Check a token response and pull the launch context out of it."""
     access = token.get("access_token")
@@ -388,7 +400,7 @@ def _grant(
         logging.getLogger(__name__).warning("id_token ignored: the server publishes no jwks_uri")
     elif isinstance(id_token, str):
         claims = verify_id_token(
-            id_token, registration, endpoints, nonce=nonce, http=http, clock=clock
+            id_token, registration, endpoints, nonce=nonce, http=http, clock=clock, keys=keys
         )
         fhir_user = claims.get("fhirUser") or claims.get("profile")
     if not isinstance(fhir_user, str) or not fhir_user:
@@ -419,6 +431,93 @@ def _style_url(value: Any, iss: str) -> str | None:
     return value
 
 
+@dataclass(frozen=True)
+class _HeldKeys:
+    """One JWK Set and when it was fetched (monotonic seconds)."""
+
+    jwks: dict[str, Any]
+    at_s: float
+
+
+class KeySets:
+    """The servers' JWK Sets (their id_token keys) by jwks_uri, kept `ttl_s`: a launch after the
+    first one to a server fetches none. A set lacking a token's key id is fetched again (key
+    rotation), at most once per `min_refetch_s`. Thread-safe: one fetch per URL at a time."""
+
+    def __init__(
+        self,
+        *,
+        ttl_s: float = KEYS_TTL_S,
+        min_refetch_s: float = KEYS_MIN_REFETCH_S,
+        monotonic_s: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Keep each set `ttl_s`; refetch for an unknown key id at most once per
+        `min_refetch_s`."""
+        self.ttl_s = ttl_s
+        self.min_refetch_s = min_refetch_s
+        self.monotonic_s = monotonic_s
+        self._held: dict[str, _HeldKeys] = {}
+        self._fetching: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def get(self, url: str, *, http: requests.Session, kid: str | None = None) -> dict[str, Any]:
+        """The JWK Set at `url`: the one held unless stale, or unless it lacks `kid` and was not
+        fetched within `min_refetch_s`; else fetched (LaunchError when it cannot be read)."""
+        held = self._usable(url, kid)
+        if held is not None:
+            return held
+        with self._lock:
+            fetching = self._fetching.setdefault(url, threading.Lock())
+        with fetching:
+            held = self._usable(url, kid)  # fetched by another thread while this one waited
+            if held is not None:
+                return held
+            jwks = _get_json(http, url, what="the JWKS")
+            if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
+                raise LaunchError("the server's JWKS could not be read")
+            with self._lock:
+                self._held[url] = _HeldKeys(jwks, self.monotonic_s())
+            return jwks
+
+    def _usable(self, url: str, kid: str | None) -> dict[str, Any] | None:
+        """The set held for `url` when it may be used as it is for a token naming `kid`."""
+        with self._lock:
+            held = self._held.get(url)
+        if held is None:
+            return None
+        age_s = self.monotonic_s() - held.at_s
+        if age_s >= self.ttl_s:
+            return None
+        if kid is None or _has_key(held.jwks, kid) or age_s < self.min_refetch_s:
+            return held.jwks
+        return None
+
+
+def _has_key(jwks: Mapping[str, Any], kid: str) -> bool:
+    """Whether a JWK Set holds a key with this key id."""
+    return any(isinstance(k, Mapping) and k.get("kid") == kid for k in jwks.get("keys") or [])
+
+
+def _key_id(id_token: str) -> str | None:
+    """The `kid` of a compact JWS's header (not verified: it only picks the key), or None."""
+    try:
+        kid = jws.extract_compact(id_token.encode("ascii")).headers().get("kid")
+    except (JoseError, ValueError, TypeError, UnicodeError):
+        return None
+    return kid if isinstance(kid, str) else None
+
+
+def _app_key_sets() -> KeySets:
+    """The running app's JWK Sets (WebState.key_sets); outside an app, a new one (no cache)."""
+    from flask import has_app_context
+
+    if not has_app_context():
+        return KeySets()
+    from smart_app.web.state import web_state
+
+    return web_state().key_sets
+
+
 def verify_id_token(
     id_token: str,
     registration: Registration,
@@ -427,13 +526,15 @@ def verify_id_token(
     nonce: str,
     http: requests.Session,
     clock: Callable[[], float] = time.time,
+    keys: KeySets | None = None,
 ) -> dict[str, Any]:
-    """Signature against the server's JWKS; iss, aud, exp and nonce checked."""
+    """Signature against the server's JWKS (from `keys`, else the app's), iss, aud, exp and
+    nonce checked."""
     if not endpoints.jwks_uri:
         raise LaunchError("the server sent an id_token but publishes no jwks_uri to verify it")
-    jwks = _get_json(http, _https_or_loopback(endpoints.jwks_uri, what="JWKS URL"), what="the JWKS")
-    if not isinstance(jwks, dict):
-        raise LaunchError("the server's JWKS could not be read")
+    url = _https_or_loopback(endpoints.jwks_uri, what="JWKS URL")
+    held = keys if keys is not None else _app_key_sets()
+    jwks = held.get(url, http=http, kid=_key_id(id_token))
     try:
         decoded = jwt.decode(id_token, KeySet.import_key_set(jwks), algorithms=ID_TOKEN_ALGS)
     except (JoseError, ValueError, TypeError) as exc:

@@ -14,9 +14,9 @@ from tests.browser.axe import assert_accessible, describe, violations
 from tests.browser.conftest import launch_into_frame, severe_console_entries, wait_for
 from tests.smartsandbox import NOW, TODAY
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
-DOCUMENTS = ("pharmacy", "checklist", "handout")
+DOCUMENTS = ("pharmacy", "checklist", "handout", "prior-auth")
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,8 @@ def test_follow_up_with_urgent_alert(browser: WebDriver, own_sandbox: run.Sandbo
 def test_printed_documents(
     browser: WebDriver, own_sandbox: run.Sandbox, patient: str, document: str
 ) -> None:
-    """The three printed documents, for a plan and for a patient on one."""
+    """The printed documents (the prior-authorization packet too), for a plan and for a patient
+    on one."""
     ready = "#where-h" if patient == "zs-day-28" else "#status-h"
     launch_into_frame(browser, own_sandbox, patient, ready=ready)
     link = browser.find_element(By.CSS_SELECTOR, f"a[data-document={document}]")
@@ -91,6 +92,21 @@ def test_printed_documents(
     browser.get(href)  # the link opens a tab of its own
     wait_for(browser, "#document-h")
     assert_accessible(browser, context=f"{document} of {patient}")
+
+
+def test_prior_auth_packet_filed_to_the_chart(browser: WebDriver, own_sandbox: run.Sandbox) -> None:
+    """The packet page after filing its PDF through the sandbox EHR (its scopes, its server)."""
+    launch_into_frame(browser, own_sandbox, "zs-eligible-10-8kg-14mo")
+    href = browser.find_element(By.CSS_SELECTOR, "a[data-document=prior-auth]").get_attribute(
+        "href"
+    )
+    browser.switch_to.default_content()
+    browser.get(href)
+    wait_for(browser, "#file-packet")
+    browser.find_element(By.ID, "file-packet").click()
+    wait_for(browser, "#filed")
+    assert "documentreference/prior-auth" in browser.find_element(By.ID, "filed-table").text
+    assert_accessible(browser, context="prior-authorization packet, filed")
 
 
 def test_error_pages(browser: WebDriver, own_sandbox: run.Sandbox) -> None:

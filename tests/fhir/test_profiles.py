@@ -473,6 +473,7 @@ def test_code_system_has_every_activity_kind_and_the_other_app_codes() -> None:
         | {"lab-test", "zolgensma-plan", "anti-aav9-titer"}
         | {"lab-result", "hepatology-consult"}
         | {b.value for b in DecisionBranch}
+        | {"prior-authorization-packet"}  # fhir/document_write.py
     )
     assert present == expected, "a concept nothing uses"
 

@@ -389,6 +389,7 @@ def test_scopes_v2_syntax_when_the_server_supports_permission_v2() -> None:
     assert "patient/Patient.rs" in wanted
     assert "patient/MedicationRequest.crus" in wanted
     assert "patient/CarePlan.crus" in wanted
+    assert "user/Practitioner.rs" in wanted
     assert not [s for s in wanted if s.endswith((".read", ".*", ".write"))]
 
 
@@ -399,6 +400,7 @@ def test_scopes_v1_syntax_otherwise() -> None:
     assert "patient/MedicationRequest.read" in wanted
     assert "patient/MedicationRequest.write" in wanted
     assert "patient/CarePlan.write" in wanted
+    assert "user/Practitioner.read" in wanted
     assert not [s for s in wanted if s.endswith((".rs", ".crus"))]
 
 
@@ -408,7 +410,7 @@ def test_scopes_v1_fallback_asks_for_read_and_write_never_star(caps: frozenset[s
     wanted = scopes(endpoints(capabilities=caps), standalone=False)
     reads = " ".join(f"patient/{kind}.read" for kind in smart.READ_TYPES)
     writes = " ".join(f"patient/{kind}.read patient/{kind}.write" for kind in smart.WRITE_TYPES)
-    assert wanted == f"launch openid fhirUser {reads} {writes}"
+    assert wanted == f"launch openid fhirUser {reads} {writes} user/Practitioner.read"
     assert ".*" not in wanted and "*" not in wanted
 
 
