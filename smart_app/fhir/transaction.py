@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from smart_app.errors import FhirAnswerLost, FhirError, WriteBackError, WriteIncomplete
+from smart_app.errors import (
+    FhirAnswerLost,
+    FhirConflict,
+    FhirError,
+    WriteBackError,
+    WriteIncomplete,
+)
 from smart_app.fhir import codes
 from smart_app.fhir.gateway import FhirGateway
 from smart_app.fhir.written import Outcome, Strategy, WriteReport, WriteState, Written
@@ -161,16 +167,84 @@ def send(
     except FhirAnswerLost as lost:
         read_back = True
         _read_back(gateway, ops, done, lost=lost)
+    except WriteBackError as refused:
+        held = (
+            _held_after_conflict(gateway, ops)
+            if isinstance(refused.__cause__, FhirConflict)
+            else None
+        )
+        if held is None:
+            raise
+        return held
     report = WriteReport(
         strategy=chosen,
         written=tuple(
-            done.get(op.index) or Written(op.url, Outcome.NOT_SENT, op.item) for op in ops
+            _redacted(gateway, done.get(op.index) or Written(op.url, Outcome.NOT_SENT, op.item))
+            for op in ops
         ),
         read_back=read_back,
     )
     if report.state is not WriteState.COMPLETE:
+        held = _held_after_conflict(gateway, ops) if _only_conflicts(report) else None
+        if held is not None:
+            return held
         raise WriteIncomplete(incomplete_message(report), report=report)
     return list(report.written)
+
+
+def _only_conflicts(report: WriteReport) -> bool:
+    """True when nothing was applied and every refused entry met a version conflict (409/412):
+    what a server that runs a transaction entry by entry answers where an atomic one refuses
+    the transaction whole (then read back the same way)."""
+    failed = report.of(Outcome.FAILED)
+    return (
+        report.state is WriteState.NOTHING
+        and not report.read_back
+        and bool(failed)
+        and all(w.detail.startswith(("409:", "412:")) for w in failed)
+    )
+
+
+def _redacted(gateway: FhirGateway, written: Written) -> Written:
+    """An entry whose detail (the server's words) names no credential."""
+    if not written.detail:
+        return written
+    return dataclasses.replace(written, detail=gateway.redact(written.detail))
+
+
+def _current(gateway: FhirGateway, updates: Sequence[Op]) -> dict[int, Resource | None]:
+    """The server's version of each updated resource, by entry index (None: not there), read
+    in one search; FhirError when it cannot be read."""
+    if not updates:
+        return {}
+    found = gateway.search_all(
+        [f"{op.url.split('/')[0]}?_id={op.url.split('/', 1)[1]}" for op in updates]
+    )
+    return {op.index: hits[0] if hits else None for op, hits in zip(updates, found, strict=True)}
+
+
+def _held_after_conflict(gateway: FhirGateway, ops: Sequence[Op]) -> list[Written] | None:
+    """After a version conflict (409/412): when the server holds every entry of this write,
+    each create by the app's key and each update as sent (a write of the same plan got there
+    first, e.g. a double-click), those entries as existing; None when anything is missing or
+    could not be read (the refusal then stands)."""
+    creates = [op for op in ops if op.method == "POST"]
+    updates = [op for op in ops if op.method == "PUT"]
+    if any(not op.key for op in creates):
+        return None
+    try:
+        held = existing(gateway, creates)
+        now = _current(gateway, updates)
+    except FhirError:
+        return None
+    written = []
+    for op in ops:
+        found = held.get(op.key) if op.method == "POST" else now.get(op.index)
+        if found is None or (op.method == "PUT" and not _applied(op, found)):
+            return None
+        reference = _reference_of(found) if op.method == "POST" else op.url
+        written.append(Written(reference, Outcome.EXISTING, op.item))
+    return written
 
 
 def incomplete_message(report: WriteReport) -> str:
@@ -630,21 +704,11 @@ def _read_back(
     detail = str(lost)
     try:
         held = existing(gateway, unknown)
-        updates = [op for op in unknown if op.method == "PUT"]
-        current = (
-            gateway.search_all(
-                [f"{op.url.split('/')[0]}?_id={op.url.split('/', 1)[1]}" for op in updates]
-            )
-            if updates
-            else []
-        )
+        now = _current(gateway, [op for op in unknown if op.method == "PUT"])
     except FhirError:
         for op in unknown:
             done[op.index] = Written(op.url, Outcome.UNKNOWN, op.item, detail)
         return
-    now = {
-        op.index: (found[0] if found else None) for op, found in zip(updates, current, strict=True)
-    }
     for op in unknown:
         if op.method == "POST":
             found = held.get(op.key) if op.key else None

@@ -6,7 +6,7 @@ import secrets
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from flask import session
+from flask import current_app, session
 
 from smart_app.errors import LaunchError, SessionExpired
 from smart_app.web.grants import Grants
@@ -15,6 +15,9 @@ from smart_app.web.smart import ContextItem, Endpoints, TokenGrant
 PENDING_LIFETIME_S = 600
 MAX_PENDING = 8
 MAX_CONTEXTS = 8
+KEPT_AT_LOGIN = ("contexts", "pending")
+"""What a session carries over to its new id at login: the launch contexts open in this browser
+and its launches still on their way (another tab); not the CSRF token, made anew."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,17 @@ def replace_context(context_id: str, context: LaunchContext) -> None:
     table = _table("contexts")
     table[context_id] = asdict(context)
     session["contexts"] = table
+
+
+def rotate_session() -> None:
+    """A new session id at login (the callback), so that a session id planted in the browser
+    before the launch (session fixation) reaches nothing after it: what KEPT_AT_LOGIN names is
+    carried over, everything else dropped (a new CSRF token is made on first use), and the old
+    id's session is deleted from the store."""
+    kept = {name: session[name] for name in KEPT_AT_LOGIN if name in session}
+    session.clear()
+    session.update(kept)
+    current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
 
 
 def csrf_token() -> str:

@@ -9,7 +9,6 @@ from smart_app.config import ClientType, Registration
 from smart_app.errors import LaunchError
 from smart_app.fhir.codes import FHIR_ID
 from smart_app.web import context, smart
-from smart_app.web.security import check_csrf
 from smart_app.web.state import web_state
 
 bp = Blueprint("launch", __name__)
@@ -77,12 +76,14 @@ def callback() -> Response:
         http=state.http,
         clock=state.clock,
         requested_scope=pending.scope,
+        keys=state.key_sets,
     )
     context_id = context.open_context(
         context.LaunchContext.from_grant(
             grant, iss=pending.iss, token_endpoint=pending.token_endpoint
         )
     )
+    context.rotate_session()
     current_app.logger.info("launch: token received from %s", pending.iss)
     return redirect(url_for("plan.show", context_id=context_id), code=303)
 
@@ -100,8 +101,8 @@ def launch_page() -> str:
 
 @bp.post("/open")
 def open_server() -> Response:
-    """Open a patient on an open (no OAuth) server such as the public HAPI sandbox."""
-    check_csrf(web_state().settings)
+    """Open a patient on an open (no OAuth) server such as the public HAPI sandbox (its CSRF
+    token and origin checked before the view: web/security.py)."""
     registration = _registration(request.form.get("iss"), open_server=True)
     patient = request.form.get("patient", "").strip()
     if not FHIR_ID.fullmatch(patient):

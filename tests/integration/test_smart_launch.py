@@ -8,6 +8,7 @@ refresh tests, edited) through cachelib, exactly as Flask-Session keeps it.
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import secrets
@@ -102,6 +103,16 @@ class SessionStore:
     def data(self, browser: requests.Session) -> dict[str, Any]:
         """The server-side session of this browser."""
         return self._find(self.sid(browser))[1]
+
+    def put(self, browser: requests.Session, name: str, value: Any) -> None:
+        """Set one value of this browser's server-side session (between requests)."""
+        sid = self.sid(browser)
+        cache, data = self._find(sid)
+        assert cache.set(SESSION_PREFIX + sid, {**data, name: value}, timeout=8 * 3600)
+
+    def holds(self, sid: str) -> bool:
+        """Whether a server-side session is stored under this id."""
+        return any(isinstance(c.get(SESSION_PREFIX + sid), dict) for c in self.caches)
 
     def contexts(self, browser: requests.Session) -> dict[str, dict[str, Any]]:
         """The launch contexts open in this browser's session."""
@@ -417,6 +428,45 @@ def test_state_is_bound_to_the_browser_session_that_started_the_launch(
     assert store.contexts(attacker) == {}
     # the attempt spent neither the state nor the code: the launching browser still finishes
     finish(victim, url, smart_sandbox.app_base)
+
+
+def test_a_session_cookie_planted_before_the_launch_reaches_nothing_after_it(
+    smart_sandbox: run.Sandbox, browsers: Browsers, store: SessionStore
+) -> None:
+    """Session fixation: an attacker gets a session id from the app (a launch it never
+    finishes) and plants it in the victim's browser; the victim launches from the EHR. The
+    callback gives the victim a new session id and deletes the old one: the planted cookie
+    reaches neither the victim's launch context nor its CSRF token; the victim's flow works."""
+    sandbox = smart_sandbox
+    attacker, victim = browsers(), browsers()
+    bogus = f"{sandbox.app_base}/launch?" + urlencode({"iss": sandbox.iss, "launch": "bogus"})
+    assert attacker.get(bogus, allow_redirects=False, timeout=30).status_code == 302
+    planted = store.sid(attacker)
+    known_csrf = secrets.token_urlsafe(32)  # as if a form had shown it to the attacker
+    store.put(attacker, "csrf", known_csrf)
+    assert store.holds(planted) and store.data(attacker)["pending"]
+    for cookie in list(attacker.cookies):
+        if cookie.name == APP_COOKIE:
+            victim.cookies.set_cookie(copy.copy(cookie))
+    assert store.sid(victim) == planted
+
+    launched = ehr_launch(victim, sandbox, READ_PATIENT)
+    assert patient_name(sandbox, READ_PATIENT) in launched.page
+    assert store.sid(victim) != planted
+    assert not store.holds(planted)
+    assert store.context(victim, launched.context_id)["patient"] == READ_PATIENT
+    assert field(launched.page, "csrf_token") != known_csrf
+
+    stolen = attacker.get(launched.plan_url, timeout=30)
+    assert stolen.status_code == 401
+    assert patient_name(sandbox, READ_PATIENT) not in stolen.text
+    assert "Eligibility on" not in stolen.text
+    assert not store.holds(planted)  # the attacker's request did not bring it back
+    # the victim goes on: the page reloads and a second launch keeps the first one open
+    assert victim.get(launched.plan_url, timeout=30).status_code == 200
+    second = ehr_launch(victim, sandbox, READ_PATIENT, tab=True)
+    assert {launched.context_id, second.context_id} <= set(store.contexts(victim))
+    assert victim.get(launched.plan_url, timeout=30).status_code == 200
 
 
 # --- 3. errors from the EHR --------------------------------------------------------------------
@@ -756,6 +806,14 @@ def _own_counts(sandbox: run.Sandbox, patient_id: str) -> dict[str, int]:
     return counts
 
 
+def current_csrf(browser: requests.Session, launched: Launched) -> str:
+    """This browser's CSRF token now, from a page of a launch that shows a form (the token is
+    made anew at each launch, when the session id is)."""
+    page = browser.get(launched.plan_url, timeout=30)
+    assert page.status_code == 200
+    return field(page.text, "csrf_token")
+
+
 def _post_forms(page: str) -> list[str]:
     """The action of every POST form on an app page."""
     return re.findall(r'<form method="post" action="([^"]+)"', page)
@@ -786,6 +844,8 @@ def test_a_read_only_grant_shows_the_plan_offers_no_write_and_refuses_one(
     assert "Writing is not offered with this launch's access." in page
     assert "read-only access, so the app cannot write the plan to the chart" in page
 
+    # the session's CSRF token is made anew at each launch: this browser's current one
+    form["csrf_token"] = current_csrf(browser, full)
     before = _own_counts(sandbox, READ_PATIENT)
     refused = browser.post(f"{launched.plan_url}write", data=form, timeout=60)
     assert refused.status_code == 403, refused.text
@@ -814,6 +874,7 @@ def test_a_read_only_grant_offers_no_follow_up_write_and_refuses_one(
     assert "Confirming Tasks is not offered with this launch's access." in page
     assert "cannot record completed Tasks" in page
 
+    form["csrf_token"] = current_csrf(browser, full)  # made anew at the read-only launch
     before = _own_counts(sandbox, FOLLOWUP_PATIENT)
     refused = browser.post(f"{launched.plan_url}followup/tasks", data=form, timeout=60)
     assert refused.status_code == 403, refused.text
