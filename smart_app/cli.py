@@ -7,15 +7,13 @@ import datetime as dt
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from smart_app import clock, render, render_followup, service
-from smart_app.config import load_policy
+from smart_app import clock, render
 from smart_app.errors import (
     FhirError,
     InputError,
@@ -25,14 +23,23 @@ from smart_app.errors import (
     WriteIncomplete,
 )
 from smart_app.fhir import codes
-from smart_app.fhir.gateway import FhirGateway, Limits
 from smart_app.fhir.read import facts_from_bundle, parse_bundle_json
 from smart_app.fhir.units import UnitError, weight_to_kg
-from smart_app.fhir.written import Confirmation, OrderMode, Strategy, WriteState, Written
+from smart_app.options import OrderMode, Strategy
 from smart_app.rules.dosing import dose_for_weight, no_kit_reason
 from smart_app.rules.model import Plan
 from smart_app.rules.plan import build_plan, check_calendar
 from smart_app.rules.policy import DEFAULT_POLICY, Policy
+
+if TYPE_CHECKING:
+    import threading
+
+    from smart_app.fhir.gateway import FhirGateway
+    from smart_app.fhir.written import Written
+
+# `plan --bundle` and `dose` never talk to a server: the gateway (requests), the writers and the
+# follow-up code (fhir.resources, pydantic) are imported only on the paths that use them, so
+# these two start fast (tests/test_cli_imports.py checks what they import).
 
 EXIT_OK = 0
 EXIT_INPUT = 2
@@ -165,7 +172,7 @@ def _parser() -> _Parser:
 
 def run_plan(args: argparse.Namespace) -> str:
     """Evaluate from a file or a server; with --write or --dry-run-bundle, write or save."""
-    policy = load_policy(args.policy) if args.policy else DEFAULT_POLICY
+    policy = _policy(args.policy)
     titer_codes = frozenset(args.titer_code) | codes.DEFAULT_TITER_CODES
     on = args.on or clock.today()
     check_calendar("evaluation date", on)
@@ -178,15 +185,22 @@ def run_plan(args: argparse.Namespace) -> str:
         )
         plan = build_plan(facts, on=on, infusion_date=infusion, policy=policy)
         return _render(plan, args.format, None)
+    from smart_app import service
+    from smart_app.fhir.written import Confirmation, WriteState
+
     if not args.patient:
         raise InputError("--fhir-base needs --patient ID")
     if args.write and args.dry_run_bundle:
         raise InputError("give --write or --dry-run-bundle, not both")
     token = args.bearer_token or os.environ.get(TOKEN_ENV) or None
     gateway = _gateway(args.fhir_base, token, policy)
+    writing = args.write and args.write_strategy is Strategy.AUTO
+    capabilities = prefetch_capabilities(gateway) if writing else None
     evaluation = service.evaluate(
         gateway, args.patient, on=on, infusion_date=infusion, policy=policy, titer_codes=titer_codes
     )
+    if capabilities is not None:
+        capabilities.join()
     truncated = _note_truncated(evaluation.record.truncated)
     if not (args.write or args.dry_run_bundle):
         return _render(evaluation.plan, args.format, None, truncated=truncated)
@@ -252,11 +266,33 @@ def _note_truncated(searches: list[str]) -> list[str]:
     return searches
 
 
+def prefetch_capabilities(gateway: FhirGateway) -> threading.Thread:
+    """Read the server's CapabilityStatement beside the patient's read (started now, joined
+    before the write): the write's automatic strategy needs it, and read this way it costs no
+    round trip of its own. The gateway keeps it; a server without one is taken as none."""
+    import threading
+
+    thread = threading.Thread(target=gateway.capabilities, name="capabilities", daemon=True)
+    thread.start()
+    return thread
+
+
 def _gateway(base_url: str, token: str | None, policy: Policy) -> FhirGateway:
     """The server's gateway, reading answers no larger than the policy's bound."""
+    from smart_app.fhir.gateway import FhirGateway, Limits
+
     return FhirGateway(
         base_url, bearer_token=token, limits=Limits(max_answer_bytes=policy.bundle_max_bytes)
     )
+
+
+def _policy(path: Path | None) -> Policy:
+    """The institution's overrides from a TOML file, or the defaults without one."""
+    if path is None:
+        return DEFAULT_POLICY
+    from smart_app.config import load_policy
+
+    return load_policy(path)
 
 
 def _read_text(path: Path, *, policy: Policy) -> str:
@@ -280,6 +316,8 @@ def _read_text(path: Path, *, policy: Policy) -> str:
 
 def _save_json(path: Path, data: object) -> None:
     """Write JSON atomically: a temporary file beside the target, then a rename."""
+    import tempfile  # only --dry-run-bundle writes a file: kept off the start-up
+
     try:
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, renamed or removed
             "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
@@ -313,7 +351,9 @@ def _weight(text: str, unit: WeightUnit) -> Decimal:
 
 def run_followup(args: argparse.Namespace) -> str:
     """Read the patient's active plan and results; print where they stand (writes nothing)."""
-    policy = load_policy(args.policy) if args.policy else DEFAULT_POLICY
+    from smart_app import render_followup, service
+
+    policy = _policy(args.policy)
     token = args.bearer_token or os.environ.get(TOKEN_ENV) or None
     on = args.on or clock.today()
     check_calendar("follow-up date", on)

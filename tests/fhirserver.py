@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
+import socketserver
 import threading
 import time
 import urllib.error
@@ -132,6 +134,9 @@ class Proxy:
     calls: list[tuple[str, str]] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    delay_s: float = 0.0
+    """Added to every request on its way in and again on its way out (a network's latency:
+    0.05 makes a 100 ms round trip); 0 forwards at once."""
 
     def reset(self) -> None:
         """Forget the recorded calls and pending faults."""
@@ -220,6 +225,8 @@ def proxy(target: str) -> Iterator[Proxy]:
                     fault = None
                 elif fault:
                     state.faults.remove(fault)
+            if state.delay_s:
+                time.sleep(state.delay_s)  # the request's way in
             if fault and fault.mode is FaultMode.ANSWER:
                 self._reply(fault.status, json.dumps(fault.body).encode(), {})
                 return
@@ -239,6 +246,13 @@ def proxy(target: str) -> Iterator[Proxy]:
                     status, data, extra = answer.status, answer.read(), answer.headers
             except urllib.error.HTTPError as exc:
                 status, data, extra = exc.code, exc.read(), exc.headers
+            except (OSError, http.client.HTTPException) as exc:  # the server went away or gave up
+                outcome = {
+                    "resourceType": "OperationOutcome",
+                    "issue": [{"severity": "error", "code": "transient", "diagnostics": str(exc)}],
+                }
+                self._reply(502, json.dumps(outcome).encode(), {})
+                return
             data = data.replace(state.target.encode(), state.base.encode())
             if fault and fault.mode is FaultMode.DROP_AFTER:
                 self.close_connection = True
@@ -261,7 +275,9 @@ def proxy(target: str) -> Iterator[Proxy]:
             )
 
         def _reply(self, status: int, data: bytes, extra: Mapping[str, str | None]) -> None:
-            """Send an answer."""
+            """Send an answer (after the delay of its way out)."""
+            if state.delay_s:
+                time.sleep(state.delay_s)
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 self._send(status, data, extra)
 
@@ -280,10 +296,17 @@ def proxy(target: str) -> Iterator[Proxy]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     state.base = f"http://127.0.0.1:{server.server_address[1]}/fhir"
+    with serving(server):
+        yield state
+
+
+@contextlib.contextmanager
+def serving(server: socketserver.BaseServer) -> Iterator[None]:
+    """Serve `server` on a daemon thread for the block; then shut it down and close it."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield state
+        yield
     finally:
         server.shutdown()
         server.server_close()

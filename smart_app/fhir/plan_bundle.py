@@ -27,10 +27,12 @@ from smart_app.rules.dosing import sci
 from smart_app.rules.model import (
     ActivityKind,
     Finding,
+    Kit,
     PatientFacts,
     Plan,
     ScheduleItem,
     Severity,
+    SteroidCourse,
 )
 from smart_app.rules.plan import write_refusal
 
@@ -247,11 +249,11 @@ class EntryBuilder:
         """True when the user is a Practitioner or PractitionerRole."""
         return bool(self.user) and self.user["reference"].startswith("Practitioner")
 
-    def bundle(self) -> Resource:
-        """The transaction Bundle, validated against R4B and the app's profiles."""
-        return validate_bundle(
-            {"resourceType": "Bundle", "type": "transaction", "entry": self.entries}
-        )
+    def bundle(self, *, validate: bool = True) -> Resource:
+        """The transaction Bundle, validated against R4B and the app's profiles (unless
+        `validate` is False: a preview that is never sent)."""
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": self.entries}
+        return validate_bundle(bundle) if validate else bundle
 
 
 class _Builder(EntryBuilder):
@@ -282,7 +284,6 @@ class _Builder(EntryBuilder):
         """The ZOLGENSMA kit MedicationRequest."""
         dose = self.dose
         kit = dose.kit
-        text = f"ZOLGENSMA (onasemnogene abeparvovec-xioi) kit {kit.ndc}: {kit.vials} vials"
         instruction = (
             f"Infuse {_num(kit.dose_volume_ml)} mL ({sci(dose.vector_genomes)} vector genomes, "
             f"{sci(label.DOSE_VG_PER_KG, significant=2)} vg/kg at the band's upper weight "
@@ -295,10 +296,7 @@ class _Builder(EntryBuilder):
             {
                 "resourceType": "MedicationRequest",
                 **self._order_common(),
-                "medicationCodeableConcept": {
-                    "coding": [{"system": codes.NDC, "code": kit.ndc, "display": text}],
-                    "text": text,
-                },
+                "medicationCodeableConcept": kit_medication(kit),
                 "dosageInstruction": [
                     {
                         "sequence": 1,
@@ -322,15 +320,7 @@ class _Builder(EntryBuilder):
                         ],
                     }
                 ],
-                "dispenseRequest": {
-                    "quantity": {
-                        "value": kit.total_vials,
-                        "unit": "vial",
-                        "system": codes.UCUM,
-                        "code": "{vial}",
-                    },
-                    "numberOfRepeatsAllowed": 0,
-                },
+                "dispenseRequest": {"quantity": kit_vials(kit), "numberOfRepeatsAllowed": 0},
                 "note": [{"text": label.NO_IV_PUSH}, {"text": dose.explanation}],
             },
             "medicationrequest/kit",
@@ -339,31 +329,14 @@ class _Builder(EntryBuilder):
 
     def steroid_order(self) -> str:
         """The prednisolone MedicationRequest for the 30-day full-dose course."""
-        course = self.course
-        days = (course.full_dose_through - course.start_date).days + 1
-        strength = f"{_num(course.concentration_mg_per_ml)} mg/mL"
-        text = (
-            f"Prednisolone (or equivalent) {_num(course.dose_mg_per_day)} mg "
-            f"({_num(course.volume_ml_per_day)} mL of {strength}) "
-            f"by mouth once daily = {_num(label.STEROID_MG_PER_KG_PER_DAY)} mg/kg/day "
-            f"for {_num(course.weight_kg)} kg, "
-            f"{course.start_date.isoformat()} to {course.full_dose_through.isoformat()} "
-            f"({days} days). {self._activity(ActivityKind.STEROID_START)}. "
-            f"{label.FULL_DOSE_UNTIL_DECISION}"
-        )
+        then = f". {self._activity(ActivityKind.STEROID_START)}."
         return self.add(
             {
                 "resourceType": "MedicationRequest",
                 **self._order_common(),
-                **steroid_order_body(
-                    start=course.start_date,
-                    end=course.full_dose_through,
-                    mg_per_day=course.dose_mg_per_day,
-                    ml_per_day=course.volume_ml_per_day,
-                    concentration_mg_per_ml=course.concentration_mg_per_ml,
-                    text=text,
+                **steroid_course_order(
+                    self.course, text=steroid_course_text(self.course, then=then)
                 ),
-                "note": [{"text": course.taper_basis}],
             },
             "medicationrequest/prednisolone",
             profile="zolgensma-steroid-order",
@@ -515,15 +488,7 @@ def steroid_order_body(
             {
                 "sequence": 1,
                 "text": text,
-                "timing": {
-                    "repeat": {
-                        "boundsPeriod": {"start": start.isoformat(), "end": end.isoformat()},
-                        "frequency": 1,
-                        "period": 1,
-                        "periodUnit": "d",
-                    }
-                },
-                "route": {"coding": [ROUTE_ORAL], "text": "oral"},
+                **oral_once_daily(start, end),
                 "doseAndRate": [
                     {
                         "type": _dose_type("ordered"),
@@ -548,6 +513,61 @@ def steroid_order_body(
             },
         },
     }
+
+
+def oral_once_daily(start: dt.date, end: dt.date) -> Resource:
+    """The timing and route of a dosage taken by mouth once a day from `start` to `end`."""
+    return {
+        "timing": {
+            "repeat": {
+                "boundsPeriod": {"start": start.isoformat(), "end": end.isoformat()},
+                "frequency": 1,
+                "period": 1,
+                "periodUnit": "d",
+            }
+        },
+        "route": {"coding": [ROUTE_ORAL], "text": "oral"},
+    }
+
+
+def steroid_course_text(course: SteroidCourse, *, then: str) -> str:
+    """The dosage text of the full-dose prednisolone course: dose, volume, mg/kg/day, weight
+    and dates, then `then` (what the course starts with) and the label's full-dose rule."""
+    days = (course.full_dose_through - course.start_date).days + 1
+    return (
+        f"Prednisolone (or equivalent) {_num(course.dose_mg_per_day)} mg "
+        f"({_num(course.volume_ml_per_day)} mL of {_num(course.concentration_mg_per_ml)} mg/mL) "
+        f"by mouth once daily = {_num(label.STEROID_MG_PER_KG_PER_DAY)} mg/kg/day "
+        f"for {_num(course.weight_kg)} kg, "
+        f"{course.start_date.isoformat()} to {course.full_dose_through.isoformat()} "
+        f"({days} days){then} {label.FULL_DOSE_UNTIL_DECISION}"
+    )
+
+
+def steroid_course_order(course: SteroidCourse, *, text: str) -> Resource:
+    """Medication, dosage, dispense and taper note of the full-dose course's order."""
+    return {
+        **steroid_order_body(
+            start=course.start_date,
+            end=course.full_dose_through,
+            mg_per_day=course.dose_mg_per_day,
+            ml_per_day=course.volume_ml_per_day,
+            concentration_mg_per_ml=course.concentration_mg_per_ml,
+            text=text,
+        ),
+        "note": [{"text": course.taper_basis}],
+    }
+
+
+def kit_medication(kit: Kit) -> Resource:
+    """A ZOLGENSMA kit as a medication: its NDC, and its vials in words."""
+    text = f"ZOLGENSMA (onasemnogene abeparvovec-xioi) kit {kit.ndc}: {kit.vials} vials"
+    return {"coding": [{"system": codes.NDC, "code": kit.ndc, "display": text}], "text": text}
+
+
+def kit_vials(kit: Kit) -> Resource:
+    """The number of vials in a kit, as a UCUM quantity."""
+    return {"value": kit.total_vials, "unit": "vial", "system": codes.UCUM, "code": "{vial}"}
 
 
 def task_resource(
@@ -604,9 +624,15 @@ def task_resource(
 
 
 def build_transaction(
-    plan: Plan, facts: PatientFacts, record: PatientRecord, confirmation: Confirmation
+    plan: Plan,
+    facts: PatientFacts,
+    record: PatientRecord,
+    confirmation: Confirmation,
+    *,
+    validate: bool = True,
 ) -> Resource:
-    """The one transaction Bundle that writes this plan (validated; raises WriteBlocked)."""
+    """The one transaction Bundle that writes this plan (raises WriteBlocked); validated against
+    R4B and the profiles unless `validate` is False (a preview: what is sent is validated)."""
     check_writable(plan, confirmation)
     builder = _Builder(plan, facts, record, confirmation)
     care_plan = builder.care_plan()
@@ -619,7 +645,7 @@ def build_transaction(
     own = len(builder.entries)
     builder.retire_old()
     builder.provenance(identity=own)
-    return builder.bundle()
+    return builder.bundle(validate=validate)
 
 
 def validate_bundle(bundle: Resource) -> Resource:

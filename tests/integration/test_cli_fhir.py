@@ -59,7 +59,9 @@ def test_write_then_write_again(
     written = json.loads(out)["written"]
     assert len(written) == 21  # with the 3-month lab draw (5.1; 5.3)
     assert {w["outcome"] for w in written} == {"created"}
-    assert proxy.calls == [("POST", "/fhir"), ("GET", "/fhir/metadata"), ("POST", "/fhir")]
+    # the read and the CapabilityStatement (for the write's strategy) side by side, then the write
+    assert sorted(proxy.calls[:2]) == [("GET", "/fhir/metadata"), ("POST", "/fhir")]
+    assert proxy.calls[2:] == [("POST", "/fhir")]
     proxy.reset()
     code, out, _ = _run(capsys, *args)
     assert code == 0
@@ -120,7 +122,8 @@ def test_patient_without_weight_exits_4_and_writes_nothing(
     assert json.loads(out)["written"] == []
     assert err.startswith("zolgensma-smart: not written: nothing written: the plan is incomplete")
     assert "weight-missing" in err
-    assert len(proxy.calls) == 1
+    # the read, and the CapabilityStatement asked for beside it; nothing sent to be written
+    assert sorted(proxy.calls) == [("GET", "/fhir/metadata"), ("POST", "/fhir")]
     target = tmp_path / "tx.json"
     code, _, _ = _run(
         capsys, "plan", "--fhir-base", proxy.base, "--patient", patient, *DATES,
