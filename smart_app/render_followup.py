@@ -1,42 +1,34 @@
-"""A FollowUp as JSON-ready data and as a readable summary (the `followup` command, the view)."""
+"""A FollowUp as JSON-ready data and as a readable summary: the `followup` command's output (the
+web page renders from the types, with smart_app.web.followup_view)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from smart_app.fhir.plan_state import KitWritten
-from smart_app.render import evidence_data, finding_data, iso_day, wrap
+from smart_app.followup_shown import TASK_GROUPS as TASK_GROUPS
+from smart_app.followup_shown import decision_data as decision_data
+from smart_app.followup_shown import kit_shown, previous_shown, task_groups
+from smart_app.plan_json import evidence_data, finding_data, iso_day
+from smart_app.render import wrap
 from smart_app.rules import label
 from smart_app.rules.alerts import describe
 from smart_app.rules.arith import json_number
 from smart_app.rules.followup import (
     ActionState,
     AlertReview,
-    Decision,
     DoseToday,
     FollowUp,
     ResultRow,
     TaskView,
 )
-from smart_app.rules.labs import Interpreted
 from smart_app.rules.model import (
     AlertResult,
     LabResult,
     ScheduleItem,
     SteroidOrder,
-    SteroidStep,
-    TaskState,
 )
-
-TASK_GROUPS = (
-    TaskState.OVERDUE,
-    TaskState.DUE,
-    TaskState.ONGOING,
-    TaskState.RESULTED,
-    TaskState.UPCOMING,
-    TaskState.DONE,
-)
-"""The order task groups are listed in: what needs action first."""
 
 
 def _order(order: SteroidOrder) -> dict[str, Any]:
@@ -125,7 +117,7 @@ def _alert_result(seen: AlertResult) -> dict[str, Any]:
         if seen.multiple_of_uln is not None
         else None,
         "fallback_uln": json_number(seen.fallback_uln) if seen.fallback_uln is not None else None,
-        "previous": _lab(seen.previous) if seen.previous is not seen.baseline else None,
+        "previous": _lab(previous_shown(seen)),
         "baseline": _lab(seen.baseline),
         "note": seen.note,
     }
@@ -185,87 +177,28 @@ def _alert(review: AlertReview) -> dict[str, Any]:
 
 def kit_data(kit: KitWritten | None) -> dict[str, Any] | None:
     """The kit order as written: NDC, vials, dose volume, pump rate, vector genomes."""
-    if kit is None:
+    shown = kit_shown(kit)
+    if shown is None:
         return None
-    table = kit.kit
     return {
-        "reference": kit.reference,
-        "status": kit.status,
-        "ndc": kit.ndc,
-        "description": kit.description,
-        "dose_volume_ml": json_number(kit.dose_volume_ml) if kit.dose_volume_ml else None,
-        "pump_rate_ml_per_h": json_number(kit.pump_rate_ml_per_h)
-        if kit.pump_rate_ml_per_h
-        else None,
-        "vector_genomes": json_number(kit.vector_genomes) if kit.vector_genomes else None,
-        "total_vials": kit.total_vials,
-        "vials_5_5_ml": table.vials_5_5_ml if table else None,
-        "vials_8_3_ml": table.vials_8_3_ml if table else None,
-        "capacity_ml": json_number(table.capacity_ml) if table else None,
-        "band_kg": [json_number(table.band_low_kg), json_number(table.band_high_kg)]
-        if table
-        else None,
+        "reference": shown.reference,
+        "status": shown.status,
+        "ndc": shown.ndc,
+        "description": shown.description,
+        "dose_volume_ml": _number(shown.dose_volume_ml),
+        "pump_rate_ml_per_h": _number(shown.pump_rate_ml_per_h),
+        "vector_genomes": _number(shown.vector_genomes),
+        "total_vials": shown.total_vials,
+        "vials_5_5_ml": shown.vials_5_5_ml,
+        "vials_8_3_ml": shown.vials_8_3_ml,
+        "capacity_ml": _number(shown.capacity_ml),
+        "band_kg": [json_number(kg) for kg in shown.band_kg] if shown.band_kg else None,
     }
 
 
-def _step(step: SteroidStep) -> dict[str, Any]:
-    """One proposed dosing period."""
-    return {
-        "start": iso_day(step.start),
-        "end": iso_day(step.end),
-        "days": step.days,
-        "mg_per_kg_per_day": json_number(step.mg_per_kg_per_day),
-        "dose_mg_per_day": json_number(step.dose_mg_per_day),
-        "volume_ml_per_day": json_number(step.volume_ml_per_day),
-    }
-
-
-def _panel(seen: Interpreted) -> dict[str, Any]:
-    """A liver panel result with its multiple of ULN."""
-    return {
-        "test": seen.result.test.value,
-        "value": json_number(seen.result.value),
-        "unit": seen.result.unit,
-        "date": iso_day(seen.result.effective),
-        "uln": json_number(seen.uln) if seen.uln is not None else None,
-        "multiple_of_uln": json_number(seen.multiple_of_uln)
-        if seen.multiple_of_uln is not None
-        else None,
-        "reference": seen.result.evidence.reference,
-    }
-
-
-def decision_data(decision: Decision | None) -> dict[str, Any] | None:
-    """The proposed liver assessment decision."""
-    if decision is None:
-        return None
-    weight = decision.weight
-    return {
-        "key": decision.key,
-        "branch": decision.branch.value if decision.branch else None,
-        "writable": decision.writable,
-        "labs_unremarkable": decision.labs_unremarkable,
-        "exam_normal": decision.exam_normal,
-        "reasons": list(decision.reasons),
-        "consult": decision.consult,
-        "consult_rule": label.CONSULT_RULE,
-        "manufacturer_advice": decision.manufacturer_advice,
-        "panel": [_panel(p) for p in decision.panel],
-        "weight": None
-        if weight is None
-        else {
-            "kg": json_number(weight.value),
-            "date": iso_day(weight.effective),
-            "reference": weight.evidence.reference,
-        },
-        "previous_mg_per_day": json_number(decision.previous_mg_per_day),
-        "full_dose_mg_per_day": json_number(decision.full_dose_mg_per_day)
-        if decision.full_dose_mg_per_day is not None
-        else None,
-        "steps": [_step(s) for s in decision.steps],
-        "lab_draw_days": [d.day for d in decision.draws],
-        "findings": [finding_data(f) for f in decision.findings],
-    }
+def _number(value: Decimal | None) -> int | float | None:
+    """A Decimal as a JSON number, None as null."""
+    return None if value is None else json_number(value)
 
 
 def _proposed(item: ScheduleItem) -> dict[str, Any]:
@@ -287,9 +220,10 @@ def _proposed(item: ScheduleItem) -> dict[str, Any]:
 
 def followup_data(found: FollowUp, *, kit: KitWritten | None = None) -> dict[str, Any]:
     """Everything the follow-up shows, as JSON-ready data (`kit`: the kit order as written)."""
-    groups: dict[str, list[dict[str, Any]]] = {state.value: [] for state in TASK_GROUPS}
-    for view in found.tasks:
-        groups[view.state.value].append(_task(view))
+    groups = {
+        state.value: [_task(view) for view in views]
+        for state, views in task_groups(found.tasks).items()
+    }
     return {
         "patient": found.patient_id,
         "on": iso_day(found.on),

@@ -1,4 +1,5 @@
-"""Session fixtures shared by the tests: the source documents, the SMART sandbox."""
+"""Session fixtures shared by the tests: the source documents, the SMART sandbox; and the guard
+that keeps servers to tests marked integration, so `pytest -m "not integration"` starts none."""
 
 from __future__ import annotations
 
@@ -13,6 +14,37 @@ from tests.smartsandbox import NOW, TODAY
 
 SEED_LABEL = "001_4a21bb1626926527.txt"
 SEED_HCP = "000_671695a26f6a3f3d.txt"
+SERVER_FIXTURES = frozenset(
+    {
+        "servers",  # tests/integration/conftest.py: sekmet and Medplum, started on first use
+        "fhir_server",
+        "fhir_proxy",
+        "proxy",
+        "load",
+        "fhir_base",  # a module's own sekmet (tests/sandbox/)
+        "smart_sandbox",  # the sandbox EHR, the app and sekmet
+        "browser",  # headless Chromium (tests/browser/)
+        "browsers",
+    }
+)
+"""Fixtures that start (or need) a server: only tests marked integration may use them."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail, before any fixture starts, a test that uses a server but is not marked integration
+    (browser tests are marked both), so that `-m "not integration"` never starts one."""
+    if item.get_closest_marker("integration") is not None:
+        return
+    if item.get_closest_marker("browser") is not None:
+        pytest.fail(f"{item.nodeid} is marked browser but not integration", pytrace=False)
+    servers = sorted(SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())))
+    if servers:
+        pytest.fail(
+            f"{item.nodeid} uses {', '.join(servers)}, which start a server, but is not marked "
+            "integration",
+            pytrace=False,
+        )
 
 
 def _seeds_dir() -> Path:

@@ -29,7 +29,8 @@ from smart_app.fhir.gateway import PatientRecord
 from smart_app.fhir.plan_bundle import EntryBuilder, steroid_order_body, task_resource
 from smart_app.fhir.written import OrderMode
 from smart_app.rules import label
-from smart_app.rules.followup import ActionState, AlertReview, Decision, TaskView, is_alert_task
+from smart_app.rules.followup import ActionState, AlertReview, TaskView, is_alert_task
+from smart_app.rules.liver_decision import Decision
 from smart_app.rules.model import (
     ActivityKind,
     AlertLevel,

@@ -1,4 +1,5 @@
-"""What a write is asked to do and what it did: the app-level write types, with no dependencies."""
+"""What a write is asked to do and what it did: the app-level write types (the options chosen in
+configuration, OrderMode and Strategy, live in smart_app.options and are re-exported here)."""
 
 from __future__ import annotations
 
@@ -7,31 +8,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from smart_app.options import OrderMode, Strategy
 
-class OrderMode(StrEnum):
-    """How orders are written: a proposal for the prescriber to sign, or an active order."""
-
-    PROPOSAL = "proposal"
-    ORDER = "order"
-
-    @property
-    def status(self) -> str:
-        """MedicationRequest.status."""
-        return "draft" if self is OrderMode.PROPOSAL else "active"
-
-
-class Strategy(StrEnum):
-    """How a prepared write reaches a server (issue: servers differ in what they accept)."""
-
-    AUTO = "auto"
-    """Chosen from the server's CapabilityStatement."""
-    TRANSACTION = "transaction"
-    """One transaction with conditional creates: for servers that take them whole."""
-    LOOKUP = "lookup"
-    """One search for the app's identifiers, then plain creates and version-checked updates:
-    in one transaction where the server takes one, else in batches."""
-    PER_RESOURCE = "per-resource"
-    """Ordered creates and updates one by one, for servers without transactions or batches."""
+__all__ = [
+    "Confirmation",
+    "OrderMode",
+    "Outcome",
+    "Strategy",
+    "WriteReport",
+    "WriteState",
+    "Written",
+    "references",
+]
 
 
 class Outcome(StrEnum):

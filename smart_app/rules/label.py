@@ -70,6 +70,11 @@ STEROID_MG_PER_KG_PER_DAY = Decimal(1)
 STEROID_FULL_DOSE_DAYS = 30
 """Section 2.1: from one day before infusion, for a total of 30 days."""
 
+LIVER_ASSESSMENT_DAY = STEROID_FULL_DOSE_DAYS - 2
+"""Days after infusion of the day-30 liver assessment (2.1), the last full-dose day: day 30 of
+the manufacturer's day-numbered timeline (Day 1 the day before infusion, Day 2 the infusion)
+falls on infusion + 28."""
+
 TAPER_DAYS = 28
 """Section 2.1: taper gradually over the next 28 days (or longer if needed)."""
 

@@ -24,6 +24,9 @@ LIVER_PANEL: tuple[LabTest, ...] = (
 WEEKLY_DAYS = (7, 14, 21, 28)
 """'Weekly for the first month' after infusion (infusion = day 0)."""
 
+LAB_ORDER = tuple(LabTest)
+"""The lab tests in the order a draw lists them."""
+
 MONITORING_MONTHS = 3
 """Section 5.1: liver function 'for at least 3 months after ZOLGENSMA infusion'; sections 2.3
 and 5.3: platelets 'every other week for the second and third months'."""
@@ -175,7 +178,8 @@ def lab_draws(
     items = []
     for day in sorted(by_day):
         streams = by_day[day]
-        tests = tuple(t for t in LabTest if any(t in s.tests for s in streams))
+        due = {t for s in streams for t in s.tests}
+        tests = tuple(t for t in LAB_ORDER if t in due)
         date = infusion_date + dt.timedelta(days=day)
         slack = dt.timedelta(
             days=policy.weekly_window_days
@@ -243,7 +247,7 @@ def schedule(
     """Every dated activity from baseline to three months after infusion, in date order."""
     lookback = policy.baseline_lab_max_age_days
     full_dose_days = label.STEROID_FULL_DOSE_DAYS
-    check_day = full_dose_days - 2
+    check_day = label.LIVER_ASSESSMENT_DAY
     dose_text = (
         f" = {steroids.dose_mg_per_day} mg ({steroids.volume_ml_per_day} mL) daily"
         if steroids

@@ -1,10 +1,12 @@
-"""The sandbox EHR as a Flask app: settings, the factory `create_ehr`, and the launcher pages.
+"""The sandbox EHR as a Flask app: the factory `create_ehr` and the launcher pages (its settings
+are settings.py's, re-exported here).
 
 Endpoints (under `public_base`):
 - `/` launcher (patients, one Launch button each; `?access=read-only` launches allow reading
-  only), `POST /launch`, `/chart/<launch_id>`;
+  only), `POST /launch`, `/chart/<launch_id>` (with the app's patient-view CDS cards) and its
+  "Order ZOLGENSMA" pages `/chart/<launch_id>/orders...` (see cds_views.py);
 - `/fhir/.well-known/smart-configuration`, `/fhir/metadata`, `/oauth/jwks`,
-  `/oauth/authorize`, `/oauth/token` (see oauth.py);
+  `/oauth/authorize`, `/oauth/token` (the blueprint in oauth/routes.py);
 - `/fhir/...`: the authorized pass-through to `fhir_upstream` (see proxy.py).
 """
 
@@ -12,23 +14,32 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Flask, Response, jsonify, redirect, render_template, request, url_for
-from joserfc.jwk import RSAKey
 
-from smart_app.sandbox.oauth import READ_ONLY, SandboxOAuth, csrf_ok, csrf_token
+from smart_app.sandbox.cds_views import ChartCds
+from smart_app.sandbox.oauth.grants import SandboxOAuth
+from smart_app.sandbox.oauth.routes import READ_ONLY, csrf_ok, csrf_token, oauth_blueprint
 from smart_app.sandbox.proxy import Upstream, register_proxy
+from smart_app.sandbox.settings import (
+    EhrSettings,
+    LauncherPatient,
+    SandboxClient,
+    new_cds_key,
+    new_signing_key,
+)
 
-
-def new_signing_key() -> RSAKey:
-    """A fresh 2048-bit RSA key for RS256 id_tokens, with a thumbprint kid."""
-    return RSAKey.generate_key(2048, parameters={"use": "sig", "alg": "RS256"}, auto_kid=True)
-
+__all__ = [
+    "EHR_STYLE",
+    "EhrSettings",
+    "LauncherPatient",
+    "SandboxClient",
+    "create_ehr",
+    "launch_src",
+    "new_cds_key",
+    "new_signing_key",
+]
 
 EHR_STYLE = {
     "color_background": "#f4f7fb",
@@ -38,53 +49,6 @@ EHR_STYLE = {
     "dim_border_radius": "4px",
 }
 """The sandbox EHR's SMART style document (served at /smart-style.json)."""
-
-
-@dataclass(frozen=True)
-class SandboxClient:
-    """An app registered with the sandbox EHR."""
-
-    client_id: str
-    redirect_uris: tuple[str, ...]
-    launch_url: str
-    """The app's EHR-launch URL, e.g. http://127.0.0.1:8092/launch."""
-    client_secret: str | None = field(default=None, repr=False)
-    """Confidential-symmetric: client_secret_basic and client_secret_post."""
-    jwks: dict[str, Any] | None = None
-    """Confidential-asymmetric: the client's public JWK Set, for private_key_jwt."""
-
-
-@dataclass(frozen=True)
-class LauncherPatient:
-    """A patient listed on the launcher page."""
-
-    patient_id: str
-    name: str
-    birth_date: str | None
-    scenario: str
-
-
-@dataclass(frozen=True)
-class EhrSettings:
-    """Everything the sandbox EHR needs."""
-
-    public_base: str
-    """Where the EHR is served, without a trailing slash; the FHIR base is {public_base}/fhir."""
-    fhir_upstream: str
-    """The real FHIR server's base URL."""
-    clients: tuple[SandboxClient, ...]
-    patients: tuple[LauncherPatient, ...]
-    practitioner_id: str = "sandbox-practitioner"
-    """The signed-in EHR user (a Practitioner on the FHIR server)."""
-    signing_key: RSAKey = field(default_factory=new_signing_key, repr=False)
-    access_token_lifetime_s: int = 3600
-    clock: Callable[[], float] = time.time
-    smart_style_url: str | None = None
-
-    @property
-    def fhir_base(self) -> str:
-        """The public FHIR base URL."""
-        return f"{self.public_base}/fhir"
 
 
 def launch_src(client: SandboxClient, *, iss: str, launch_id: str) -> str:
@@ -110,7 +74,7 @@ def create_ehr(settings: EhrSettings) -> Flask:
     app.secret_key = secrets.token_bytes(32)
     app.config.update(SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_NAME="sandbox_ehr")
     oauth = SandboxOAuth(settings)
-    oauth.init_app(app)
+    app.register_blueprint(oauth_blueprint(oauth))
     register_proxy(
         app,
         upstream=Upstream(base=settings.fhir_upstream, public_base=settings.fhir_base),
@@ -120,6 +84,7 @@ def create_ehr(settings: EhrSettings) -> Flask:
     )
     clients = {c.client_id: c for c in settings.clients}
     patients = {p.patient_id: p for p in settings.patients}
+    chart_cds = ChartCds(settings=settings, oauth=oauth, clients=clients)
     frame_origins = " ".join(sorted({_origin(c.launch_url) for c in settings.clients}))
     policy = (
         # the app's launch URL redirects back here (authorize) inside the frame: 'self' too
@@ -187,22 +152,26 @@ def create_ehr(settings: EhrSettings) -> Flask:
                 "Launch not found", "This launch is unknown or expired. Launch again.", status=404
             )
         client = clients[found.client_id]
-        patient = patients.get(found.context.patient)
+        patient_id = found.context.patient
+        patient = patients.get(patient_id)
         tab = oauth.store.launch(found.companion)
         iss = settings.fhir_base
         return render_template(
             "chart.html",
             patient=patient,
-            patient_id=found.context.patient,
+            patient_id=patient_id,
             client=client,
             frame_src=None if found.used else launch_src(client, iss=iss, launch_id=launch_id),
             tab_src=None
             if tab is None or tab.used
             else launch_src(client, iss=iss, launch_id=tab.launch_id),
+            launch_id=launch_id,
+            **chart_cds.chart(launch_id, client_id=client.client_id, patient_id=patient_id),
         )
 
     def _problem(title: str, text: str, *, status: int = 400) -> tuple[str, int]:
         """A plain error page."""
         return render_template("error.html", title=title, error=None, text=text), status
 
+    chart_cds.register(app, problem=_problem)
     return app

@@ -1,9 +1,14 @@
-"""Start and stop the real local FHIR server (sekmet) on loopback: for the demo and the tests."""
+"""Start and stop the real local FHIR server (sekmet) on loopback: for the demo and the tests.
+
+The sekmet executable is found without any repository path: $SEKMET_BIN, else `sekmet` on PATH,
+else `.venv-fhir/bin/sekmet` under the working directory (where `make venv` installs it).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -11,9 +16,46 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-SEKMET = Path(os.environ.get("SEKMET_BIN", ROOT / ".venv-fhir" / "bin" / "sekmet"))
+SEKMET_ENV = "SEKMET_BIN"
+"""The environment variable naming the sekmet executable (the Makefile's demo target sets it)."""
+SEKMET_COMMAND = "sekmet"
+LOCAL_SEKMET = Path(".venv-fhir") / "bin" / SEKMET_COMMAND
+"""Where `make venv` installs sekmet, relative to the working directory."""
 START_TIMEOUT_S = 60.0
+
+
+class SekmetNotFoundError(RuntimeError):
+    """No sekmet executable where find_sekmet looks; the message says what to set."""
+
+
+def _executable(path: Path) -> bool:
+    """Whether path is a file this process may run."""
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+def find_sekmet() -> Path:
+    """The sekmet executable: $SEKMET_BIN (which must then be one), else `sekmet` on PATH, else
+    .venv-fhir/bin/sekmet under the working directory."""
+    named = os.environ.get(SEKMET_ENV, "")
+    if named:
+        path = Path(named).expanduser().absolute()
+        if not _executable(path):
+            raise SekmetNotFoundError(
+                f"{SEKMET_ENV}={named} is not an executable file: set {SEKMET_ENV} to the path "
+                "of the sekmet executable"
+            )
+        return path
+    on_path = shutil.which(SEKMET_COMMAND)
+    if on_path:
+        return Path(on_path)
+    local = Path.cwd() / LOCAL_SEKMET
+    if _executable(local):
+        return local
+    raise SekmetNotFoundError(
+        f"the FHIR server sekmet was not found: set {SEKMET_ENV} to its executable, put "
+        f"`{SEKMET_COMMAND}` on PATH, or run `make venv` in the repository (it installs "
+        f"{LOCAL_SEKMET})"
+    )
 
 
 def free_port() -> int:
@@ -26,8 +68,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def sekmet(data_dir: Path, *, port: int | None = None) -> Iterator[str]:
     """Start sekmet with a fresh data directory (simulator off); yield its base URL."""
-    if not SEKMET.exists():
-        raise RuntimeError(f"{SEKMET} is missing: `make demo` or `make test` installs it")
+    binary = find_sekmet()
     port = port or free_port()
     base = f"http://127.0.0.1:{port}/fhir"
     config = data_dir / "sekmet.yaml"
@@ -37,8 +78,8 @@ def sekmet(data_dir: Path, *, port: int | None = None) -> Iterator[str]:
         encoding="utf-8",
     )
     log = (data_dir / "sekmet.log").open("wb")
-    process = subprocess.Popen(  # noqa: S603 - our own pinned binary, fixed arguments
-        [str(SEKMET), "serve", "-c", str(config)], stdout=log, stderr=subprocess.STDOUT
+    process = subprocess.Popen(  # noqa: S603 - the sekmet find_sekmet chose, fixed arguments
+        [str(binary), "serve", "-c", str(config)], stdout=log, stderr=subprocess.STDOUT
     )
     try:
         _wait_ready(base, process, data_dir / "sekmet.log")

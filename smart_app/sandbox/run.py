@@ -17,34 +17,24 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from smart_app import clock, create_app, service
-from smart_app.config import ClientType, Registration, web_settings
+from smart_app.config import CdsClient, ClientType, Registration, web_settings
 from smart_app.errors import WriteBlocked
 from smart_app.fhir.followup_write import Confirmed
 from smart_app.fhir.gateway import FhirGateway
 from smart_app.fhir.written import Confirmation, OrderMode
 from smart_app.rules import label
-from smart_app.sandbox.ehr import EhrSettings, LauncherPatient, SandboxClient, create_ehr
+from smart_app.sandbox.ehr import create_ehr
 from smart_app.sandbox.fhirserver import free_port, sekmet
 from smart_app.sandbox.patients import SyntheticPatient, synthetic_patients, transaction_bundle
+from smart_app.sandbox.serving import QuietHandler
+from smart_app.sandbox.settings import EhrSettings, LauncherPatient, SandboxClient
 from smart_app.web.state import WebState
 
 CLIENT_ID = "zolgensma-smart"
 PRACTITIONER_ID = "sandbox-practitioner"
-DAY30_CHECK = label.STEROID_FULL_DOSE_DAYS - 2
-"""The day-30 liver assessment falls on infusion + 28."""
-LOG = logging.getLogger("smart_app.sandbox")
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """Request log lines without query strings (authorization codes, launch ids)."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Method, path and status only."""
-        path = self.path.split("?", 1)[0]
-        LOG.info(":%s %s %s %s", self.server.server_port, self.command, path, code)
 
 
 class _Deferred:
@@ -80,7 +70,7 @@ class Sandbox:
 def _serve(host: str, port: int) -> tuple[BaseWSGIServer, _Deferred]:
     """A threaded server bound now, its application given later."""
     target = _Deferred()
-    server = make_server(host, port, target, threaded=True, request_handler=_QuietHandler)
+    server = make_server(host, port, target, threaded=True, request_handler=QuietHandler)
     return server, target
 
 
@@ -158,8 +148,8 @@ def _replay_followup(gateway: FhirGateway, patient: SyntheticPatient, *, now: dt
 
     eve = infusion - dt.timedelta(days=1)
     confirm_tasks(eve, frozenset({"task/counseling/day-1"}))
-    if day > DAY30_CHECK:
-        check = infusion + dt.timedelta(days=DAY30_CHECK)
+    if day > label.LIVER_ASSESSMENT_DAY:
+        check = infusion + dt.timedelta(days=label.LIVER_ASSESSMENT_DAY)
         confirm_tasks(check, frozenset({"task/vigilance/day0"}))
         following = service.read_followup(gateway, patient.patient_id, on=check, exam_normal=True)
         if following is not None and following.followup.decision is not None:
@@ -200,6 +190,7 @@ def running(
                         client_id=CLIENT_ID,
                         redirect_uris=(f"{app_base}/callback",),
                         launch_url=f"{app_base}/launch",
+                        cds_services_url=f"{app_base}/cds-services",
                     ),
                 ),
                 patients=tuple(
@@ -227,6 +218,7 @@ def running(
             public_url=app_base,
             secret_key=secrets.token_urlsafe(48),
             registrations={sandbox.iss: registration},
+            cds_clients={ehr_base: cds_client(ehr_base)},
             session_dir=base / "sessions",
             frame_ancestors=("'self'", ehr_base),
         )
@@ -239,6 +231,17 @@ def running(
             stack.callback(server.server_close)
             stack.callback(server.shutdown)
         yield sandbox
+
+
+def cds_client(ehr_base: str) -> CdsClient:
+    """The sandbox EHR as the app registers it for its CDS Hooks services: its JWTs' issuer, its
+    JWK Set URL and its FHIR base (where the service may use fhirAuthorization)."""
+    return CdsClient(
+        iss=ehr_base,
+        name="Local SMART sandbox EHR",
+        jwks_url=f"{ehr_base}/oauth/jwks",
+        fhir_servers=(f"{ehr_base}/fhir",),
+    )
 
 
 def _birth_date(patient: SyntheticPatient) -> str | None:
@@ -272,7 +275,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(
                 f"\nFHIR server (sekmet):  {sandbox.fhir_upstream}\n"
                 f"SMART sandbox EHR:     {sandbox.iss}\n"
-                f"ZOLGENSMA app:         {sandbox.app_base}/launch.html\n\n"
+                f"ZOLGENSMA app:         {sandbox.app_base}/launch.html\n"
+                f"CDS Hooks services:    {sandbox.app_base}/cds-services "
+                "(the EHR's charts call them)\n\n"
                 f"Open the launcher:     {sandbox.launcher}\n"
                 f"{len(sandbox.patients)} synthetic patients loaded. Ctrl-C stops everything.\n\n"
             )

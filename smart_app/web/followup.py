@@ -9,19 +9,23 @@ from typing import Any
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from smart_app import render, render_followup, service
+from smart_app import service
+from smart_app.digest import fingerprint
 from smart_app.errors import WriteBackError, WriteBlocked, WriteIncomplete
 from smart_app.fhir import summary
 from smart_app.fhir.followup_write import Confirmed
 from smart_app.fhir.gateway import FhirGateway, PatientRecord
 from smart_app.fhir.written import Outcome, Written
+from smart_app.followup_shown import decision_data
+from smart_app.report import report_data, written_data
 from smart_app.rules import label
 from smart_app.rules.followup import AlertReview
 from smart_app.rules.model import ActivityKind, AlertCode, TaskState
 from smart_app.web import charts, context, grants
-from smart_app.web.connection import connect, write_strategy
+from smart_app.web.connection import write_strategy
 from smart_app.web.followup_charts import follow_up_charts
-from smart_app.web.security import check_csrf
+from smart_app.web.followup_view import follow_up_view
+from smart_app.web.request_context import current
 from smart_app.web.state import web_state
 
 bp = Blueprint("followup", __name__, url_prefix="/p/<context_id>/followup")
@@ -41,16 +45,16 @@ def follow(record: PatientRecord, *, exam_normal: bool | None = None) -> service
 
 def _decision_fingerprint(following: service.Following) -> str:
     """What the clinician saw of the decision: the results, weight and proposal (not the exam)."""
-    data = render_followup.decision_data(following.followup.decision) or {}
+    data = decision_data(following.followup.decision) or {}
     shown = {k: v for k, v in data.items() if k not in ("exam_normal", "writable", "key")}
     shown["branch"] = None
-    return render.fingerprint(shown)
+    return fingerprint(shown)
 
 
 def _tasks_fingerprint(following: service.Following) -> str:
     """The resulted Tasks, the results that complete them and the proposed further draws."""
     found = following.followup
-    return render.fingerprint(
+    return fingerprint(
         [
             *(
                 (v.task.reference, [m.evidence.reference for m in v.matches])
@@ -65,7 +69,7 @@ def _tasks_fingerprint(following: service.Following) -> str:
 def _alert_fingerprint(review: AlertReview) -> str:
     """What the clinician saw of an alert: its level and the results behind it."""
     alert = review.alert
-    return render.fingerprint(
+    return fingerprint(
         [alert.code.value, alert.level.value, [r.result.evidence.reference for r in alert.results]]
     )
 
@@ -73,9 +77,8 @@ def _alert_fingerprint(review: AlertReview) -> str:
 def page(
     context_id: str, launched: context.LaunchContext, following: service.Following
 ) -> dict[str, Any]:
-    """Everything the follow-up template shows."""
+    """Everything the follow-up template shows: the FollowUp (`f`) and its view model (`view`)."""
     found = following.followup
-    data = render_followup.followup_data(found, kit=following.kit)
     drawn = [
         (chart, charts.render_svg(chart), charts.table(chart))
         for chart in follow_up_charts(found, following.facts, policy=web_state().settings.policy)
@@ -99,7 +102,8 @@ def page(
         "steroid_weight_kg": next(
             (o.weight_kg for o in following.state.steroid_orders if o.weight_kg is not None), None
         ),
-        "f": data,
+        "f": found,
+        "view": follow_up_view(found, kit=following.kit),
         "charts": drawn,
         "manual": manual,
         "resulted": [v for v in found.tasks if v.state is TaskState.RESULTED],
@@ -147,34 +151,34 @@ def _write(
         return _render(context_id, launched, following, status=502, error=str(exc))
     except WriteIncomplete as exc:
         current_app.logger.warning("follow-up write %s", exc.report.state.value)
-        _, _, after = _load(context_id)
-        report = render.report_data(exc.report, str(exc))
+        after = follow(current().reread())
+        report = report_data(exc.report, str(exc))
         return _render(context_id, launched, after or following, status=502, report=report)
     current_app.logger.info("follow-up: %d resources written", len(written))
-    _, _, after = _load(context_id)
+    after = follow(current().reread())
     return _render(
         context_id,
         launched,
         after or following,
         notice=notice(written),
-        written=[render.written_data(w) for w in written],
+        written=[written_data(w) for w in written],
     )
 
 
 def _load(
-    context_id: str, *, exam_normal: bool | None = None
-) -> tuple[context.LaunchContext, FhirGateway, service.Following | None]:
-    """Read the chart once; the launch context, gateway and follow-up (None: no active plan)."""
-    launched, gateway = connect(context_id)
-    state = web_state()
-    record = gateway.read_patient(launched.patient, on=state.today(), policy=state.settings.policy)
-    return launched, gateway, follow(record, exam_normal=exam_normal)
+    *, exam_normal: bool | None = None
+) -> tuple[str, context.LaunchContext, FhirGateway, service.Following | None]:
+    """This request's context id, launch context, gateway and follow-up (None: no active plan),
+    from the chart read once for the request."""
+    now = current()
+    following = follow(now.record, exam_normal=exam_normal)
+    return now.context_id, now.launched, now.gateway, following
 
 
 @bp.get("/")
-def show(context_id: str) -> tuple[str, int] | Response:
+def show() -> tuple[str, int] | Response:
     """Where the patient stands: alerts, phase, steroid dose, decision, Tasks, charts, results."""
-    launched, _, following = _load(context_id)
+    context_id, launched, _, following = _load()
     if following is None:
         return redirect(url_for("plan.show", context_id=context_id, view="plan"), code=303)
     return _render(context_id, launched, following)
@@ -208,10 +212,9 @@ def _tasks_notice(written: list[Written]) -> str:
 
 
 @bp.post("/tasks")
-def confirm_tasks(context_id: str) -> tuple[str, int] | Response:
+def confirm_tasks() -> tuple[str, int] | Response:
     """Complete the resulted Tasks (and the ticked manual ones) in one transaction."""
-    check_csrf(web_state().settings)
-    launched, gateway, following = _load(context_id)
+    context_id, launched, gateway, following = _load()
     if following is None:
         return redirect(url_for("plan.show", context_id=context_id, view="plan"), code=303)
     if (refused := _refused(context_id, launched, following, grants.Write.TASKS)) is not None:
@@ -242,11 +245,10 @@ def confirm_tasks(context_id: str) -> tuple[str, int] | Response:
 
 
 @bp.post("/decision")
-def decide(context_id: str) -> tuple[str, int] | Response:
+def decide() -> tuple[str, int] | Response:
     """Record the liver assessment decision in one idempotent transaction."""
-    check_csrf(web_state().settings)
     exam = EXAM.get(request.form.get("exam", ""))
-    launched, gateway, following = _load(context_id, exam_normal=exam)
+    context_id, launched, gateway, following = _load(exam_normal=exam)
     if following is None:
         return redirect(url_for("plan.show", context_id=context_id, view="plan"), code=303)
     if (refused := _refused(context_id, launched, following, grants.Write.DECISION)) is not None:
@@ -310,11 +312,10 @@ def _alert_notice(review: AlertReview, action: str | None, written: list[Written
 
 
 @bp.post("/alert")
-def act_on_alert(context_id: str) -> tuple[str, int] | Response:
+def act_on_alert() -> tuple[str, int] | Response:
     """Acknowledge an alert for the day, and create the consult or repeat-lab Task it calls for,
     in one idempotent transaction."""
-    check_csrf(web_state().settings)
-    launched, gateway, following = _load(context_id)
+    context_id, launched, gateway, following = _load()
     if following is None:
         return redirect(url_for("plan.show", context_id=context_id, view="plan"), code=303)
     if (refused := _refused(context_id, launched, following, grants.Write.ALERT)) is not None:

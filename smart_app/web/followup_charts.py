@@ -23,7 +23,6 @@ from smart_app.rules.steroids import taper_steps
 from smart_app.web.charts import Chart, HLine, Note, Point, PointLabels, Series, VLine
 from smart_app.web.words import quantity, unit, weight
 
-CHECK_DAY = label.STEROID_FULL_DOSE_DAYS - 2
 TIMES_ULN = "\u00d7 ULN"
 """Multiples of the upper limit of normal, as clinicians write them."""
 
@@ -39,13 +38,13 @@ def _results(
     return sorted(chosen, key=lambda r: r.effective)
 
 
-MARKERS = (VLine(0, "infusion"), VLine(CHECK_DAY, "day-30 liver check"))
+MARKERS = (VLine(0, "infusion"), VLine(label.LIVER_ASSESSMENT_DAY, "day-30 liver check"))
 """Infusion and the day-30 liver assessment, on every chart."""
 
 
 def _range(found: FollowUp) -> tuple[int, int]:
     """From a week before infusion to a week after today (at least past the day-30 check)."""
-    return (-7, max(found.day + 7, CHECK_DAY + 7))
+    return (-7, max(found.day + 7, label.LIVER_ASSESSMENT_DAY + 7))
 
 
 def _uln_series(

@@ -8,20 +8,25 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, render_template, request
 
-from smart_app import render, service
+from smart_app import service
+from smart_app.digest import fingerprint
 from smart_app.errors import InputError, WriteBackError, WriteBlocked, WriteIncomplete
 from smart_app.fhir import summary
 from smart_app.fhir.codes import app_identifier_values, relative_reference
-from smart_app.fhir.gateway import FhirGateway, PatientRecord
+from smart_app.fhir.gateway import PatientRecord
 from smart_app.fhir.plan_bundle import plan_key
 from smart_app.fhir.plan_state import plan_state
 from smart_app.fhir.written import Confirmation
+from smart_app.plan_json import plan_data
+from smart_app.report import report_data, written_data
+from smart_app.rules import label
 from smart_app.rules.eligibility import UNBLOCK_ADVICE
-from smart_app.rules.model import Severity
+from smart_app.rules.model import Plan, Severity
 from smart_app.rules.plan import may_write
 from smart_app.web import checklist, context, followup, grants, present, smart, words
-from smart_app.web.connection import connect, write_strategy
-from smart_app.web.security import check_csrf
+from smart_app.web.connection import write_strategy
+from smart_app.web.ledger import Slot, WrittenPlan
+from smart_app.web.request_context import current
 from smart_app.web.state import web_state
 
 bp = Blueprint("plan", __name__, url_prefix="/p/<context_id>")
@@ -82,12 +87,6 @@ def _out_of_bounds(day: dt.date, *, today: dt.date, latest: dt.date) -> str:
     return ""
 
 
-def _read(gateway: FhirGateway, patient: str) -> PatientRecord:
-    """The patient's chart as read today, its searches floored by the web's policy."""
-    state = web_state()
-    return gateway.read_patient(patient, on=state.today(), policy=state.settings.policy)
-
-
 def _plan(record: PatientRecord, infusion_text: str | None) -> Planned:
     """The plan for a record read today, for the date asked for when it is a date between today
     and the latest date offered; else for tomorrow, with why the date was refused."""
@@ -132,6 +131,12 @@ def _earlier(evaluation: service.Evaluation) -> frozenset[str]:
     )
 
 
+def _fingerprint(plan: Plan, listed: checklist.Checklist) -> str:
+    """A digest of what the clinician reviewed (the plan in its JSON form and the checklist): a
+    write goes ahead only when the plan rebuilt from the chart has the same."""
+    return fingerprint({"plan": plan_data(plan), "checklist": checklist.as_data(listed)})
+
+
 def _page(
     context_id: str,
     launched: context.LaunchContext,
@@ -144,11 +149,11 @@ def _page(
     evaluation = planned.evaluation
     plan = evaluation.plan
     policy = state.settings.policy
-    data = render.plan_data(plan)
     status = plan.eligibility.status
     writable = may_write(plan)
-    review = [f for f in data["eligibility"]["findings"] if f["severity"] == "needs-review"]
-    blocking = [f for f in data["eligibility"]["findings"] if f["severity"] == status.value]
+    findings = plan.eligibility.findings
+    review = [f for f in findings if f.severity is Severity.NEEDS_REVIEW]
+    blocking = [f for f in findings if f.severity.value == status.value]
     refused = grants.refusal(launched.grants(), grants.Write.PLAN)
     today = state.today()
     latest = latest_date(today=today, last_labeled=plan.last_labeled_infusion_date)
@@ -159,18 +164,21 @@ def _page(
         if writable
         else checklist.unblock(plan, evaluation.facts, advice=advice, latest=latest, policy=policy)
     )
-    schedule = present.schedule_rows(data) if writable else ([], [])
+    schedule = present.schedule_rows(plan) if writable else ([], [])
     entries: list[present.WrittenEntry] = []
     if writable and preview and refused is None:
         confirmation = Confirmation(
             recorded=state.now(),
-            acknowledged=frozenset(f["code"] for f in review),
+            acknowledged=frozenset(f.code.value for f in review),
             fhir_user=launched.fhir_user or None,
             order_mode=state.settings.order_mode,
         )
+        # What is sent is validated (service.write); the preview only names the entries, so it
+        # skips the R4B round trip that would otherwise cost about half of every page view.
+        unsent = service.transaction(evaluation, confirmation, validate=False)
         entries = present.written_entries(
-            present.preview_rows(service.transaction(evaluation, confirmation)),
-            data,
+            present.preview_rows(unsent),
+            plan,
             order_mode=state.settings.order_mode.value,
             earlier=_earlier(evaluation),
         )
@@ -179,7 +187,8 @@ def _page(
         "launched": launched,
         "banner": summary.banner(evaluation.record.resources, launched.patient),
         "show_banner": launched.need_patient_banner,
-        "plan": data,
+        "plan": plan,
+        "boxed_warning": label.BOXED_WARNING,
         "status": status.value,
         "writable": writable,
         "refused": refused,
@@ -188,12 +197,12 @@ def _page(
         "advice": advice,
         "unblock": unblock,
         "checklist": listed,
-        "timeline": present.timeline(data) if writable else None,
+        "timeline": present.timeline(plan) if writable else None,
         "schedule_rows": schedule[0],
         "schedule_conditions": schedule[1],
         "write_entries": entries,
         "write_groups": present.write_groups(entries),
-        "fingerprint": render.fingerprint({"plan": data, "checklist": checklist.as_data(listed)}),
+        "fingerprint": _fingerprint(plan, listed),
         "order_mode": state.settings.order_mode.value,
         "truncated": evaluation.record.truncated,
         "severities": [s.value for s in Severity],
@@ -201,7 +210,7 @@ def _page(
         "baseline_days": policy.baseline_lab_max_age_days,
         "dosing_weight": listed.row("weight").value,
         "dosing_weight_date": listed.row("weight").date,
-        "vials": present.vials(data["dose"]) if data["dose"] else "",
+        "vials": present.vials(plan.dose.kit) if plan.dose else "",
         "user": relative_reference(launched.fhir_user or "") or launched.fhir_user or "",
         "date_min": today.isoformat(),
         "date_max": latest.isoformat(),
@@ -211,11 +220,11 @@ def _page(
 
 
 @bp.get("/")
-def show(context_id: str) -> str | tuple[str, int]:
+def show() -> str | tuple[str, int]:
     """A patient on an active plan gets the follow-up view; otherwise (or with ?view=plan) the
     plan page: eligibility with evidence, dose and kit, course, schedule, what is written."""
-    launched, gateway = connect(context_id)
-    record = _read(gateway, launched.patient)
+    now = current()
+    context_id, launched, record = now.context_id, now.launched, now.record
     planning = request.args.get("view") == "plan"
     if not planning and (following := followup.follow(record)) is not None:
         return render_template("followup.html", **followup.page(context_id, launched, following))
@@ -226,13 +235,13 @@ def show(context_id: str) -> str | tuple[str, int]:
 
 
 @bp.post("/write")
-def write(context_id: str) -> tuple[str, int] | str:
-    """Rebuild the plan from the chart, check it is what was reviewed, write one transaction."""
-    check_csrf(web_state().settings)
+def write() -> tuple[str, int] | str:
+    """Rebuild the plan from the chart, check it is what was reviewed, write one transaction
+    (the CSRF token and origin are checked before any view: web/security.py)."""
     state = web_state()
-    launched, gateway = connect(context_id)
-    record = _read(gateway, launched.patient)
-    planned = _plan(record, request.form.get("infusion_date"))
+    now = current()
+    context_id, launched, gateway = now.context_id, now.launched, now.gateway
+    planned = _plan(now.record, request.form.get("infusion_date"))
     evaluation = planned.evaluation
     page = _page(context_id, launched, planned, preview=False)  # the write builds it once
 
@@ -258,35 +267,67 @@ def write(context_id: str) -> tuple[str, int] | str:
         order_mode=state.settings.order_mode,
     )
     earlier = _earlier(evaluation)
-    try:
-        written = service.write(
-            gateway, evaluation, confirmation, strategy=write_strategy(launched)
+    with state.writes.turn(_slot(context_id, evaluation)) as turn:
+        if turn.done is not None:
+            current_app.logger.info("plan already written from this launch: shown again")
+            return _written_page(page, turn.done, already=True)
+        if not turn.mine:
+            return again(
+                "A write of this plan from this launch is still under way; nothing more was"
+                " sent. Reload the page in a moment to see its result.",
+                409,
+            )
+        try:
+            written = service.write(
+                gateway, evaluation, confirmation, strategy=write_strategy(launched)
+            )
+        except WriteBlocked as exc:
+            return again(str(exc), 422)
+        except WriteBackError as exc:
+            return again(f"The FHIR server refused the plan; nothing was written. {exc}", 502)
+        except WriteIncomplete as exc:
+            current_app.logger.warning("plan write %s", exc.report.state.value)
+            shown = _page(
+                context_id,
+                launched,
+                _plan(now.reread(), request.form.get("infusion_date")),
+            )
+            report = report_data(exc.report, str(exc))
+            return render_template("plan.html", report=report, **shown), 502
+        current_app.logger.info("plan written: %d resources", len(written))
+        done = WrittenPlan(
+            rows=tuple(written_data(w) for w in written),
+            earlier=tuple(sorted(earlier)),
+            at=state.now().isoformat(timespec="seconds"),
         )
-    except WriteBlocked as exc:
-        return again(str(exc), 422)
-    except WriteBackError as exc:
-        return again(f"The FHIR server refused the plan; nothing was written. {exc}", 502)
-    except WriteIncomplete as exc:
-        current_app.logger.warning("plan write %s", exc.report.state.value)
-        shown = _page(
-            context_id,
-            launched,
-            _plan(_read(gateway, launched.patient), request.form.get("infusion_date")),
-        )
-        report = render.report_data(exc.report, str(exc))
-        return render_template("plan.html", report=report, **shown), 502
-    current_app.logger.info("plan written: %d resources", len(written))
-    rows = [render.written_data(w) for w in written]
+        turn.remember(done)
+    return _written_page(page, done)
+
+
+def _slot(context_id: str, evaluation: service.Evaluation) -> Slot | None:
+    """The launch and plan a write is for; None for a plan without a dose (never written)."""
+    plan = evaluation.plan
+    if plan.dose is None or plan.steroids is None:
+        return None
+    return context_id, plan_key(plan)
+
+
+def _written_page(page: dict[str, Any], done: WrittenPlan, *, already: bool = False) -> str:
+    """The written page: what the write did, entry by entry (`already`: a write of the same
+    plan from this launch that came first, shown again; nothing was sent this time)."""
+    rows = [dict(r) for r in done.rows]
     entries = present.written_entries(
-        rows, page["plan"], order_mode=page["order_mode"], earlier=earlier
+        rows, page["plan"], order_mode=page["order_mode"], earlier=frozenset(done.earlier)
     )
-    return render_template("written.html", rows=rows, entries=entries, **page)
+    return render_template(
+        "written.html", rows=rows, entries=entries, already=already, written_at=done.at, **page
+    )
 
 
 @bp.get("/ehr-style.css")
-def ehr_style(context_id: str) -> Response:
+def ehr_style() -> Response:
     """The EHR's smart_style_url as CSS variables; only known keys with checked values."""
-    launched = context.load_context(context_id)
+    launched = current().stored()
     style = {}
     if launched.smart_style_url:
         style = smart.fetch_style(launched.smart_style_url, http=web_state().http)

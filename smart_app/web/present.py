@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from smart_app.fhir.transaction import operations
+from smart_app.rules.model import ActivityKind, Kit, Plan, ScheduleItem, SteroidCourse
 from smart_app.web import charts, words
 
 
@@ -134,25 +135,25 @@ def _when(day: dt.date, infusion: dt.date) -> str:
     return f"{words.clinical_date(day)} ({words.relative_day((day - infusion).days)})"
 
 
-def timeline(plan: Mapping[str, Any]) -> Timeline | None:
+def timeline(plan: Plan) -> Timeline | None:
     """The course and the monitoring schedule laid out on one date axis, every label placed
     where it meets no other: today, the infusion and the day-30 liver check as lines across the
     rows with their labels stacked above, dates on the axis (one format), dose labels inside
     their bars, marks of neighbouring days nudged apart."""
-    schedule = plan.get("schedule") or []
-    course = plan.get("prednisolone")
-    if not schedule or not course:
+    schedule = plan.schedule
+    course = plan.steroids
+    if not schedule or course is None:
         return None
-    infusion = dt.date.fromisoformat(plan["infusion_date"])
+    infusion = plan.infusion_date
 
-    def day_of(text: str) -> int:
-        return (dt.date.fromisoformat(text) - infusion).days
+    def day_of(day: dt.date) -> int:
+        return (day - infusion).days
 
-    days = [int(item["day"]) for item in schedule]
-    days += [day_of(s["end"]) + 1 for s in course.get("taper") or []]
+    days = [item.day for item in schedule]
+    days += [day_of(s.end) + 1 for s in course.taper]
     first, last = min([*days, -1]), max([*days, 0])
-    today = day_of(plan["evaluated_on"]) if plan.get("evaluated_on") else None
-    if today is not None and first - TODAY_LOOKBACK_DAYS <= today < first:
+    today = day_of(plan.evaluated_on)
+    if first - TODAY_LOOKBACK_DAYS <= today < first:
         first = today
     span = max(last - first, 1)
     right_x = WIDTH_PX - RIGHT_PX
@@ -160,13 +161,10 @@ def timeline(plan: Mapping[str, Any]) -> Timeline | None:
     def x(day: int) -> float:
         return round(LEFT_PX + (day - first) * (right_x - LEFT_PX) / span, 1)
 
-    check = course.get("liver_check_date") or course.get("full_dose_through")
+    check = course.liver_check_date
     wanted = [(0, "infusion", "infusion", "ZOLGENSMA infusion")]
-    if check:
-        wanted.append(
-            (day_of(check), "day-30 liver check", "liver-assessment", "day-30 liver check")
-        )
-    if today is not None and first <= today <= last:
+    wanted.append((day_of(check), "day-30 liver check", "liver-assessment", "day-30 liver check"))
+    if first <= today <= last:
         wanted.append((today, "today", "today", "today"))
     by_day: dict[int, list[tuple[str, str, str]]] = {}
     for day, text, tone, what in wanted:
@@ -210,7 +208,7 @@ def timeline(plan: Mapping[str, Any]) -> Timeline | None:
 
 
 def _marks(
-    schedule: Sequence[Mapping[str, Any]],
+    schedule: Sequence[ScheduleItem],
     rows: tuple[Row, ...],
     *,
     x: Callable[[int], float],
@@ -219,10 +217,11 @@ def _marks(
     """One circle per dated item, nudged up or down when it would touch a neighbour's."""
     marks: list[Mark] = []
     taken: list[charts.Box] = []
-    items = [i for i in schedule if i["kind"] not in ("taper-step", "steroid-end")]
-    for item in sorted(items, key=lambda i: (int(i["day"]), i["kind"])):
-        row = ROW_OF_KIND.get(item["kind"], 3)
-        at = x(int(item["day"]))
+    items = [i for i in schedule if i.kind.value not in SHOWN_IN_COURSE]
+    for item in sorted(items, key=lambda i: (i.day, i.kind.value)):
+        kind = item.kind.value
+        row = ROW_OF_KIND.get(kind, 3)
+        at = x(item.day)
         spot = next(
             (
                 (at + dx, rows[row].y + dy)
@@ -235,24 +234,23 @@ def _marks(
         at, y = spot
         box = _dot(at, y)
         taken.append(box)
-        when = dt.date.fromisoformat(item["date"])
-        marks.append(Mark(at, y, row, f"{_when(when, infusion)}: {item['activity']}", item["kind"]))
+        marks.append(Mark(at, y, row, f"{_when(item.date, infusion)}: {item.activity}", kind))
     return tuple(marks)
 
 
 def _bars(
-    course: Mapping[str, Any],
+    course: SteroidCourse,
     y: float,
     marks: tuple[Mark, ...],
     lines: list[float],
     *,
     x: Callable[[int], float],
-    day_of: Callable[[str], int],
+    day_of: Callable[[dt.date], int],
 ) -> tuple[Bar, ...]:
     """The full-dose bar and the planned taper bars, each with its dose inside when it fits
     clear of the marks and the event lines on it."""
-    start, through = course["start_date"], course["full_dose_through"]
-    dose = course["dose_mg_per_day"]
+    start, through = course.start_date, course.full_dose_through
+    dose = words.number(course.dose_mg_per_day)
     spans = [
         (
             day_of(start),
@@ -263,15 +261,16 @@ def _bars(
             "full",
         )
     ]
-    for step in course.get("taper") or []:
+    for step in course.taper:
+        mg = words.number(step.dose_mg_per_day)
         spans.append(
             (
-                day_of(step["start"]),
-                day_of(step["end"]),
-                (f"{step['dose_mg_per_day']} mg/day", f"{step['dose_mg_per_day']}"),
-                f"planned taper {step['mg_per_kg_per_day']} mg/kg/day = "
-                f"{step['dose_mg_per_day']} mg/day, {words.clinical_date(step['start'])} to "
-                f"{words.clinical_date(step['end'])} (an institution default; only if the "
+                day_of(step.start),
+                day_of(step.end),
+                (f"{mg} mg/day", mg),
+                f"planned taper {words.number(step.mg_per_kg_per_day)} mg/kg/day = "
+                f"{mg} mg/day, {words.clinical_date(step.start)} to "
+                f"{words.clinical_date(step.end)} (an institution default; only if the "
                 "day-30 liver check allows)",
                 "taper",
             )
@@ -421,24 +420,19 @@ class WrittenEntry:
     """An entry of an earlier plan (the write retires it)."""
 
 
-def vials(dose: Mapping[str, Any]) -> str:
+def vials(kit: Kit) -> str:
     """'3 × 8.3 mL vials', '2 × 5.5 mL + 1 × 8.3 mL vials': a vial size with 0 is left out."""
     parts = [
         f"{n} × {size} mL"
-        for n, size in ((dose["vials_5_5_ml"], "5.5"), (dose["vials_8_3_ml"], "8.3"))
+        for n, size in ((kit.vials_5_5_ml, "5.5"), (kit.vials_8_3_ml, "8.3"))
         if n
     ]
-    return " + ".join(parts) + (" vial" if dose["total_vials"] == 1 else " vials")
-
-
-def _date(text: Any) -> dt.date | None:
-    """A date from ISO text, or None."""
-    return dt.date.fromisoformat(text) if isinstance(text, str) and text else None
+    return " + ".join(parts) + (" vial" if kit.total_vials == 1 else " vials")
 
 
 def written_entries(
     rows: Sequence[Mapping[str, str]],
-    plan: Mapping[str, Any],
+    plan: Plan,
     *,
     order_mode: str,
     earlier: frozenset[str] = frozenset(),
@@ -447,10 +441,10 @@ def written_entries(
     the prednisolone order, the care plan, each Task with its activity and due date, each
     acknowledged finding, the provenance; `earlier` holds references of an earlier plan's
     entries (a write retires them)."""
-    tasks = {f"task/{i['kind']}/day{i['day']}": i for i in plan.get("schedule") or []}
-    findings = {f["code"]: f for f in plan["eligibility"]["findings"]}
+    tasks = {i.task_item: i for i in plan.schedule}
+    findings = {f.code.value: f for f in plan.eligibility.findings}
     signed = " for the prescriber to sign" if order_mode == "proposal" else " (active order)"
-    dose, course = plan.get("dose"), plan.get("prednisolone")
+    dose, course = plan.dose, plan.steroids
     entries = []
     for row in rows:
         item, reference = row.get("item", ""), row["reference"]
@@ -460,32 +454,39 @@ def written_entries(
         if reference in earlier:
             name = f"Earlier plan's {kind or 'entry'} retired"
             detail = item
-        elif item == "medicationrequest/kit" and dose:
+        elif item == "medicationrequest/kit" and dose is not None:
             name = f"ZOLGENSMA kit order{signed}"
             detail = (
-                f"kit NDC {dose['kit_ndc']}: {vials(dose)}; {dose['dose_volume_ml']} mL over "
-                f"{dose['infusion_minutes']} min at {dose['pump_rate_ml_per_h']} mL/h"
+                f"kit NDC {dose.kit.ndc}: {vials(dose.kit)}; "
+                f"{words.number(dose.kit.dose_volume_ml)} mL over {dose.infusion_minutes} min "
+                f"at {words.number(dose.pump_rate_ml_per_h)} mL/h"
             )
-            due = _date(plan.get("infusion_date"))
-        elif item == "medicationrequest/prednisolone" and course:
+            due = plan.infusion_date
+        elif item == "medicationrequest/prednisolone" and course is not None:
             name = f"Prednisolone order{signed}"
             detail = (
-                f"{course['dose_mg_per_day']} mg ({course['volume_ml_per_day']} mL) by mouth once "
+                f"{words.number(course.dose_mg_per_day)} mg "
+                f"({words.number(course.volume_ml_per_day)} mL) by mouth once "
                 "daily for 30 days, from 1 day before infusion"
             )
-            due = _date(course["start_date"])
+            due = course.start_date
         elif item == "careplan":
             name = "Care plan"
             detail = "the ZOLGENSMA treatment plan: both orders and every task"
         elif item in tasks:
             task = tasks[item]
-            name = f"Task: {TASK_NAMES.get(task['kind'], task['kind'])}"
-            detail = ", ".join(task["tests"]) if task["kind"] == "lab-draw" else task["activity"]
-            due = _date(task["date"])
+            kind_name = task.kind.value
+            name = f"Task: {TASK_NAMES.get(kind_name, kind_name)}"
+            detail = (
+                ", ".join(t.value for t in task.tests)
+                if task.kind is ActivityKind.LAB_DRAW
+                else task.activity
+            )
+            due = task.date
         elif item.startswith("detectedissue/"):
             code = item.split("/", 1)[1]
             name = "Acknowledged finding"
-            detail = findings[code]["message"] if code in findings else code
+            detail = findings[code].message if code in findings else code
         elif item.startswith("provenance/"):
             name = "Provenance"
             detail = "who confirmed the plan, when, under which label and institution defaults"
@@ -543,34 +544,28 @@ SHOWN_IN_COURSE = frozenset({"taper-step", "steroid-end"})
 """Schedule items the prednisolone course already shows (its taper table)."""
 
 
-def schedule_rows(plan: Mapping[str, Any]) -> tuple[list[ScheduleRow], list[str]]:
+def schedule_rows(plan: Plan) -> tuple[list[ScheduleRow], list[str]]:
     """The schedule table's rows (the taper steps aside: the course shows them) and the distinct
     conditions they refer to by number."""
     conditions: list[str] = []
     rows = []
-    for item in plan.get("schedule") or []:
-        if item["kind"] in SHOWN_IN_COURSE:
+    for item in plan.schedule:
+        if item.kind.value in SHOWN_IN_COURSE:
             continue
         number = 0
-        if item.get("conditional"):
-            if item["conditional"] not in conditions:
-                conditions.append(item["conditional"])
-            number = conditions.index(item["conditional"]) + 1
-        date = dt.date.fromisoformat(item["date"])
-        window = item["window"]
+        if item.conditional:
+            if item.conditional not in conditions:
+                conditions.append(item.conditional)
+            number = conditions.index(item.conditional) + 1
         rows.append(
             ScheduleRow(
-                date=date,
-                day=int(item["day"]),
-                kind=item["kind"],
-                activity=item["activity"],
-                on_time=_on_time(
-                    date,
-                    dt.date.fromisoformat(window["start"]),
-                    dt.date.fromisoformat(window["end"]),
-                ),
-                section=item["section"],
-                institution_default=bool(item.get("institution_default")),
+                date=item.date,
+                day=item.day,
+                kind=item.kind.value,
+                activity=item.activity,
+                on_time=_on_time(item.date, item.window_start, item.window_end),
+                section=item.section,
+                institution_default=item.institution_default,
                 condition=number,
             )
         )

@@ -8,6 +8,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from smart_app.rules import label
+from smart_app.rules.arith import json_number
 
 NBSP = "\u00a0"
 """Joins the parts of a date, a quantity or an age so that none wraps across lines."""
@@ -73,6 +74,12 @@ def decimal(value: Any, *, places: int) -> str:
         return str(value)
     quantum = Decimal(1).scaleb(-places)
     return format(number.quantize(quantum, rounding=ROUND_HALF_UP), "f")
+
+
+def number(value: Any) -> str:
+    """A plan's quantity as the plan's JSON writes it: integers bare ('10'), others with their
+    digits ('24.8', '5.0')."""
+    return str(json_number(value)) if isinstance(value, Decimal) else str(value)
 
 
 def weight(value_kg: Any, *, entered: str = "") -> str:
@@ -179,6 +186,7 @@ FILTERS = {
     "relative_day": relative_day,
     "topic": topic,
     "decimal": decimal,
+    "number": number,
     "clinical_text": clinical_text,
 }
 """The Jinja filters this module gives the templates (registered in web/app.py)."""

@@ -24,7 +24,7 @@ from tests.browser.conftest import (
     wait_for,
 )
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 PATIENT = "zs-day-15-liver-injury"
 ALERT = "alert-acute-liver-injury"

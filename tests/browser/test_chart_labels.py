@@ -15,7 +15,7 @@ from tests.browser.axe import assert_accessible
 from tests.browser.conftest import ARTIFACTS, launch_in_tab, severe_console_entries, wait_for
 from tests.web.test_charts import estimated_width
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 WIDTHS = (1400, 800)
 MEASURE = """

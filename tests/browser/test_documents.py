@@ -23,7 +23,7 @@ from tests.browser.axe import assert_accessible
 from tests.browser.conftest import ARTIFACTS, launch_into_frame, severe_console_entries, wait_for
 from tests.smartsandbox import TODAY
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 A4_CM = (21.0, 29.7)
 LETTER_CM = (21.59, 27.94)

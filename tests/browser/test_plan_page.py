@@ -20,7 +20,7 @@ from tests.browser.conftest import (
 )
 from tests.smartsandbox import NOW, TODAY
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 WIDE_PX = 1400
 FRAME_PX = 800

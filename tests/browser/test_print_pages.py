@@ -13,7 +13,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from smart_app.sandbox.run import Sandbox
 from tests.browser.conftest import launch_into_frame
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 A4_CM = (21.0, 29.7)
 MAX_PLAN_PAGES = 4

@@ -29,7 +29,7 @@ from smart_app.fhir.followup_write import Confirmed, completion_bundle, decision
 from smart_app.fhir.gateway import PatientRecord
 from smart_app.fhir.plan_bundle import validate_bundle
 from smart_app.fhir.written import Confirmation, OrderMode
-from smart_app.rules.followup import Decision
+from smart_app.rules.liver_decision import Decision
 from smart_app.rules.model import DecisionBranch, LabTest, TaskState
 from smart_app.sandbox import run
 from smart_app.sandbox.patients import SyntheticPatient, synthetic_patients

@@ -27,6 +27,7 @@ from smart_app.fhir import codes
 from smart_app.fhir.gateway import FhirGateway, Floors, Limits, PatientRecord, patient_searches
 from smart_app.rules.model import FindingCode, Severity
 from smart_app.rules.policy import DEFAULT_POLICY, Policy
+from tests.builders import searchset
 
 BASE = "http://fhir.test/fhir"
 PID = "p1"
@@ -39,18 +40,6 @@ Answer = tuple[int, Any]
 
 
 # The fake server -------------------------------------------------------------------------------
-
-
-def searchset(*resources: dict[str, Any], next_url: str | None = None) -> dict[str, Any]:
-    """A searchset of `resources`, with a `next` link when given."""
-    out: dict[str, Any] = {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "entry": [{"resource": r} for r in resources],
-    }
-    if next_url:
-        out["link"] = [{"relation": "next", "url": next_url}]
-    return out
 
 
 def outcome(text: str) -> dict[str, Any]:

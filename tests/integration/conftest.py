@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from smart_app.sandbox.patients import SyntheticPatient, transaction_bundle
 from tests import fhirserver, medplum
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bundles"
@@ -115,5 +116,15 @@ def load(fhir_server: str) -> Callable[[str], str]:
 
     def loader(name: str) -> str:
         return load_example(fhir_server, name)
+
+    return loader
+
+
+@pytest.fixture
+def put_patient(fhir_server: str) -> Callable[[SyntheticPatient], str]:
+    """Load a synthetic patient (the sandbox's) under fresh ids; return the Patient id."""
+
+    def loader(patient: SyntheticPatient) -> str:
+        return fhirserver.load_patient(fhir_server, transaction_bundle([patient]))
 
     return loader

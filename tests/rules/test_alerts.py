@@ -15,12 +15,12 @@ from smart_app.rules.model import (
     AlertCode,
     AlertLevel,
     Comparator,
-    Evidence,
     LabResult,
     LabTest,
     PatientFacts,
 )
 from smart_app.rules.policy import DEFAULT_POLICY, Policy
+from tests.builders import Timeline
 
 INFUSION = dt.date(2026, 11, 1)
 ON = dt.date(2026, 12, 15)
@@ -65,40 +65,22 @@ INR_SOURCE = (
 )
 
 
-def day(n: int) -> dt.date:
-    """The date `n` days after infusion (negative: before)."""
-    return INFUSION + dt.timedelta(days=n)
-
-
-def ref(test: LabTest, n: int) -> str:
-    """The Observation reference _lab gives a result of `test` on day `n`."""
-    return f"Observation/{test.name.lower()}-d{n}"
-
-
-def _lab(
-    test: LabTest,
-    value: str,
-    n: int,
-    *,
-    uln: Decimal | None = None,
-    reported: bool = True,
-    comparator: Comparator = Comparator.EQ,
-) -> LabResult:
-    """A result on day `n`; its ULN is `uln`, else ULN[test], or none when not `reported`."""
-    shown = (uln if uln is not None else ULN.get(test)) if reported else None
-    evidence = Evidence(ref(test, n), value, date=day(n))
-    return LabResult(test, Decimal(value), day(n), evidence, shown, comparator)
+ALERTS = Timeline(INFUSION, ULN)
+"""The days after infusion of these tests, and their results."""
+day = ALERTS.day
+ref = ALERTS.reference
+lab = ALERTS.lab
 
 
 BASELINE: tuple[LabResult, ...] = (
-    _lab(ALT, "30", -4),
-    _lab(AST, "40", -4),
-    _lab(BILI, "0.5", -4),
-    _lab(INR, "1.0", -4),
-    _lab(CREAT, "0.3", -4),
-    _lab(HGB, "12.0", -4),
-    _lab(PLT, "310", -4),
-    _lab(TNI, "0.01", -4),
+    lab(ALT, "30", -4),
+    lab(AST, "40", -4),
+    lab(BILI, "0.5", -4),
+    lab(INR, "1.0", -4),
+    lab(CREAT, "0.3", -4),
+    lab(HGB, "12.0", -4),
+    lab(PLT, "310", -4),
+    lab(TNI, "0.01", -4),
 )
 """Unremarkable pre-infusion results."""
 
@@ -143,14 +125,14 @@ def only(code: AlertCode, found: tuple[Alert, ...]) -> Alert:
 
 def test_unremarkable_results_give_no_alerts() -> None:
     normal = (
-        _lab(ALT, "40", 7),
-        _lab(AST, "55", 7),
-        _lab(BILI, "1.0", 7),
-        _lab(INR, "1.1", 7),
-        _lab(CREAT, "0.35", 7),
-        _lab(HGB, "11.5", 7),
-        _lab(PLT, "250", 7),
-        _lab(TNI, "0.04", 7),
+        lab(ALT, "40", 7),
+        lab(AST, "55", 7),
+        lab(BILI, "1.0", 7),
+        lab(INR, "1.1", 7),
+        lab(CREAT, "0.35", 7),
+        lab(HGB, "11.5", 7),
+        lab(PLT, "250", 7),
+        lab(TNI, "0.04", 7),
     )
     assert alerts(*normal) == ()
 
@@ -178,11 +160,11 @@ def test_no_results_at_all_give_no_alerts() -> None:
     ],
 )
 def test_aminotransferase_above_20_x_uln(test: LabTest, value: str, fires: bool) -> None:
-    assert (LIVER in codes(_lab(test, value, 7))) is fires
+    assert (LIVER in codes(lab(test, value, 7))) is fires
 
 
 def test_aminotransferase_alert_names_value_multiple_date_and_label_source() -> None:
-    alert = only(LIVER, alerts(_lab(ALT, "1020", 19)))
+    alert = only(LIVER, alerts(lab(ALT, "1020", 19)))
     assert "ALT 1020 U/L = 22.67 x ULN on 2026-11-20" in alert.message
     assert alert.level is AlertLevel.URGENT
     assert alert.section == "5.1"
@@ -196,7 +178,7 @@ def test_aminotransferase_alert_names_value_multiple_date_and_label_source() -> 
 
 
 def test_both_aminotransferases_above_20_x_uln_are_both_listed() -> None:
-    alert = only(LIVER, alerts(_lab(ALT, "1020", 7), _lab(AST, "1500", 7)))
+    alert = only(LIVER, alerts(lab(ALT, "1020", 7), lab(AST, "1500", 7)))
     assert "ALT 1020 U/L = 22.67 x ULN" in alert.message
     assert "AST 1500 U/L = 25.00 x ULN" in alert.message
     assert [e.reference for e in alert.evidence] == [ref(ALT, 7), ref(AST, 7)]
@@ -218,12 +200,12 @@ def test_both_aminotransferases_above_20_x_uln_are_both_listed() -> None:
 def test_bilirubin_with_aminotransferase_pattern(
     bilirubin: str, test: LabTest, amino: str, fires: bool
 ) -> None:
-    found = codes(_lab(BILI, bilirubin, 7), _lab(test, amino, 7))
+    found = codes(lab(BILI, bilirubin, 7), lab(test, amino, 7))
     assert (LIVER in found) is fires
 
 
 def test_bilirubin_pattern_message_and_institution_source() -> None:
-    alert = only(LIVER, alerts(_lab(BILI, "2.4", 7), _lab(AST, "150", 7)))
+    alert = only(LIVER, alerts(lab(BILI, "2.4", 7), lab(AST, "150", 7)))
     assert "total bilirubin 2.4 mg/dL = 2.00 x ULN on 2026-11-08" in alert.message
     assert "AST 150 U/L = 2.50 x ULN on 2026-11-08" in alert.message
     assert alert.source == LIVER_PATTERN_SOURCE
@@ -232,7 +214,7 @@ def test_bilirubin_pattern_message_and_institution_source() -> None:
 
 
 def test_raised_bilirubin_alone_is_not_the_acute_pattern_but_is_worsening() -> None:
-    assert codes(_lab(BILI, "5.0", 7), _lab(ALT, "40", 7)) == (WORSE,)
+    assert codes(lab(BILI, "5.0", 7), lab(ALT, "40", 7)) == (WORSE,)
 
 
 # 5.1 (c): INR rising -------------------------------------------------------------------------
@@ -247,26 +229,26 @@ def test_raised_bilirubin_alone_is_not_the_acute_pattern_but_is_worsening() -> N
     ],
 )
 def test_inr_rise_against_baseline(value: str, fires: bool) -> None:
-    assert (LIVER in codes(_lab(INR, value, 7))) is fires
+    assert (LIVER in codes(lab(INR, value, 7))) is fires
 
 
 def test_inr_rise_at_or_below_uln_does_not_fire() -> None:
-    baseline_low = _lab(INR, "0.8", -2)  # newer than BASELINE's 1.0
-    assert codes(baseline_low, _lab(INR, "1.1", 7)) == ()  # up 0.3 but exactly 1 x ULN
+    baseline_low = lab(INR, "0.8", -2)  # newer than BASELINE's 1.0
+    assert codes(baseline_low, lab(INR, "1.1", 7)) == ()  # up 0.3 but exactly 1 x ULN
 
 
 def test_inr_rise_is_measured_from_the_previous_result_not_the_baseline() -> None:
     # 1.4 is 0.4 above the baseline 1.0 but only 0.1 above the day-7 result: not 'rising' for
     # the acute pattern, but still worsening against the patient's own baseline.
-    assert codes(_lab(INR, "1.3", 7), _lab(INR, "1.4", 14)) == (WORSE,)
-    assert codes(_lab(INR, "1.3", 7), _lab(INR, "1.4", 14), on=day(13)) == (LIVER, WORSE)
+    assert codes(lab(INR, "1.3", 7), lab(INR, "1.4", 14)) == (WORSE,)
+    assert codes(lab(INR, "1.3", 7), lab(INR, "1.4", 14), on=day(13)) == (LIVER, WORSE)
 
 
 def test_inr_without_an_earlier_result_cannot_be_rising_but_is_worsening_without_a_baseline() -> (
     None
 ):
     found = post_infusion_alerts(
-        facts(_lab(INR, "2.0", 7)), infusion_date=INFUSION, on=ON, policy=DEFAULT_POLICY
+        facts(lab(INR, "2.0", 7)), infusion_date=INFUSION, on=ON, policy=DEFAULT_POLICY
     )
     alert = only(WORSE, found)
     assert [a.code for a in found] == [WORSE]
@@ -274,7 +256,7 @@ def test_inr_without_an_earlier_result_cannot_be_rising_but_is_worsening_without
 
 
 def test_inr_message_and_evidence_name_both_results() -> None:
-    alert = only(LIVER, alerts(_lab(INR, "1.5", 7)))
+    alert = only(LIVER, alerts(lab(INR, "1.5", 7)))
     assert "INR 1.5 = 1.36 x ULN on 2026-11-08 (day 7), up 0.5 from 1.0 on 2026-10-28" in (
         alert.message
     )
@@ -285,7 +267,7 @@ def test_inr_message_and_evidence_name_both_results() -> None:
 
 
 def test_every_liver_criterion_in_one_alert_without_duplicate_evidence() -> None:
-    found = alerts(_lab(ALT, "1020", 7), _lab(BILI, "1.8", 7), _lab(INR, "1.6", 7))
+    found = alerts(lab(ALT, "1020", 7), lab(BILI, "1.8", 7), lab(INR, "1.6", 7))
     alert = only(LIVER, found)
     assert alert.source == f"{TWENTY_X_SOURCE}; {LIVER_PATTERN_SOURCE}; {INR_SOURCE}"
     assert alert.message.count("ALT 1020") == 1  # met by two criteria, stated once
@@ -304,11 +286,11 @@ def test_every_liver_criterion_in_one_alert_without_duplicate_evidence() -> None
 @pytest.mark.parametrize(("count", "fires"), [("150", False), ("149", True), ("149.9", True)])
 def test_platelets_below_threshold(count: str, fires: bool) -> None:
     # Day 35: outside the TMA window, so thrombocytopenia is the only possible alert.
-    assert codes(_lab(PLT, count, 35)) == ((THROMBO,) if fires else ())
+    assert codes(lab(PLT, count, 35)) == ((THROMBO,) if fires else ())
 
 
 def test_thrombocytopenia_message_names_count_unit_date_and_baseline() -> None:
-    alert = only(THROMBO, alerts(_lab(PLT, "95", 35)))
+    alert = only(THROMBO, alerts(lab(PLT, "95", 35)))
     assert "95 x 10^3/uL on 2026-12-06" in alert.message
     assert [c.rule for c in alert.criteria] == ["Platelet count below 150 × 10³/µL"]
     assert "pre-infusion 310 x 10^3/uL on 2026-10-28" in alert.message
@@ -321,7 +303,7 @@ def test_thrombocytopenia_message_names_count_unit_date_and_baseline() -> None:
 
 def test_thrombocytopenia_without_baseline_says_so() -> None:
     found = post_infusion_alerts(
-        facts(_lab(PLT, "95", 35)), infusion_date=INFUSION, on=ON, policy=DEFAULT_POLICY
+        facts(lab(PLT, "95", 35)), infusion_date=INFUSION, on=ON, policy=DEFAULT_POLICY
     )
     alert = only(THROMBO, found)
     assert "no baseline platelet count" in alert.message
@@ -336,7 +318,7 @@ def test_thrombocytopenia_without_baseline_says_so() -> None:
     [("0.45", True), ("0.44", False)],  # baseline 0.3 x 1.5 = 0.45
 )
 def test_tma_by_creatinine_rise(creatinine: str, tma: bool) -> None:
-    found = codes(_lab(PLT, "90", 7), _lab(CREAT, creatinine, 7), _lab(HGB, "11.5", 7))
+    found = codes(lab(PLT, "90", 7), lab(CREAT, creatinine, 7), lab(HGB, "11.5", 7))
     assert found == ((THROMBO, TMA) if tma else (THROMBO,))
 
 
@@ -345,16 +327,16 @@ def test_tma_by_creatinine_rise(creatinine: str, tma: bool) -> None:
     [("10.0", True), ("10.1", False)],  # baseline 12.0 - 2
 )
 def test_tma_by_hemoglobin_drop(hemoglobin: str, tma: bool) -> None:
-    found = codes(_lab(PLT, "90", 7), _lab(CREAT, "0.3", 7), _lab(HGB, hemoglobin, 7))
+    found = codes(lab(PLT, "90", 7), lab(CREAT, "0.3", 7), lab(HGB, hemoglobin, 7))
     assert found == ((THROMBO, TMA) if tma else (THROMBO,))
 
 
 def test_tma_needs_low_platelets() -> None:
-    assert codes(_lab(PLT, "150", 7), _lab(CREAT, "0.9", 7), _lab(HGB, "8.0", 7)) == ()
+    assert codes(lab(PLT, "150", 7), lab(CREAT, "0.9", 7), lab(HGB, "8.0", 7)) == ()
 
 
 def test_tma_alert_message_source_and_evidence() -> None:
-    found = alerts(_lab(PLT, "90", 7), _lab(CREAT, "0.6", 7), _lab(HGB, "9.5", 7))
+    found = alerts(lab(PLT, "90", 7), lab(CREAT, "0.6", 7), lab(HGB, "9.5", 7))
     alert = only(TMA, found)
     assert alert.level is AlertLevel.URGENT
     assert alert.section == "5.4"
@@ -381,16 +363,16 @@ def test_tma_alert_message_source_and_evidence() -> None:
 
 @pytest.mark.parametrize(("platelet_day", "tma"), [(28, True), (29, False)])
 def test_tma_only_within_tma_alert_days(platelet_day: int, tma: bool) -> None:
-    found = codes(_lab(PLT, "90", platelet_day), _lab(CREAT, "0.9", 7), _lab(HGB, "11.5", 7))
+    found = codes(lab(PLT, "90", platelet_day), lab(CREAT, "0.9", 7), lab(HGB, "11.5", 7))
     assert found == ((THROMBO, TMA) if tma else (THROMBO,))
 
 
 def test_creatinine_rise_after_the_window_does_not_make_a_tma_pattern() -> None:
     found = codes(
-        _lab(PLT, "90", 10),
-        _lab(CREAT, "0.3", 7),
-        _lab(CREAT, "0.9", 35),
-        _lab(HGB, "11.5", 7),
+        lab(PLT, "90", 10),
+        lab(CREAT, "0.3", 7),
+        lab(CREAT, "0.9", 35),
+        lab(HGB, "11.5", 7),
         on=day(40),
     )
     assert found == (THROMBO,)
@@ -399,7 +381,7 @@ def test_creatinine_rise_after_the_window_does_not_make_a_tma_pattern() -> None:
 def test_tma_arms_that_cannot_be_checked_are_named() -> None:
     no_baseline = [r for r in BASELINE if r.test is not HGB]
     found = post_infusion_alerts(
-        facts(*no_baseline, _lab(PLT, "90", 7), _lab(HGB, "9.0", 7)),
+        facts(*no_baseline, lab(PLT, "90", 7), lab(HGB, "9.0", 7)),
         infusion_date=INFUSION,
         on=ON,
         policy=DEFAULT_POLICY,
@@ -411,14 +393,14 @@ def test_tma_arms_that_cannot_be_checked_are_named() -> None:
 
 
 def test_checkable_arms_and_late_low_platelets_add_no_gap_note() -> None:
-    checked = only(THROMBO, alerts(_lab(PLT, "90", 7), _lab(CREAT, "0.3", 7), _lab(HGB, "12", 7)))
-    late = only(THROMBO, alerts(_lab(PLT, "90", 35)))
+    checked = only(THROMBO, alerts(lab(PLT, "90", 7), lab(CREAT, "0.3", 7), lab(HGB, "12", 7)))
+    late = only(THROMBO, alerts(lab(PLT, "90", 35)))
     assert "not checkable" not in checked.message
     assert "not checkable" not in late.message
 
 
 def test_missing_arm_note_appears_alongside_a_tma_alert() -> None:
-    found = alerts(_lab(PLT, "90", 7), _lab(CREAT, "0.9", 7))
+    found = alerts(lab(PLT, "90", 7), lab(CREAT, "0.9", 7))
     assert [a.code for a in found] == [THROMBO, TMA]
     assert "not checkable by hemoglobin: no post-infusion hemoglobin" in found[0].message
 
@@ -428,11 +410,11 @@ def test_missing_arm_note_appears_alongside_a_tma_alert() -> None:
 
 @pytest.mark.parametrize(("value", "fires"), [("0.04", False), ("0.041", True)])
 def test_troponin_above_uln(value: str, fires: bool) -> None:
-    assert codes(_lab(TNI, value, 7)) == ((TROPONIN,) if fires else ())
+    assert codes(lab(TNI, value, 7)) == ((TROPONIN,) if fires else ())
 
 
 def test_troponin_alert_is_a_warning_with_label_source() -> None:
-    alert = only(TROPONIN, alerts(_lab(TNI, "0.09", 7)))
+    alert = only(TROPONIN, alerts(lab(TNI, "0.09", 7)))
     assert alert.level is AlertLevel.WARNING
     assert alert.section == "5.5"
     assert alert.advice == label.ADVICE_TROPONIN
@@ -446,7 +428,7 @@ def test_troponin_alert_is_a_warning_with_label_source() -> None:
 
 
 def test_results_after_the_evaluation_date_are_ignored() -> None:
-    late = (_lab(ALT, "1020", 19), _lab(PLT, "90", 19), _lab(TNI, "0.5", 19))
+    late = (lab(ALT, "1020", 19), lab(PLT, "90", 19), lab(TNI, "0.5", 19))
     assert codes(*late, on=day(18)) == ()
     assert codes(*late, on=day(19)) == (LIVER, WORSE, THROMBO, TROPONIN)
 
@@ -454,35 +436,35 @@ def test_results_after_the_evaluation_date_are_ignored() -> None:
 def test_baseline_results_are_not_post_infusion() -> None:
     # Abnormal on the infusion day itself: still baseline.
     abnormal = (
-        _lab(ALT, "1020", 0),
-        _lab(BILI, "3.0", 0),
-        _lab(PLT, "90", 0),
-        _lab(TNI, "0.5", 0),
+        lab(ALT, "1020", 0),
+        lab(BILI, "3.0", 0),
+        lab(PLT, "90", 0),
+        lab(TNI, "0.5", 0),
     )
     assert codes(*abnormal) == ()
 
 
 def test_nothing_is_post_infusion_before_the_infusion() -> None:
-    assert codes(_lab(ALT, "1020", 7), _lab(PLT, "90", 7), on=day(-1)) == ()
+    assert codes(lab(ALT, "1020", 7), lab(PLT, "90", 7), on=day(-1)) == ()
 
 
 def test_older_abnormal_result_superseded_by_newer_normal_one() -> None:
-    older = (_lab(ALT, "1020", 7), _lab(PLT, "90", 7), _lab(TNI, "0.5", 7), _lab(INR, "1.6", 7))
-    newer = (_lab(ALT, "40", 14), _lab(PLT, "200", 14), _lab(TNI, "0.02", 14))
+    older = (lab(ALT, "1020", 7), lab(PLT, "90", 7), lab(TNI, "0.5", 7), lab(INR, "1.6", 7))
+    newer = (lab(ALT, "40", 14), lab(PLT, "200", 14), lab(TNI, "0.02", 14))
     # The day-14 INR equals day 7's: no longer 'rising', but still above ULN and baseline.
-    assert codes(*older, *newer, _lab(INR, "1.6", 14)) == (WORSE,)
-    assert codes(*older, *newer, _lab(INR, "1.0", 14)) == ()
+    assert codes(*older, *newer, lab(INR, "1.6", 14)) == (WORSE,)
+    assert codes(*older, *newer, lab(INR, "1.0", 14)) == ()
     assert codes(*older, *newer, on=day(13)) == (LIVER, WORSE, THROMBO, TROPONIN)
 
 
 def test_unknown_uln_cannot_trigger() -> None:
-    unknown = (_lab(ALT, "1020", 7, reported=False), _lab(TNI, "0.5", 7, reported=False))
+    unknown = (lab(ALT, "1020", 7, reported=False), lab(TNI, "0.5", 7, reported=False))
     assert codes(*unknown, birth_date=None) == ()
 
 
 def test_fallback_uln_applies_when_age_is_known() -> None:
     # Age 151 days on 2026-11-08: fallback ALT ULN 50 U/L, troponin I 0.04 ng/mL.
-    unknown = (_lab(ALT, "1020", 7, reported=False), _lab(TNI, "0.5", 7, reported=False))
+    unknown = (lab(ALT, "1020", 7, reported=False), lab(TNI, "0.5", 7, reported=False))
     found = alerts(*unknown)
     assert [a.code for a in found] == [LIVER, WORSE, TROPONIN]
     assert (
@@ -491,17 +473,17 @@ def test_fallback_uln_applies_when_age_is_known() -> None:
 
 
 def test_zero_uln_cannot_trigger() -> None:
-    assert codes(_lab(ALT, "1020", 7, uln=Decimal(0))) == ()
+    assert codes(lab(ALT, "1020", 7, uln=Decimal(0))) == ()
 
 
 @pytest.mark.parametrize("comparator", [Comparator.LT, Comparator.LE])
 def test_censored_below_never_triggers_an_above_rule(comparator: Comparator) -> None:
     censored = (
-        _lab(ALT, "1020", 7, comparator=comparator),
-        _lab(TNI, "0.5", 7, comparator=comparator),
-        _lab(INR, "2.0", 7, comparator=comparator),
-        _lab(BILI, "3.0", 7, comparator=comparator),
-        _lab(AST, "200", 7),
+        lab(ALT, "1020", 7, comparator=comparator),
+        lab(TNI, "0.5", 7, comparator=comparator),
+        lab(INR, "2.0", 7, comparator=comparator),
+        lab(BILI, "3.0", 7, comparator=comparator),
+        lab(AST, "200", 7),
     )
     # Only the uncensored AST can be worsening; the censored values count for nothing.
     assert codes(*censored) == (WORSE,)
@@ -509,25 +491,25 @@ def test_censored_below_never_triggers_an_above_rule(comparator: Comparator) -> 
         ref(AST, 7),
         ref(AST, -4),
     ]
-    assert codes(_lab(PLT, "90", 7), _lab(CREAT, "0.9", 7, comparator=comparator)) == (THROMBO,)
+    assert codes(lab(PLT, "90", 7), lab(CREAT, "0.9", 7, comparator=comparator)) == (THROMBO,)
 
 
 def test_censored_value_above_the_limit_still_triggers() -> None:
-    found = alerts(_lab(ALT, "1020", 7, comparator=Comparator.GT))
+    found = alerts(lab(ALT, "1020", 7, comparator=Comparator.GT))
     assert "ALT >1020 U/L = 22.67 x ULN" in only(LIVER, found).message
 
 
 @pytest.mark.parametrize("comparator", [Comparator.GT, Comparator.GE])
 def test_censored_above_never_triggers_a_below_rule(comparator: Comparator) -> None:
-    assert codes(_lab(PLT, "90", 7, comparator=comparator)) == ()
+    assert codes(lab(PLT, "90", 7, comparator=comparator)) == ()
     found = codes(
-        _lab(PLT, "90", 7), _lab(CREAT, "0.3", 7), _lab(HGB, "8.0", 7, comparator=comparator)
+        lab(PLT, "90", 7), lab(CREAT, "0.3", 7), lab(HGB, "8.0", 7, comparator=comparator)
     )
     assert found == (THROMBO,)
 
 
 def test_platelets_censored_below_still_count_as_low() -> None:
-    alert = only(THROMBO, alerts(_lab(PLT, "20", 35, comparator=Comparator.LT)))
+    alert = only(THROMBO, alerts(lab(PLT, "20", 35, comparator=Comparator.LT)))
     assert "<20 x 10^3/uL" in alert.message
 
 
@@ -539,38 +521,38 @@ def test_platelets_censored_below_still_count_as_low() -> None:
     [
         (
             {"platelets_low_10e3_per_ul": Decimal(100)},
-            (_lab(PLT, "120", 35),),
+            (lab(PLT, "120", 35),),
             (THROMBO,),
             (),
         ),
         (
             {"liver_injury_bilirubin_uln_multiple": Decimal(2)},
-            (_lab(BILI, "1.8", 7), _lab(ALT, "200", 7)),
+            (lab(BILI, "1.8", 7), lab(ALT, "200", 7)),
             (LIVER, WORSE),
             (WORSE,),
         ),
         (
             {"liver_injury_aminotransferase_uln_multiple": Decimal(5)},
-            (_lab(BILI, "1.8", 7), _lab(ALT, "200", 7)),
+            (lab(BILI, "1.8", 7), lab(ALT, "200", 7)),
             (LIVER, WORSE),
             (WORSE,),
         ),
-        ({"inr_rise_min": Decimal("0.1")}, (_lab(INR, "1.15", 7),), (WORSE,), (LIVER, WORSE)),
+        ({"inr_rise_min": Decimal("0.1")}, (lab(INR, "1.15", 7),), (WORSE,), (LIVER, WORSE)),
         (
             {"tma_alert_days": 7},
-            (_lab(PLT, "90", 10), _lab(CREAT, "0.9", 7)),
+            (lab(PLT, "90", 10), lab(CREAT, "0.9", 7)),
             (THROMBO, TMA),
             (THROMBO,),
         ),
         (
             {"tma_creatinine_rise_fraction": Decimal("0.2")},
-            (_lab(PLT, "90", 7), _lab(CREAT, "0.36", 7)),
+            (lab(PLT, "90", 7), lab(CREAT, "0.36", 7)),
             (THROMBO,),
             (THROMBO, TMA),
         ),
         (
             {"tma_hemoglobin_drop_g_per_dl": Decimal(1)},
-            (_lab(PLT, "90", 7), _lab(CREAT, "0.3", 7), _lab(HGB, "11.0", 7)),
+            (lab(PLT, "90", 7), lab(CREAT, "0.3", 7), lab(HGB, "11.0", 7)),
             (THROMBO,),
             (THROMBO, TMA),
         ),
@@ -592,7 +574,7 @@ def test_policy_values_appear_in_the_sources() -> None:
     policy = dataclasses.replace(
         DEFAULT_POLICY, platelets_low_10e3_per_ul=Decimal(100), inr_rise_min=Decimal("0.1")
     )
-    found = alerts(_lab(PLT, "90", 35), _lab(INR, "1.15", 7), policy=policy)
+    found = alerts(lab(PLT, "90", 35), lab(INR, "1.15", 7), policy=policy)
     assert only(THROMBO, found).source == (
         "institution default: a platelet count below 100 × 10³/µL is low"
     )
@@ -607,10 +589,10 @@ def test_policy_values_appear_in_the_sources() -> None:
 
 def test_urgent_before_warning_then_code_order() -> None:
     everything = (
-        _lab(TNI, "0.5", 7),
-        _lab(PLT, "90", 7),
-        _lab(CREAT, "0.9", 7),
-        _lab(ALT, "1020", 7),
+        lab(TNI, "0.5", 7),
+        lab(PLT, "90", 7),
+        lab(CREAT, "0.9", 7),
+        lab(ALT, "1020", 7),
     )
     found = alerts(*everything)
     assert [a.code for a in found] == [LIVER, WORSE, THROMBO, TMA, TROPONIN]
@@ -621,10 +603,10 @@ def test_same_facts_give_the_same_alerts_whatever_order_the_labs_come_in() -> No
     # The day-14 ALT supersedes the day-7 one only if results are taken newest first.
     labs = (
         *BASELINE,
-        _lab(TNI, "0.5", 7),
-        _lab(PLT, "90", 7),
-        _lab(ALT, "1020", 7),
-        _lab(ALT, "40", 14),
+        lab(TNI, "0.5", 7),
+        lab(PLT, "90", 7),
+        lab(ALT, "1020", 7),
+        lab(ALT, "40", 14),
     )
     newest_first = facts(*labs)
     shuffled = dataclasses.replace(newest_first, labs=tuple(reversed(newest_first.labs)))
@@ -640,9 +622,7 @@ def test_same_facts_give_the_same_alerts_whatever_order_the_labs_come_in() -> No
 def test_issue_example_alt_and_ast_ten_times_uln_on_day_14_is_urgent() -> None:
     # Day 7 was 0.67 x ULN: nothing rose 'against the previous result' by a set amount, but
     # the newest values are far above ULN and above the pre-infusion values.
-    found = alerts(
-        _lab(ALT, "30", 7), _lab(AST, "40", 7), _lab(ALT, "450", 14), _lab(AST, "600", 14)
-    )
+    found = alerts(lab(ALT, "30", 7), lab(AST, "40", 7), lab(ALT, "450", 14), lab(AST, "600", 14))
     alert = only(WORSE, found)
     assert alert.level is AlertLevel.URGENT
     assert "ALT 450 U/L = 10.00 x ULN on 2026-11-15 (day 14)" in alert.message
@@ -655,7 +635,7 @@ def test_issue_example_alt_and_ast_ten_times_uln_on_day_14_is_urgent() -> None:
 
 
 def test_issue_example_bilirubin_two_and_a_half_times_uln_alone_is_urgent() -> None:
-    alert = only(WORSE, alerts(_lab(BILI, "3.0", 14), _lab(ALT, "30", 14), _lab(AST, "40", 14)))
+    alert = only(WORSE, alerts(lab(BILI, "3.0", 14), lab(ALT, "30", 14), lab(AST, "40", 14)))
     assert alert.level is AlertLevel.URGENT
     assert "total bilirubin 3.0 mg/dL = 2.50 x ULN" in alert.message
     assert "worsening total bilirubin is urgent at 2 × ULN or more" in alert.source
@@ -663,9 +643,9 @@ def test_issue_example_bilirubin_two_and_a_half_times_uln_alone_is_urgent() -> N
 
 
 def test_issue_example_inr_that_stays_high_keeps_its_urgent_alert() -> None:
-    day_7 = alerts(_lab(INR, "1.8", 7), on=day(7))
+    day_7 = alerts(lab(INR, "1.8", 7), on=day(7))
     assert [a.code for a in day_7] == [LIVER, WORSE]
-    day_14 = alerts(_lab(INR, "1.8", 7), _lab(INR, "1.9", 14), on=day(14))
+    day_14 = alerts(lab(INR, "1.8", 7), lab(INR, "1.9", 14), on=day(14))
     assert [a.code for a in day_14] == [WORSE]  # rise from day 7 is only 0.1
     alert = only(WORSE, day_14)
     assert alert.level is AlertLevel.URGENT
@@ -688,14 +668,14 @@ def test_issue_example_inr_that_stays_high_keeps_its_urgent_alert() -> None:
     ],
 )
 def test_worsening_starts_just_above_uln(test: LabTest, value: str, fires: bool) -> None:
-    baseline = (_lab(PT, "12.0", -4),)
-    assert (WORSE in codes(*baseline, _lab(test, value, 7))) is fires
+    baseline = (lab(PT, "12.0", -4),)
+    assert (WORSE in codes(*baseline, lab(test, value, 7))) is fires
 
 
 @pytest.mark.parametrize(("value", "fires"), [("50", False), ("49.9", False), ("50.1", True)])
 def test_worsening_needs_the_value_above_the_pre_infusion_value(value: str, fires: bool) -> None:
     # The baseline itself was above ULN (50 U/L against 45): flat is not worsening.
-    assert (WORSE in codes(_lab(ALT, "50", -2), _lab(ALT, value, 7))) is fires
+    assert (WORSE in codes(lab(ALT, "50", -2), lab(ALT, value, 7))) is fires
 
 
 @pytest.mark.parametrize(
@@ -712,12 +692,12 @@ def test_worsening_needs_the_value_above_the_pre_infusion_value(value: str, fire
     ],
 )
 def test_worsening_severity_tiers(test: LabTest, value: str, level: AlertLevel) -> None:
-    alert = only(WORSE, alerts(_lab(PT, "12.0", -4), _lab(test, value, 7)))
+    alert = only(WORSE, alerts(lab(PT, "12.0", -4), lab(test, value, 7)))
     assert alert.level is level
 
 
 def test_a_warning_cites_every_tier_it_stayed_below() -> None:
-    alert = only(WORSE, alerts(_lab(ALT, "100", 7)))
+    alert = only(WORSE, alerts(lab(ALT, "100", 7)))
     assert alert.level is AlertLevel.WARNING
     assert alert.criteria[-1].rule == "A warning: below the urgent levels"
     assert alert.source.endswith(
@@ -728,14 +708,14 @@ def test_a_warning_cites_every_tier_it_stayed_below() -> None:
 
 
 def test_falling_but_still_above_baseline_and_uln_keeps_the_alert_and_says_so() -> None:
-    alert = only(WORSE, alerts(_lab(ALT, "400", 7), _lab(ALT, "150", 14)))
+    alert = only(WORSE, alerts(lab(ALT, "400", 7), lab(ALT, "150", 14)))
     assert alert.level is AlertLevel.WARNING
     assert "down 250 U/L from 400 U/L on 2026-11-08" in alert.message
-    assert codes(_lab(ALT, "400", 7), _lab(ALT, "40", 14)) == ()
+    assert codes(lab(ALT, "400", 7), lab(ALT, "40", 14)) == ()
 
 
 def test_worsening_advice_is_section_5_1_in_short_points() -> None:
-    alert = only(WORSE, alerts(_lab(ALT, "100", 7)))
+    alert = only(WORSE, alerts(lab(ALT, "100", 7)))
     assert alert.advice == label.ADVICE_LIVER_WORSENING
     assert alert.advice[0] == "Promptly assess and closely monitor."
     assert any("albumin, PTT and INR" in point for point in alert.advice)
@@ -758,8 +738,8 @@ def test_policy_tiers_change_the_level() -> None:
     policy = dataclasses.replace(
         DEFAULT_POLICY, worsening_urgent_aminotransferase_uln_multiple=Decimal(2)
     )
-    assert only(WORSE, alerts(_lab(ALT, "100", 7))).level is AlertLevel.WARNING
-    alert = only(WORSE, alerts(_lab(ALT, "100", 7), policy=policy))
+    assert only(WORSE, alerts(lab(ALT, "100", 7))).level is AlertLevel.WARNING
+    alert = only(WORSE, alerts(lab(ALT, "100", 7), policy=policy))
     assert alert.level is AlertLevel.URGENT
     assert "worsening ALT or AST is urgent at 2 × ULN or more" in alert.source
 
@@ -767,7 +747,7 @@ def test_policy_tiers_change_the_level() -> None:
 @pytest.mark.parametrize(("value", "fires"), [("16.0", True), ("15.9", False)])
 def test_pt_rising_is_checked_like_inr_in_the_acute_pattern(value: str, fires: bool) -> None:
     # PT baseline 14.0 = ULN; up by pt_rise_min_s = 2 s to above ULN.
-    found = alerts(_lab(PT, "14.0", -1), _lab(test=PT, value=value, n=7))
+    found = alerts(lab(PT, "14.0", -1), lab(test=PT, value=value, n=7))
     assert (LIVER in [a.code for a in found]) is fires
     if fires:
         alert = only(LIVER, found)
@@ -781,6 +761,6 @@ def test_pt_rising_is_checked_like_inr_in_the_acute_pattern(value: str, fires: b
 
 
 def test_twenty_times_uln_is_described_as_reported_cases_not_a_label_threshold() -> None:
-    alert = only(LIVER, alerts(_lab(AST, "1500", 7)))
+    alert = only(LIVER, alerts(lab(AST, "1500", 7)))
     assert "not a label threshold" in alert.source
     assert "reported cases" in alert.criteria[0].rule

@@ -28,41 +28,10 @@ from smart_app.rules.model import (
 )
 from smart_app.rules.plan import build_plan
 from smart_app.rules.policy import DEFAULT_POLICY, Policy
+from tests.builders import LAB_DAY, baseline_lab, eligible, evidence, measurement
 
 ON = dt.date(2026, 11, 20)
 INFUSION = dt.date(2026, 11, 24)
-LAB_DAY = dt.date(2026, 11, 16)
-ULN = {LabTest.ALT: Decimal(45), LabTest.AST: Decimal(60), LabTest.BILIRUBIN_TOTAL: Decimal("1.2")}
-
-
-def _ev(name: str, value: object = "", day: dt.date | None = None) -> Evidence:
-    return Evidence(f"Observation/{name}", str(value), date=day)
-
-
-def _m(name: str, value: str, unit: str, day: dt.date) -> Measurement:
-    return Measurement(Decimal(value), unit, day, _ev(name, value, day))
-
-
-def _lab(
-    test: LabTest, value: str, day: dt.date = LAB_DAY, uln: Decimal | None = None
-) -> LabResult:
-    reported = uln if uln is not None else ULN.get(test, Decimal(1000))
-    return LabResult(test, Decimal(value), day, _ev(test.name, value, day), reported)
-
-
-def eligible(**changes: object) -> PatientFacts:
-    """A complete, eligible 5-month-old; keyword arguments replace fields."""
-    facts = PatientFacts(
-        patient_id="p",
-        birth_date=dt.date(2026, 6, 10),
-        weights_kg=(_m("w", "6.12", "kg", dt.date(2026, 11, 18)),),
-        gestational_age_days=(_m("ga", "273", "d", dt.date(2026, 6, 10)),),
-        labs=tuple(_lab(test, "1") for test in LabTest),
-        titers=(Titer(Decimal(25), Comparator.LT, dt.date(2026, 11, 9), _ev("titer", "<1:25")),),
-        smn1_copies=(_m("smn1", "0", "{copies}", dt.date(2026, 8, 20)),),
-        sma_conditions=(Evidence("Condition/sma", "SMA type 1"),),
-    )
-    return dataclasses.replace(facts, **changes)
 
 
 def codes(
@@ -104,7 +73,7 @@ def test_leap_day_infant_turns_two_on_28_february() -> None:
     [(INFUSION - dt.timedelta(days=30), False), (INFUSION - dt.timedelta(days=31), True)],
 )
 def test_weight_is_stale_after_30_days_before_infusion(weight_day: dt.date, stale: bool) -> None:
-    facts = eligible(weights_kg=(_m("w", "6.12", "kg", weight_day),))
+    facts = eligible(weights_kg=(measurement("w", "6.12", "kg", weight_day),))
     plan = build_plan(facts, on=ON, infusion_date=INFUSION)
     assert (FindingCode.WEIGHT_STALE in plan.eligibility.codes()) is stale
     assert (plan.dose is None) is stale
@@ -112,7 +81,7 @@ def test_weight_is_stale_after_30_days_before_infusion(weight_day: dt.date, stal
 
 
 def test_weight_after_the_evaluation_date_is_not_used() -> None:
-    facts = eligible(weights_kg=(_m("future", "9.0", "kg", ON + dt.timedelta(days=1)),))
+    facts = eligible(weights_kg=(measurement("future", "9.0", "kg", ON + dt.timedelta(days=1)),))
     plan = build_plan(facts, on=ON, infusion_date=INFUSION)
     assert FindingCode.WEIGHT_MISSING in plan.eligibility.codes()
     assert plan.dose is None
@@ -137,20 +106,22 @@ def test_titer_above_1_to_50_defers_and_censored_values_never_guess(
     comparator: Comparator, denominator: str | None, expected: FindingCode | None
 ) -> None:
     value = Decimal(denominator) if denominator else None
-    titer = Titer(value, comparator, dt.date(2026, 11, 9), _ev("titer", "x"))
+    titer = Titer(value, comparator, dt.date(2026, 11, 9), evidence("titer", "x"))
     found = codes(eligible(titers=(titer,)))
     titer_codes = {c for c in found if c.value.startswith("anti-aav9")}
     assert titer_codes == ({expected} if expected else set())
 
 
 def test_newest_titer_wins_over_an_older_elevated_one() -> None:
-    old = Titer(Decimal(100), Comparator.EQ, dt.date(2026, 10, 30), _ev("old", "1:100"))
-    new = Titer(Decimal(25), Comparator.EQ, dt.date(2026, 11, 12), _ev("new", "1:25"))
+    old = Titer(Decimal(100), Comparator.EQ, dt.date(2026, 10, 30), evidence("old", "1:100"))
+    new = Titer(Decimal(25), Comparator.EQ, dt.date(2026, 11, 12), evidence("new", "1:25"))
     assert FindingCode.ANTI_AAV9_TITER_ELEVATED not in codes(eligible(titers=(new, old)))
 
 
 def test_titer_older_than_30_days_counts_as_missing() -> None:
-    titer = Titer(Decimal(25), Comparator.EQ, INFUSION - dt.timedelta(days=31), _ev("t", "1:25"))
+    titer = Titer(
+        Decimal(25), Comparator.EQ, INFUSION - dt.timedelta(days=31), evidence("t", "1:25")
+    )
     assert FindingCode.ANTI_AAV9_TITER_MISSING in codes(eligible(titers=(titer,)))
 
 
@@ -159,15 +130,17 @@ def test_titer_older_than_30_days_counts_as_missing() -> None:
     [("90", False), ("90.01", True), ("100.2", True)],  # ULN 45: exactly 2 x is not "> 2 x"
 )
 def test_liver_entry_threshold_is_strictly_above_2_x_uln(value: str, flagged: bool) -> None:
-    labs = tuple(_lab(t, value) if t is LabTest.ALT else _lab(t, "1") for t in LabTest)
+    labs = tuple(
+        baseline_lab(t, value) if t is LabTest.ALT else baseline_lab(t, "1") for t in LabTest
+    )
     assert (FindingCode.LIVER_FUNCTION_ELEVATED in codes(eligible(labs=labs))) is flagged
 
 
 def test_missing_reference_range_uses_the_fallback_and_says_so() -> None:
     labs = tuple(
-        LabResult(t, Decimal("120"), LAB_DAY, _ev("alt", "120"), None)
+        LabResult(t, Decimal("120"), LAB_DAY, evidence("alt", "120"), None)
         if t is LabTest.ALT
-        else _lab(t, "1")
+        else baseline_lab(t, "1")
         for t in LabTest
     )
     plan = build_plan(eligible(labs=labs), on=ON, infusion_date=INFUSION)
@@ -180,7 +153,7 @@ def test_missing_reference_range_uses_the_fallback_and_says_so() -> None:
 @pytest.mark.parametrize(("days_before", "missing"), [(30, False), (31, True)])
 def test_baseline_lab_look_back_is_30_days_before_infusion(days_before: int, missing: bool) -> None:
     day = INFUSION - dt.timedelta(days=days_before)
-    labs = tuple(_lab(t, "1", day if t is LabTest.ALBUMIN else LAB_DAY) for t in LabTest)
+    labs = tuple(baseline_lab(t, "1", day if t is LabTest.ALBUMIN else LAB_DAY) for t in LabTest)
     plan = build_plan(eligible(labs=labs), on=ON, infusion_date=INFUSION)
     missing_findings = [
         f for f in plan.eligibility.findings if f.code is FindingCode.BASELINE_LAB_MISSING
@@ -196,8 +169,8 @@ def test_term_age_boundary_is_37_weeks_postmenstrual(age_days: int, deferred: bo
     birth = INFUSION - dt.timedelta(days=age_days)
     facts = eligible(
         birth_date=birth,
-        gestational_age_days=(_m("ga", "210", "d", birth),),
-        weights_kg=(_m("w", "2.9", "kg", ON),),
+        gestational_age_days=(measurement("ga", "210", "d", birth),),
+        weights_kg=(measurement("w", "2.9", "kg", ON),),
     )
     assert (FindingCode.PRETERM_BEFORE_TERM_AGE in codes(facts)) is deferred
 
@@ -222,7 +195,7 @@ def test_unknown_gestation_is_only_a_gap_while_term_age_is_in_doubt(
 def test_fever_in_the_72_hours_before_evaluation_defers(
     celsius: str, day: dt.date, fever: bool
 ) -> None:
-    facts = eligible(temperatures_c=(_m("t", celsius, "Cel", day),))
+    facts = eligible(temperatures_c=(measurement("t", celsius, "Cel", day),))
     assert (FindingCode.ACTIVE_INFECTION in codes(facts)) is fever
 
 
@@ -232,8 +205,8 @@ def test_infusion_the_same_day_means_steroids_should_have_started() -> None:
 
 
 def test_live_vaccine_caution_from_20_mg_a_day() -> None:
-    heavy = eligible(weights_kg=(_m("w", "19.95", "kg", dt.date(2026, 11, 18)),))
-    light = eligible(weights_kg=(_m("w", "19.94", "kg", dt.date(2026, 11, 18)),))
+    heavy = eligible(weights_kg=(measurement("w", "19.95", "kg", dt.date(2026, 11, 18)),))
+    light = eligible(weights_kg=(measurement("w", "19.94", "kg", dt.date(2026, 11, 18)),))
     assert FindingCode.LIVE_VACCINE_CAUTION in codes(heavy)  # 20.0 mg/day
     assert FindingCode.LIVE_VACCINE_CAUTION not in codes(light)  # 19.9 mg/day
 
@@ -242,7 +215,7 @@ def test_status_is_the_most_severe_finding() -> None:
     facts = eligible(
         birth_date=dt.date(2024, 1, 1),  # not eligible
         titers=(),  # incomplete
-        temperatures_c=(_m("t", "39", "Cel", ON),),  # deferred
+        temperatures_c=(measurement("t", "39", "Cel", ON),),  # deferred
     )
     plan = build_plan(facts, on=ON, infusion_date=INFUSION)
     assert plan.eligibility.status is Status.NOT_ELIGIBLE
@@ -264,7 +237,7 @@ def test_dates_that_cannot_be_planned_are_input_errors() -> None:
 
 def _with_lab(result: LabResult) -> tuple[LabResult, ...]:
     """The eligible labs with one test's result replaced."""
-    return tuple(result if t is result.test else _lab(t, "1") for t in LabTest)
+    return tuple(result if t is result.test else baseline_lab(t, "1") for t in LabTest)
 
 
 def _finding(plan: Plan, code: FindingCode) -> Finding:
@@ -284,7 +257,7 @@ def _finding(plan: Plan, code: FindingCode) -> Finding:
 def test_hepatic_impairment_when_baseline_inr_or_pt_is_strictly_above_uln(
     test: LabTest, value: str, uln: str, flagged: bool
 ) -> None:
-    labs = _with_lab(_lab(test, value, uln=Decimal(uln)))
+    labs = _with_lab(baseline_lab(test, value, uln=Decimal(uln)))
     plan = build_plan(eligible(labs=labs), on=ON, infusion_date=INFUSION)
     assert (FindingCode.HEPATIC_IMPAIRMENT in plan.eligibility.codes()) is flagged
     assert plan.eligibility.status is (Status.NEEDS_REVIEW if flagged else Status.ELIGIBLE)
@@ -298,7 +271,7 @@ def test_hepatic_impairment_when_baseline_inr_or_pt_is_strictly_above_uln(
 
 def test_an_inr_above_uln_outside_the_look_back_is_not_the_baseline() -> None:
     old = INFUSION - dt.timedelta(days=31)
-    found = codes(eligible(labs=_with_lab(_lab(LabTest.INR, "2.0", old, Decimal("1.3")))))
+    found = codes(eligible(labs=_with_lab(baseline_lab(LabTest.INR, "2.0", old, Decimal("1.3")))))
     assert FindingCode.HEPATIC_IMPAIRMENT not in found
     assert FindingCode.BASELINE_LAB_MISSING in found
 
@@ -316,11 +289,11 @@ def test_a_liver_condition_is_hepatic_impairment_without_any_lab() -> None:
 def test_inr_pt_and_a_condition_make_one_finding_naming_each_reason() -> None:
     condition = Evidence("Condition/hep", "K75.4", display="Autoimmune hepatitis")
     labs = tuple(
-        _lab(t, "1.6", uln=Decimal("1.3"))
+        baseline_lab(t, "1.6", uln=Decimal("1.3"))
         if t is LabTest.INR
-        else _lab(t, "15.2", uln=Decimal("14.5"))
+        else baseline_lab(t, "15.2", uln=Decimal("14.5"))
         if t is LabTest.PT
-        else _lab(t, "1")
+        else baseline_lab(t, "1")
         for t in LabTest
     )
     plan = build_plan(
@@ -338,7 +311,7 @@ def test_inr_pt_and_a_condition_make_one_finding_naming_each_reason() -> None:
 
 
 def test_an_inr_without_a_range_is_judged_on_the_fallback_and_says_so() -> None:
-    inr = LabResult(LabTest.INR, Decimal("1.4"), LAB_DAY, _ev("inr", "1.4", LAB_DAY), None)
+    inr = LabResult(LabTest.INR, Decimal("1.4"), LAB_DAY, evidence("inr", "1.4", LAB_DAY), None)
     plan = build_plan(eligible(labs=_with_lab(inr)), on=ON, infusion_date=INFUSION)
     hepatic = _finding(plan, FindingCode.HEPATIC_IMPAIRMENT)
     assert "above its ULN (1.3 {INR}, fallback)" in hepatic.message
@@ -351,7 +324,7 @@ def test_an_inr_without_a_range_is_judged_on_the_fallback_and_says_so() -> None:
 
 
 def test_an_inr_without_any_uln_is_never_guessed() -> None:
-    inr = LabResult(LabTest.INR, Decimal("1.4"), LAB_DAY, _ev("inr", "1.4", LAB_DAY), None)
+    inr = LabResult(LabTest.INR, Decimal("1.4"), LAB_DAY, evidence("inr", "1.4", LAB_DAY), None)
     facts = eligible(labs=_with_lab(inr), birth_date=None)
     plan = build_plan(facts, on=ON, infusion_date=INFUSION)
     assert FindingCode.HEPATIC_IMPAIRMENT not in plan.eligibility.codes()
@@ -377,7 +350,12 @@ def test_a_censored_inr_is_placed_against_its_uln_or_named(
 ) -> None:
     shown = f"{comparator.value}{value}"
     inr = LabResult(
-        LabTest.INR, Decimal(value), LAB_DAY, _ev("inr", shown, LAB_DAY), Decimal("1.3"), comparator
+        LabTest.INR,
+        Decimal(value),
+        LAB_DAY,
+        evidence("inr", shown, LAB_DAY),
+        Decimal("1.3"),
+        comparator,
     )
     plan = build_plan(eligible(labs=_with_lab(inr)), on=ON, infusion_date=INFUSION)
     found = plan.eligibility.codes() & {
@@ -412,8 +390,8 @@ def _weights_plan(*weights: Measurement, policy: Policy = DEFAULT_POLICY) -> Pla
 def test_two_weights_on_one_date_in_different_bands_are_a_discrepancy_dosed_on_the_heavier() -> (
     None
 ):
-    light = _m("a", "6.1", "kg", WEIGHT_DAY)
-    heavy = _m("b", "6.6", "kg", WEIGHT_DAY)
+    light = measurement("a", "6.1", "kg", WEIGHT_DAY)
+    heavy = measurement("b", "6.6", "kg", WEIGHT_DAY)
     plans = [_weights_plan(light, heavy), _weights_plan(heavy, light)]
     for plan in plans:
         finding = _finding(plan, FindingCode.WEIGHT_DISCREPANCY)
@@ -438,7 +416,9 @@ def test_two_weights_on_one_date_in_different_bands_are_a_discrepancy_dosed_on_t
 def test_within_one_band_only_more_than_5_percent_is_a_discrepancy(
     heavier: str, discrepancy: bool
 ) -> None:
-    plan = _weights_plan(_m("a", "5.2", "kg", WEIGHT_DAY), _m("b", heavier, "kg", WEIGHT_DAY))
+    plan = _weights_plan(
+        measurement("a", "5.2", "kg", WEIGHT_DAY), measurement("b", heavier, "kg", WEIGHT_DAY)
+    )
     assert (FindingCode.WEIGHT_DISCREPANCY in plan.eligibility.codes()) is discrepancy
     assert plan.dose is not None
     assert plan.dose.kit.band_low_kg == Decimal("5.1")
@@ -452,9 +432,9 @@ def test_within_one_band_only_more_than_5_percent_is_a_discrepancy(
 
 def test_three_weights_on_one_date_are_all_named_heaviest_first() -> None:
     weights = (
-        _m("a", "6.3", "kg", WEIGHT_DAY),
-        _m("b", "6.1", "kg", WEIGHT_DAY),
-        _m("c", "6.6", "kg", WEIGHT_DAY),
+        measurement("a", "6.3", "kg", WEIGHT_DAY),
+        measurement("b", "6.1", "kg", WEIGHT_DAY),
+        measurement("c", "6.6", "kg", WEIGHT_DAY),
     )
     plan = _weights_plan(*weights)
     finding = _finding(plan, FindingCode.WEIGHT_DISCREPANCY)
@@ -473,7 +453,10 @@ def test_three_weights_on_one_date_are_all_named_heaviest_first() -> None:
 
 def test_the_fraction_is_the_policys() -> None:
     policy = dataclasses.replace(DEFAULT_POLICY, weight_discrepancy_fraction=Decimal("0.10"))
-    weights = (_m("a", "5.2", "kg", WEIGHT_DAY), _m("b", "5.47", "kg", WEIGHT_DAY))
+    weights = (
+        measurement("a", "5.2", "kg", WEIGHT_DAY),
+        measurement("b", "5.47", "kg", WEIGHT_DAY),
+    )
     plan = _weights_plan(*weights, policy=policy)
     assert FindingCode.WEIGHT_DISCREPANCY not in plan.eligibility.codes()
 
@@ -482,8 +465,8 @@ def test_the_fraction_is_the_policys() -> None:
 def test_date_only_weights_are_compared_on_the_same_date_only(
     days_apart: int, discrepancy: bool
 ) -> None:
-    newer = _m("new", "6.1", "kg", WEIGHT_DAY)
-    older = _m("old", "6.6", "kg", WEIGHT_DAY - dt.timedelta(days=days_apart))
+    newer = measurement("new", "6.1", "kg", WEIGHT_DAY)
+    older = measurement("old", "6.6", "kg", WEIGHT_DAY - dt.timedelta(days=days_apart))
     plan = _weights_plan(newer, older)
     assert (FindingCode.WEIGHT_DISCREPANCY in plan.eligibility.codes()) is discrepancy
     assert plan.dose is not None
@@ -528,8 +511,10 @@ def test_agreeing_timed_weights_dose_on_the_newest() -> None:
 
 
 def test_equal_weights_on_one_date_change_nothing() -> None:
-    one = _weights_plan(_m("a", "6.12", "kg", WEIGHT_DAY), _m("b", "6.12", "kg", WEIGHT_DAY))
-    single = _weights_plan(_m("a", "6.12", "kg", WEIGHT_DAY))
+    one = _weights_plan(
+        measurement("a", "6.12", "kg", WEIGHT_DAY), measurement("b", "6.12", "kg", WEIGHT_DAY)
+    )
+    single = _weights_plan(measurement("a", "6.12", "kg", WEIGHT_DAY))
     assert one.eligibility.codes() == single.eligibility.codes()
     assert one.dose == single.dose
     assert one.steroids == single.steroids
@@ -537,7 +522,7 @@ def test_equal_weights_on_one_date_change_nothing() -> None:
 
 def test_stale_weights_are_only_stale() -> None:
     day = INFUSION - dt.timedelta(days=31)
-    plan = _weights_plan(_m("a", "6.1", "kg", day), _m("b", "6.6", "kg", day))
+    plan = _weights_plan(measurement("a", "6.1", "kg", day), measurement("b", "6.6", "kg", day))
     found = plan.eligibility.codes()
     assert FindingCode.WEIGHT_STALE in found
     assert FindingCode.WEIGHT_DISCREPANCY not in found
@@ -548,7 +533,7 @@ def test_stale_weights_are_only_stale() -> None:
 
 
 def test_troponin_i_is_not_a_default_baseline_test() -> None:
-    labs = tuple(_lab(t, "1") for t in LabTest if t is not LabTest.TROPONIN_I)
+    labs = tuple(baseline_lab(t, "1") for t in LabTest if t is not LabTest.TROPONIN_I)
     plan = build_plan(eligible(labs=labs), on=ON, infusion_date=INFUSION)
     assert LabTest.TROPONIN_I not in DEFAULT_POLICY.baseline_tests
     assert FindingCode.BASELINE_LAB_MISSING not in plan.eligibility.codes()
@@ -556,7 +541,7 @@ def test_troponin_i_is_not_a_default_baseline_test() -> None:
 
 
 def test_a_policy_can_require_troponin_i_and_the_finding_says_so() -> None:
-    labs = tuple(_lab(t, "1") for t in LabTest if t is not LabTest.TROPONIN_I)
+    labs = tuple(baseline_lab(t, "1") for t in LabTest if t is not LabTest.TROPONIN_I)
     policy = dataclasses.replace(
         DEFAULT_POLICY, baseline_tests=(*DEFAULT_POLICY.baseline_tests, LabTest.TROPONIN_I)
     )
@@ -575,12 +560,12 @@ def test_a_policy_can_require_troponin_i_and_the_finding_says_so() -> None:
     ("changes", "code", "cited"),
     [
         (
-            {"weights_kg": (_m("w", "6.12", "kg", INFUSION - dt.timedelta(days=31)),)},
+            {"weights_kg": (measurement("w", "6.12", "kg", INFUSION - dt.timedelta(days=31)),)},
             FindingCode.WEIGHT_STALE,
             ": a weight older than 30 days is out of date)",
         ),
         (
-            {"labs": tuple(_lab(t, "1") for t in LabTest if t is not LabTest.ALBUMIN)},
+            {"labs": tuple(baseline_lab(t, "1") for t in LabTest if t is not LabTest.ALBUMIN)},
             FindingCode.BASELINE_LAB_MISSING,
             ": a baseline result older than 30 days before the infusion date counts as missing)",
         ),
@@ -590,7 +575,7 @@ def test_a_policy_can_require_troponin_i_and_the_finding_says_so() -> None:
             ": an anti-AAV9 titer older than 30 days before the infusion date counts as missing)",
         ),
         (
-            {"temperatures_c": (_m("t", "38.2", "Cel", ON),)},
+            {"temperatures_c": (measurement("t", "38.2", "Cel", ON),)},
             FindingCode.ACTIVE_INFECTION,
             "s: fever is a body temperature of 38.0 °C or more; temperatures taken in the last 3 "
             "days count)",
@@ -604,8 +589,10 @@ def test_a_policy_can_require_troponin_i_and_the_finding_says_so() -> None:
         (
             {
                 "birth_date": INFUSION - dt.timedelta(days=20),
-                "gestational_age_days": (_m("ga", "224", "d", INFUSION - dt.timedelta(days=20)),),
-                "weights_kg": (_m("w", "2.9", "kg", ON),),
+                "gestational_age_days": (
+                    measurement("ga", "224", "d", INFUSION - dt.timedelta(days=20)),
+                ),
+                "weights_kg": (measurement("w", "2.9", "kg", ON),),
             },
             FindingCode.PRETERM_BEFORE_TERM_AGE,
             ": full term is 37+0 weeks postmenstrual age)",
@@ -613,8 +600,8 @@ def test_a_policy_can_require_troponin_i_and_the_finding_says_so() -> None:
         (
             {
                 "weights_kg": (
-                    _m("a", "6.1", "kg", dt.date(2026, 11, 18)),
-                    _m("b", "6.6", "kg", dt.date(2026, 11, 18)),
+                    measurement("a", "6.1", "kg", dt.date(2026, 11, 18)),
+                    measurement("b", "6.6", "kg", dt.date(2026, 11, 18)),
                 )
             },
             FindingCode.WEIGHT_DISCREPANCY,
@@ -649,5 +636,5 @@ def test_a_baseline_result_stands_against_its_limits(
     test: LabTest, value: str, uln: str, expected: Standing
 ) -> None:
     """Low platelets by the institution default; above 2 × ULN only for the liver entry tests."""
-    seen = interpret(_lab(test, value, uln=Decimal(uln)), birth_date=dt.date(2026, 6, 10))
+    seen = interpret(baseline_lab(test, value, uln=Decimal(uln)), birth_date=dt.date(2026, 6, 10))
     assert standing(seen, policy=DEFAULT_POLICY) is expected

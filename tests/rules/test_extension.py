@@ -19,7 +19,6 @@ from smart_app.rules.model import (
     ActivityKind,
     Comparator,
     DecisionBranch,
-    Evidence,
     LabResult,
     LabTest,
     PatientFacts,
@@ -28,12 +27,12 @@ from smart_app.rules.model import (
     PlanState,
     RecordedDecision,
     ScheduleItem,
-    SteroidOrder,
     SteroidRole,
+    SteroidStep,
 )
 from smart_app.rules.monitoring import LIVER_PANEL, lab_draws
 from smart_app.rules.policy import DEFAULT_POLICY
-from tests.rules.test_followup import planned
+from tests.builders import Timeline, orders_for, planned
 
 INFUSION = dt.date(2026, 11, 24)
 POLICY = DEFAULT_POLICY
@@ -66,24 +65,10 @@ TAPER = RecordedDecision(
 CONTINUE = dataclasses.replace(TAPER, branch=DecisionBranch.CONTINUE)
 
 
-def day(n: int) -> dt.date:
-    """The date `n` days after infusion."""
-    return INFUSION + dt.timedelta(days=n)
-
-
-def lab(
-    test: LabTest,
-    value: str,
-    n: int,
-    *,
-    comparator: Comparator = Comparator.EQ,
-    final: bool = True,
-    uln: bool = True,
-) -> LabResult:
-    """A result on day `n`, with its reported ULN for liver tests unless `uln` is False."""
-    evidence = Evidence(f"Observation/{test.name.lower()}-d{n}", value, date=day(n))
-    reported = ULN.get(test) if uln else None
-    return LabResult(test, Decimal(value), day(n), evidence, reported, comparator, final)
+EXTENSION = Timeline(INFUSION, ULN)
+"""The days after infusion of these tests, and their results (ULNs for liver tests only)."""
+day = EXTENSION.day
+lab = EXTENSION.lab
 
 
 def task(item: ScheduleItem, status: str = "completed") -> PlannedTask:
@@ -285,7 +270,7 @@ def test_no_liver_proposal_before_a_taper_is_recorded() -> None:
 
 
 def test_a_liver_result_without_uln_keeps_the_draws_going() -> None:
-    (item,) = proposed(facts(lab(ALT, "30", LAST, uln=False)), state(), LAST)
+    (item,) = proposed(facts(lab(ALT, "30", LAST, reported=False)), state(), LAST)
     assert "ALT 30 U/L on 2027-02-24 has no ULN" in item.conditional
 
 
@@ -325,18 +310,15 @@ def test_below_and_above_are_certain_or_none() -> None:
 # In the follow-up -----------------------------------------------------------------------------
 
 
-TAPER_STEP = SteroidOrder(
-    reference="MedicationRequest/m2",
-    item="medicationrequest/2026-12-22-taper/taper-1",
-    role=SteroidRole.TAPER_STEP,
-    start=day(29),
-    end=day(56),
-    mg_per_day=Decimal("3.1"),
-    mg_per_kg_per_day=Decimal("0.5"),
-    volume_ml_per_day=Decimal("1.0"),
+TAPER_STEP = dataclasses.replace(
+    orders_for(
+        (SteroidStep(day(29), day(56), Decimal("0.5"), Decimal("3.1"), Decimal("1.0")),),
+        "2026-12-22-taper",
+        SteroidRole.TAPER_STEP,
+    )[0],
     status="completed",
-    step=1,
 )
+"""The first taper step (MedicationRequest/m2), taken to its end."""
 
 
 def test_a_pending_proposal_keeps_monitoring_going() -> None:

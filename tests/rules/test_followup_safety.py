@@ -4,7 +4,7 @@ Label section 2.1: "If liver function abnormalities continue to persist >= 2 x U
 30-day period of systemic corticosteroids, promptly consult a pediatric gastroenterologist or
 hepatologist", "Do not stop systemic corticosteroids abruptly", and "If oral corticosteroid
 therapy is not tolerated, consider intravenous corticosteroids as clinically indicated".
-The patient, plan and helpers are those of tests/rules/test_followup.py (infusion 2026-10-24,
+The patient, plan and helpers are the follow-up scenario of tests/builders.py (infusion 2026-10-24,
 full dose ordered through day 28 = 2026-11-21).
 """
 
@@ -16,7 +16,8 @@ from decimal import Decimal
 import pytest
 
 from smart_app.rules import label
-from smart_app.rules.followup import decide, follow_up
+from smart_app.rules.followup import follow_up
+from smart_app.rules.liver_decision import decide
 from smart_app.rules.model import (
     DecisionBranch,
     Evidence,
@@ -27,7 +28,7 @@ from smart_app.rules.model import (
     Severity,
 )
 from smart_app.rules.steroids import steroid_course
-from tests.rules.test_followup import (
+from tests.builders import (
     ALT,
     AST,
     BILI,

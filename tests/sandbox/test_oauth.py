@@ -12,8 +12,8 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,13 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 from werkzeug.test import TestResponse
 
-from smart_app.sandbox.ehr import EhrSettings, LauncherPatient, SandboxClient, create_ehr
+from smart_app.sandbox.ehr import create_ehr
+from smart_app.sandbox.oauth.routes import CAPABILITIES
+from smart_app.sandbox.settings import EhrSettings, LauncherPatient, SandboxClient
 from tests import fhirserver
+
+pytestmark = pytest.mark.integration
+"""Every test here runs against the EHR in front of a real sekmet server (`fhir_base`)."""
 
 PUBLIC = "http://127.0.0.1:8091"
 FHIR = f"{PUBLIC}/fhir"
@@ -166,27 +171,81 @@ def launch_via_page(
     return embedded, in_tab, chart
 
 
+class Launch(StrEnum):
+    """Where the launch id sent to authorize comes from."""
+
+    EMBEDDED = "embedded"
+    """The chart's iframe."""
+    NEW_TAB = "new tab"
+    """The chart's link opening the app in a new tab (the app must show a patient banner)."""
+    NONE = "none"
+    """No launch id: a standalone launch approved without the picker (no launch/patient)."""
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One pass through authorize: the browser it ran in, the code and its PKCE verifier."""
+
+    client: FlaskClient
+    code: str
+    verifier: str
+
+    def exchange(self, **extra: Any) -> TestResponse:
+        """POST /oauth/token for the code (`extra`: how a confidential client authenticates)."""
+        return exchange(self.client, self.code, self.verifier, **extra)
+
+    def token(self) -> dict[str, Any]:
+        """The token response of an exchange that must succeed."""
+        answer = self.exchange()
+        assert answer.status_code == 200, answer.get_json()
+        return answer.get_json()
+
+
+@dataclass(frozen=True)
+class OAuthSequence:
+    """The sequence an app runs: the launcher page (an EHR launch), authorize with PKCE S256,
+    the code on the redirect back; `Grant.token()` finishes it at the token endpoint."""
+
+    client: FlaskClient
+    patient_id: str
+
+    def __call__(
+        self,
+        *,
+        via: FlaskClient | None = None,
+        scope: str = SCOPE,
+        launch: Launch = Launch.EMBEDDED,
+        client_id: str = CLIENT_ID,
+        access: str | None = None,
+        nonce: str | None = None,
+    ) -> Grant:
+        """A code for `scope`, in `via` (another EHR's browser) or the fixture's browser."""
+        browser = via or self.client
+        launch_id = None
+        if launch is not Launch.NONE:
+            embedded, in_tab, _ = launch_via_page(
+                browser, self.patient_id, client_id=client_id, access=access
+            )
+            launch_id = in_tab if launch is Launch.NEW_TAB else embedded
+        verifier, challenge = pkce()
+        answer = authorize(
+            browser,
+            scope=scope,
+            launch=launch_id,
+            challenge=challenge,
+            client_id=client_id,
+            nonce=nonce,
+        )
+        params = redirect_params(answer)
+        assert "code" in params, params
+        return Grant(browser, params["code"], verifier)
+
+
 def ehr_token(
     ehr: Flask, patient_id: str, *, scope: str = SCOPE, nonce: str | None = None
 ) -> dict[str, Any]:
-    """A full EHR launch: launcher page, authorize, token. The token response."""
-    client = ehr.test_client()
-    launch, _, _ = launch_via_page(client, patient_id)
-    verifier, challenge = pkce()
-    params = redirect_params(
-        authorize(client, scope=scope, launch=launch, challenge=challenge, nonce=nonce)
-    )
-    assert "code" in params, params
-    answer = exchange(client, params["code"], verifier)
-    assert answer.status_code == 200, answer.get_json()
-    return answer.get_json()
-
-
-@pytest.fixture(scope="module")
-def fhir_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real sekmet server for this module."""
-    with fhirserver.sekmet(tmp_path_factory.mktemp("sekmet-oauth")) as base:
-        yield base
+    """A full EHR launch in a new browser: launcher page, authorize, token. The token response."""
+    return OAuthSequence(ehr.test_client(), patient_id)(scope=scope, nonce=nonce).token()
 
 
 @pytest.fixture(scope="module")
@@ -216,6 +275,12 @@ def client(ehr: Flask) -> FlaskClient:
     return ehr.test_client()
 
 
+@pytest.fixture
+def oauth(client: FlaskClient, patient_id: str) -> OAuthSequence:
+    """The OAuth sequence (launch, authorize, code; `.token()` for the token) in `client`."""
+    return OAuthSequence(client, patient_id)
+
+
 # discovery --------------------------------------------------------------------------------
 
 
@@ -238,34 +303,22 @@ def test_smart_configuration(client: FlaskClient) -> None:
     assert {"openid", "fhirUser", "launch", "launch/patient", "offline_access"} <= set(
         doc["scopes_supported"]
     )
-    assert {
-        "launch-ehr",
-        "launch-standalone",
-        "client-public",
-        "client-confidential-symmetric",
-        "client-confidential-asymmetric",
-        "context-ehr-patient",
-        "context-ehr-encounter",
-        "context-standalone-patient",
-        "context-banner",
-        "context-style",
-        "sso-openid-connect",
-        "permission-offline",
-        "permission-patient",
-        "permission-user",
-        "permission-v1",
-        "permission-v2",
-    } <= set(doc["capabilities"])
+    assert doc["capabilities"] == CAPABILITIES
+    assert {"launch-ehr", "launch-standalone", "sso-openid-connect", "permission-v2"} <= set(
+        CAPABILITIES
+    )
 
 
 def test_jwks_has_a_kid_and_no_private_part(client: FlaskClient) -> None:
-    """The key set is public and names its key."""
+    """The key set is public and names its keys: the id_token key, then the CDS Hooks one."""
     keys = client.get("/oauth/jwks").get_json()["keys"]
-    assert len(keys) == 1
-    assert keys[0]["kid"]
-    assert keys[0]["kty"] == "RSA"
-    assert "d" not in keys[0]
-    assert "p" not in keys[0]
+    assert [k["alg"] for k in keys] == ["RS256", "RS384"]
+    assert keys[0]["kid"] != keys[1]["kid"]
+    for key in keys:
+        assert key["kid"]
+        assert key["kty"] == "RSA"
+        assert "d" not in key
+        assert "p" not in key
 
 
 def test_metadata_announces_smart_without_a_token(client: FlaskClient) -> None:
@@ -290,10 +343,10 @@ def test_metadata_announces_smart_without_a_token(client: FlaskClient) -> None:
 
 
 def test_ehr_launch_gives_token_patient_and_verifiable_id_token(
-    ehr: Flask, client: FlaskClient, patient_id: str
+    client: FlaskClient, patient_id: str, oauth: OAuthSequence
 ) -> None:
     """authorize -> token with S256: context and an id_token signed by the JWKS key."""
-    token = ehr_token(ehr, patient_id, nonce="n-0S6_WzA2Mj")
+    token = oauth(nonce="n-0S6_WzA2Mj").token()
     assert token["token_type"] == "Bearer"  # noqa: S105 - the token type, not a secret
     assert token["expires_in"] == 3600
     assert token["patient"] == patient_id
@@ -313,9 +366,11 @@ def test_ehr_launch_gives_token_patient_and_verifiable_id_token(
     assert claims["iat"] <= time.time() < claims["exp"]
 
 
-def test_the_token_answers_fhir_requests(ehr: Flask, client: FlaskClient, patient_id: str) -> None:
+def test_the_token_answers_fhir_requests(
+    client: FlaskClient, patient_id: str, oauth: OAuthSequence
+) -> None:
     """The issued access token opens the launch patient's record."""
-    token = ehr_token(ehr, patient_id)
+    token = oauth().token()
     answer = client.get(
         f"/fhir/Patient/{patient_id}",
         headers={"Authorization": f"Bearer {token['access_token']}"},
@@ -324,27 +379,28 @@ def test_the_token_answers_fhir_requests(ehr: Flask, client: FlaskClient, patien
     assert answer.get_json(force=True)["id"] == patient_id
 
 
-def test_no_id_token_without_openid(ehr: Flask, patient_id: str) -> None:
+def test_no_id_token_without_openid(oauth: OAuthSequence) -> None:
     """Without openid there is no id_token."""
-    token = ehr_token(ehr, patient_id, scope="launch patient/*.rs")
+    token = oauth(scope="launch patient/*.rs").token()
     assert "id_token" not in token
 
 
 def test_fhir_user_claim_only_with_fhir_user_scope(
-    ehr: Flask, client: FlaskClient, patient_id: str
+    client: FlaskClient, oauth: OAuthSequence
 ) -> None:
     """openid without fhirUser: an id_token without the fhirUser claim."""
-    token = ehr_token(ehr, patient_id, scope="launch openid patient/*.rs")
+    token = oauth(scope="launch openid patient/*.rs").token()
     jwks = KeySet.import_key_set(client.get("/oauth/jwks").get_json())
     claims = jwt.decode(token["id_token"], jwks, algorithms=["RS256"]).claims
     assert "fhirUser" not in claims
     assert claims["sub"] == "sandbox-practitioner"
 
 
-def test_style_url_in_token_response(fhir_base: str, patients: Any, patient_id: str) -> None:
+def test_style_url_in_token_response(fhir_base: str, patients: Any, oauth: OAuthSequence) -> None:
     """smart_style_url is passed along when configured."""
     ehr = create_ehr(make_settings(fhir_base, patients, smart_style_url=f"{PUBLIC}/style.json"))
-    assert ehr_token(ehr, patient_id)["smart_style_url"] == f"{PUBLIC}/style.json"
+    token = oauth(via=ehr.test_client()).token()
+    assert token["smart_style_url"] == f"{PUBLIC}/style.json"
 
 
 def test_plain_pkce_is_refused(ehr: Flask, client: FlaskClient, patient_id: str) -> None:
@@ -367,25 +423,23 @@ def test_missing_challenge_is_refused(ehr: Flask, client: FlaskClient, patient_i
 
 @pytest.mark.parametrize("verifier", ["wrong", None], ids=["wrong", "missing"])
 def test_bad_verifier_is_invalid_grant(
-    client: FlaskClient, patient_id: str, verifier: str | None
+    client: FlaskClient, oauth: OAuthSequence, verifier: str | None
 ) -> None:
     """A wrong or missing code_verifier: invalid_grant."""
-    launch, _, _ = launch_via_page(client, patient_id)
-    _, challenge = pkce()
-    code = redirect_params(authorize(client, launch=launch, challenge=challenge))["code"]
-    answer = exchange(client, code, None if verifier is None else secrets.token_urlsafe(48))
+    grant = oauth()
+    answer = exchange(client, grant.code, None if verifier is None else secrets.token_urlsafe(48))
     assert answer.status_code == 400
     assert answer.get_json()["error"] == "invalid_grant"
 
 
-def test_code_is_single_use_and_replay_revokes(client: FlaskClient, patient_id: str) -> None:
+def test_code_is_single_use_and_replay_revokes(
+    client: FlaskClient, patient_id: str, oauth: OAuthSequence
+) -> None:
     """A second exchange of the code is refused and kills the first token."""
-    launch, _, _ = launch_via_page(client, patient_id)
-    verifier, challenge = pkce()
-    code = redirect_params(authorize(client, launch=launch, challenge=challenge))["code"]
-    first = exchange(client, code, verifier)
+    grant = oauth()
+    first = grant.exchange()
     assert first.status_code == 200
-    again = exchange(client, code, verifier)
+    again = grant.exchange()
     assert again.status_code == 400
     assert again.get_json()["error"] == "invalid_grant"
     answer = client.get(
@@ -470,16 +524,11 @@ def test_unknown_client_is_refused_without_redirect(client: FlaskClient) -> None
 
 
 def test_refresh_rotates_and_old_code_cannot_be_reused(
-    ehr: Flask, client: FlaskClient, patient_id: str
+    client: FlaskClient, patient_id: str, oauth: OAuthSequence
 ) -> None:
     """offline_access: a refresh token; refreshing rotates it; the code stays spent."""
-    launch, _, _ = launch_via_page(client, patient_id)
-    verifier, challenge = pkce()
-    scope = "launch patient/*.rs offline_access"
-    code = redirect_params(authorize(client, scope=scope, launch=launch, challenge=challenge))[
-        "code"
-    ]
-    first = exchange(client, code, verifier).get_json()
+    grant = oauth(scope="launch patient/*.rs offline_access")
+    first = grant.token()
     assert first["refresh_token"]
     refreshed = _refresh(client, first["refresh_token"])
     assert refreshed.status_code == 200, refreshed.get_json()
@@ -493,20 +542,14 @@ def test_refresh_rotates_and_old_code_cannot_be_reused(
     old = _refresh(client, first["refresh_token"])
     assert old.status_code == 400
     assert old.get_json()["error"] == "invalid_grant"
-    replay = exchange(client, code, verifier)
+    replay = grant.exchange()
     assert replay.get_json()["error"] == "invalid_grant"
     assert client.get(f"/fhir/Patient/{patient_id}", headers=headers).status_code == 401
 
 
-def test_refresh_can_narrow_the_scope(client: FlaskClient, patient_id: str) -> None:
+def test_refresh_can_narrow_the_scope(client: FlaskClient, oauth: OAuthSequence) -> None:
     """A refresh may ask for less than was granted, never more."""
-    launch, _, _ = launch_via_page(client, patient_id)
-    verifier, challenge = pkce()
-    scope = "launch patient/*.rs online_access"
-    code = redirect_params(authorize(client, scope=scope, launch=launch, challenge=challenge))[
-        "code"
-    ]
-    first = exchange(client, code, verifier).get_json()
+    first = oauth(scope="launch patient/*.rs online_access").token()
     wider = _refresh(client, first["refresh_token"], scope="patient/*.cruds")
     assert wider.get_json()["error"] == "invalid_scope"
     narrower = _refresh(client, first["refresh_token"], scope="patient/*.rs online_access")
@@ -515,18 +558,6 @@ def test_refresh_can_narrow_the_scope(client: FlaskClient, patient_id: str) -> N
 
 
 WRITE_SCOPE = "launch openid fhirUser patient/*.rs patient/MedicationRequest.crus online_access"
-
-
-def _ehr_launch_token(client: FlaskClient, patient_id: str, *, access: str | None) -> Any:
-    """An EHR launch from the launcher with the given access choice; the token response."""
-    launch, _, _ = launch_via_page(client, patient_id, access=access)
-    verifier, challenge = pkce()
-    params = redirect_params(
-        authorize(client, scope=WRITE_SCOPE, launch=launch, challenge=challenge)
-    )
-    answer = exchange(client, params["code"], verifier)
-    assert answer.status_code == 200, answer.get_json()
-    return answer.get_json()
 
 
 def _create_order(client: FlaskClient, token: str, patient_id: str) -> TestResponse:
@@ -556,11 +587,11 @@ def test_the_launcher_offers_a_read_only_launch(client: FlaskClient, patient_id:
 
 
 def test_a_read_only_ehr_launch_grants_the_asked_scopes_without_writes(
-    client: FlaskClient, patient_id: str
+    client: FlaskClient, patient_id: str, oauth: OAuthSequence
 ) -> None:
     """The code and its tokens carry no c/u/d; the gateway refuses a write; a refresh cannot
     widen it; reads still work."""
-    token = _ehr_launch_token(client, patient_id, access="read-only")
+    token = oauth(scope=WRITE_SCOPE, access="read-only").token()
     assert token["scope"] == (
         "launch openid fhirUser patient/*.rs patient/MedicationRequest.rs online_access"
     )
@@ -579,9 +610,9 @@ def test_a_read_only_ehr_launch_grants_the_asked_scopes_without_writes(
 
 
 def test_an_ehr_launch_by_default_grants_what_is_asked(
-    client: FlaskClient, patient_id: str
+    client: FlaskClient, patient_id: str, oauth: OAuthSequence
 ) -> None:
-    token = _ehr_launch_token(client, patient_id, access=None)
+    token = oauth(scope=WRITE_SCOPE).token()
     assert token["scope"] == WRITE_SCOPE
     created = _create_order(client, token["access_token"], patient_id)
     assert created.status_code == 201, created.get_data(as_text=True)
@@ -608,11 +639,13 @@ def test_the_picker_can_allow_reading_only(
     assert token["patient"] == patient_id
 
 
-def test_expired_token_is_401(fhir_base: str, patients: Any, patient_id: str) -> None:
+def test_expired_token_is_401(
+    fhir_base: str, patients: Any, patient_id: str, oauth: OAuthSequence
+) -> None:
     """Past expires_in (on the injected clock) the gateway refuses the token."""
     clock = FakeClock(1_900_000_000.0)
     ehr = create_ehr(make_settings(fhir_base, patients, clock=clock, access_token_lifetime_s=300))
-    token = ehr_token(ehr, patient_id)
+    token = oauth(via=ehr.test_client()).token()
     assert token["expires_in"] == 300
     client = ehr.test_client()
     headers = {"Authorization": f"Bearer {token['access_token']}"}
@@ -686,14 +719,10 @@ def test_picker_refuses_a_patient_not_listed(client: FlaskClient) -> None:
 
 
 def test_no_launch_and_no_launch_patient_is_approved_without_context(
-    client: FlaskClient,
+    oauth: OAuthSequence,
 ) -> None:
     """A user-level standalone app: approved for the signed-in practitioner, no patient."""
-    verifier, challenge = pkce()
-    params = redirect_params(
-        authorize(client, scope="openid fhirUser user/*.rs", challenge=challenge)
-    )
-    token = exchange(client, params["code"], verifier).get_json()
+    token = oauth(scope="openid fhirUser user/*.rs", launch=Launch.NONE).token()
     assert "patient" not in token
     assert token["need_patient_banner"] is False
 
@@ -701,34 +730,26 @@ def test_no_launch_and_no_launch_patient_is_approved_without_context(
 # confidential clients ---------------------------------------------------------------------
 
 
-def _confidential_code(client: FlaskClient, patient_id: str, client_id: str) -> tuple[str, str]:
-    """A code (and its verifier) for a confidential client."""
-    launch, _, _ = launch_via_page(client, patient_id, client_id=client_id)
-    verifier, challenge = pkce()
-    params = redirect_params(
-        authorize(client, launch=launch, challenge=challenge, client_id=client_id)
-    )
-    return params["code"], verifier
-
-
-def test_confidential_client_with_a_secret(fhir_base: str, patients: Any, patient_id: str) -> None:
+def test_confidential_client_with_a_secret(
+    fhir_base: str, patients: Any, patient_id: str, oauth: OAuthSequence
+) -> None:
     """client_secret_basic and client_secret_post work; no or a wrong secret does not."""
     secret_client = public_client(client_id="secret-app", client_secret=TEST_SECRET)
-    ehr = create_ehr(make_settings(fhir_base, patients, clients=(secret_client,)))
-    client = ehr.test_client()
+    client = create_ehr(make_settings(fhir_base, patients, clients=(secret_client,))).test_client()
     basic = base64.b64encode(f"secret-app:{TEST_SECRET}".encode()).decode()
-    code, verifier = _confidential_code(client, patient_id, "secret-app")
-    answer = exchange(client, code, verifier, headers={"Authorization": f"Basic {basic}"})
+    answer = oauth(via=client, client_id="secret-app").exchange(
+        headers={"Authorization": f"Basic {basic}"}
+    )
     assert answer.status_code == 200, answer.get_json()
     assert answer.get_json()["patient"] == patient_id
-    code, verifier = _confidential_code(client, patient_id, "secret-app")
-    answer = exchange(client, code, verifier, client_id="secret-app", client_secret=TEST_SECRET)
+    grant = oauth(via=client, client_id="secret-app")
+    answer = grant.exchange(client_id="secret-app", client_secret=TEST_SECRET)
     assert answer.status_code == 200
-    code, verifier = _confidential_code(client, patient_id, "secret-app")
-    answer = exchange(client, code, verifier, client_id="secret-app")
+    grant = oauth(via=client, client_id="secret-app")
+    answer = grant.exchange(client_id="secret-app")
     assert answer.get_json()["error"] == "invalid_client"
     wrong = base64.b64encode(b"secret-app:guess").decode()
-    answer = exchange(client, code, verifier, headers={"Authorization": f"Basic {wrong}"})
+    answer = grant.exchange(headers={"Authorization": f"Basic {wrong}"})
     assert answer.status_code == 401
     assert answer.get_json()["error"] == "invalid_client"
 
@@ -747,7 +768,9 @@ def _assertion(key: RSAKey | ECKey, alg: str, *, client_id: str = "jwt-app", **c
     return jwt.encode({"alg": alg, "kid": key.kid, "typ": "JWT"}, payload, key, algorithms=[alg])
 
 
-def test_private_key_jwt(fhir_base: str, patients: Any, patient_id: str) -> None:
+def test_private_key_jwt(
+    fhir_base: str, patients: Any, patient_id: str, oauth: OAuthSequence
+) -> None:
     """An RS384 (or ES384) assertion signed by a registered key authenticates the client."""
     rsa = RSAKey.generate_key(2048, auto_kid=True)
     ec = ECKey.generate_key("P-384", auto_kid=True)
@@ -757,15 +780,14 @@ def test_private_key_jwt(fhir_base: str, patients: Any, patient_id: str) -> None
     client = ehr.test_client()
     kind = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
     for key, alg in ((rsa, "RS384"), (ec, "ES384")):
-        code, verifier = _confidential_code(client, patient_id, "jwt-app")
         assertion = _assertion(key, alg)
-        answer = exchange(
-            client, code, verifier, client_assertion_type=kind, client_assertion=assertion
+        answer = oauth(via=client, client_id="jwt-app").exchange(
+            client_assertion_type=kind, client_assertion=assertion
         )
         assert answer.status_code == 200, answer.get_json()
         assert answer.get_json()["patient"] == patient_id
     # the same assertion again (replayed jti), a weaker algorithm, a foreign key, no assertion
-    code, verifier = _confidential_code(client, patient_id, "jwt-app")
+    grant = oauth(via=client, client_id="jwt-app")
     stranger = RSAKey.generate_key(2048, auto_kid=True)
     for bad in (
         assertion,
@@ -773,10 +795,10 @@ def test_private_key_jwt(fhir_base: str, patients: Any, patient_id: str) -> None
         _assertion(stranger, "RS384"),
         _assertion(rsa, "RS384", aud=f"{PUBLIC}/elsewhere"),
     ):
-        answer = exchange(client, code, verifier, client_assertion_type=kind, client_assertion=bad)
+        answer = grant.exchange(client_assertion_type=kind, client_assertion=bad)
         assert answer.status_code in (400, 401)
         assert answer.get_json()["error"] == "invalid_client"
-    answer = exchange(client, code, verifier, client_id="jwt-app")
+    answer = grant.exchange(client_id="jwt-app")
     assert answer.get_json()["error"] == "invalid_client"
 
 
@@ -784,25 +806,23 @@ def test_private_key_jwt(fhir_base: str, patients: Any, patient_id: str) -> None
 
 
 def test_tokens_never_reach_the_logs(
-    fhir_base: str, patients: Any, patient_id: str, caplog: pytest.LogCaptureFixture
+    fhir_base: str,
+    patients: Any,
+    patient_id: str,
+    oauth: OAuthSequence,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A full flow with refresh and FHIR calls logs no code or token, even at DEBUG."""
     caplog.set_level(logging.DEBUG)
-    ehr = create_ehr(make_settings(fhir_base, patients))
-    client = ehr.test_client()
-    launch, _, _ = launch_via_page(client, patient_id)
-    verifier, challenge = pkce()
-    scope = "launch openid fhirUser patient/*.rs offline_access"
-    code = redirect_params(authorize(client, scope=scope, launch=launch, challenge=challenge))[
-        "code"
-    ]
-    token = exchange(client, code, verifier).get_json()
+    client = create_ehr(make_settings(fhir_base, patients)).test_client()
+    grant = oauth(via=client, scope="launch openid fhirUser patient/*.rs offline_access")
+    token = grant.token()
     refreshed = _refresh(client, token["refresh_token"]).get_json()
     for access in (token["access_token"], refreshed["access_token"]):
         headers = {"Authorization": f"Bearer {access}"}
         assert client.get(f"/fhir/Patient/{patient_id}", headers=headers).status_code == 200
     secrets_seen = [
-        code,
+        grant.code,
         token["access_token"],
         token["refresh_token"],
         token["id_token"],
@@ -857,12 +877,9 @@ def test_chart_of_a_hostile_name_is_escaped(client: FlaskClient) -> None:
     assert "<script>" not in html
 
 
-def test_new_tab_launch_needs_the_banner(ehr: Flask, client: FlaskClient, patient_id: str) -> None:
+def test_new_tab_launch_needs_the_banner(patient_id: str, oauth: OAuthSequence) -> None:
     """The "new tab" launch id carries need_patient_banner=True."""
-    _, in_tab, _ = launch_via_page(client, patient_id)
-    verifier, challenge = pkce()
-    code = redirect_params(authorize(client, launch=in_tab, challenge=challenge))["code"]
-    token = exchange(client, code, verifier).get_json()
+    token = oauth(launch=Launch.NEW_TAB).token()
     assert token["need_patient_banner"] is True
     assert token["patient"] == patient_id
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,10 +14,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from smart_app.sandbox.ehr import LauncherPatient, create_ehr
+from smart_app.sandbox.ehr import create_ehr
+from smart_app.sandbox.settings import LauncherPatient
 from tests import fhirserver
 from tests.sandbox.test_oauth import (
-    EXAMPLE,
     FHIR,
     FakeClock,
     authorize,
@@ -29,21 +28,10 @@ from tests.sandbox.test_oauth import (
     redirect_params,
 )
 
+pytestmark = pytest.mark.integration
+"""A real sekmet server behind the gateway (and a recording HTTP server for one test)."""
+
 APP_SYSTEM = "urn:example:sandbox-gateway-test"
-
-
-@pytest.fixture(scope="module")
-def fhir_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real sekmet server for this module."""
-    with fhirserver.sekmet(tmp_path_factory.mktemp("sekmet-proxy")) as base:
-        yield base
-
-
-@pytest.fixture(scope="module")
-def two_patients(fhir_base: str) -> tuple[str, str]:
-    """Two copies of the example patient: the launch patient and someone else."""
-    bundle = json.loads(EXAMPLE.read_text(encoding="utf-8"))
-    return fhirserver.load_patient(fhir_base, bundle), fhirserver.load_patient(fhir_base, bundle)
 
 
 @pytest.fixture
@@ -442,13 +430,8 @@ def recording_server() -> Iterator[tuple[str, list[dict[str, str]]]]:
             self.wfile.write(body)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with fhirserver.serving(server):
         yield f"http://127.0.0.1:{server.server_address[1]}/fhir", seen
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_authorization_header_is_not_forwarded() -> None:

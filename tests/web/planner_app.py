@@ -15,11 +15,13 @@ from flask.testing import FlaskClient
 
 from smart_app import create_app
 from smart_app.config import ClientType, Registration, web_settings
-from smart_app.web import context
+from smart_app.web import connection, context
 from smart_app.web.state import WebState
 from tests.smartsandbox import NOW, TODAY
 
 ISS = "https://ehr.example.org/fhir"
+TOKEN_URL = "https://ehr.example.org/oauth/token"  # noqa: S105 - a URL, not a credential
+"""The registered EHR's token endpoint."""
 
 
 def planner_app(tmp_path: Path) -> Flask:
@@ -42,6 +44,23 @@ def planner_app(tmp_path: Path) -> Flask:
     return create_app({"STATE": state, "TESTING": True})
 
 
+def launch_context(
+    patient: str, *, scope: str | None = None, user: str = ""
+) -> context.LaunchContext:
+    """A launch on ISS by `user` (a fhirUser reference): on an open server without `scope`,
+    else with a live token granting it (expiring at 2e9 s; the app's clock is 1e9: no refresh)."""
+    launched = dataclasses.replace(context.LaunchContext(iss=ISS, patient=patient), fhir_user=user)
+    if scope is None:
+        return launched
+    return dataclasses.replace(
+        launched,
+        token_endpoint=TOKEN_URL,
+        access_token="ACCESS-" + "x" * 40,
+        expires_at=2e9,
+        scope=scope,
+    )
+
+
 def store_context(client: FlaskClient, launched: context.LaunchContext) -> str:
     """Put a launch context in the client's session, as a launch would; its context id."""
     with client.session_transaction() as session:
@@ -52,14 +71,11 @@ def store_context(client: FlaskClient, launched: context.LaunchContext) -> str:
     return context_id
 
 
-def serve_through(monkeypatch: pytest.MonkeyPatch, gateway: Any, *modules: ModuleType) -> None:
-    """Every page of these web modules reads and writes through `gateway`, not HTTP."""
-
-    def connect(context_id: str) -> tuple[context.LaunchContext, Any]:
-        return context.load_context(context_id), gateway
-
-    for module in modules:
-        monkeypatch.setattr(module, "connect", connect)
+def serve_through(monkeypatch: pytest.MonkeyPatch, gateway: Any, *pages: ModuleType) -> None:
+    """Every page reads and writes through `gateway`, not HTTP: the one place where a launch
+    gets its gateway (web/connection.py gateway_for) is replaced, for all pages at once (the
+    `pages` a test names are no longer needed)."""
+    monkeypatch.setattr(connection, "gateway_for", lambda launched: gateway)
 
 
 def page_text(html: str) -> str:

@@ -28,7 +28,7 @@ from smart_app.web.charts import (
 )
 from smart_app.web.followup_charts import follow_up_charts
 from smart_app.web.words import clinical_date
-from tests.rules.test_followup import (
+from tests.builders import (
     ALT,
     AST,
     CONTINUATION,

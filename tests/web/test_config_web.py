@@ -23,6 +23,7 @@ from smart_app.config import (
 from smart_app.errors import ConfigError, InputError
 from smart_app.fhir.written import OrderMode, Strategy
 from smart_app.rules.policy import DEFAULT_POLICY
+from tests.builders import toml_table, write_file
 
 ISS = "https://ehr.example.org/fhir"
 REDIRECT = "https://planner.example.org/callback"
@@ -37,16 +38,9 @@ redirect_uri = "{REDIRECT}"
 """
 
 
-def write(tmp_path: Path, text: str, name: str = "servers.toml") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 def server(**values: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"iss": ISS, "client_id": "planner", "redirect_uri": REDIRECT}
-    base.update(values)
-    return {key: value for key, value in base.items() if value is not None}
+    """One valid [[server]] table with changes (None removes a key)."""
+    return toml_table({"iss": ISS, "client_id": "planner", "redirect_uri": REDIRECT}, values)
 
 
 def one(env: dict[str, str] | None = None, **values: Any) -> Registration:
@@ -62,7 +56,7 @@ def rsa_key() -> RSAKey:
 
 @pytest.fixture
 def private_key_file(tmp_path: Path, rsa_key: RSAKey) -> Path:
-    return write(tmp_path, json.dumps(rsa_key.as_dict(private=True)), "planner.jwk.json")
+    return write_file(tmp_path, json.dumps(rsa_key.as_dict(private=True)), "planner.jwk.json")
 
 
 # --- ClientType / Registration --------------------------------------------------------------
@@ -89,7 +83,7 @@ def test_registration_defaults() -> None:
 
 
 def test_load_a_public_server_keyed_by_iss_without_trailing_slash(tmp_path: Path) -> None:
-    found = load_registrations(write(tmp_path, PUBLIC_SERVER), env={})
+    found = load_registrations(write_file(tmp_path, PUBLIC_SERVER), env={})
     assert found == {
         ISS: Registration(
             iss=ISS,
@@ -119,7 +113,7 @@ scopes = "launch openid fhirUser patient/*.read"
 jwt_alg = "ES384"
 """
     )
-    found = load_registrations(write(tmp_path, text), env={})
+    found = load_registrations(write_file(tmp_path, text), env={})
     assert list(found) == [ISS, "http://127.0.0.1:8080/fhir", "https://other.example.org/r4"]
     open_server = found["http://127.0.0.1:8080/fhir"]
     assert open_server.client_type is ClientType.OPEN
@@ -131,7 +125,7 @@ jwt_alg = "ES384"
 
 
 def test_an_empty_file_has_no_registrations(tmp_path: Path) -> None:
-    assert load_registrations(write(tmp_path, ""), env={}) == {}
+    assert load_registrations(write_file(tmp_path, ""), env={}) == {}
 
 
 @pytest.mark.parametrize(
@@ -145,7 +139,7 @@ def test_an_empty_file_has_no_registrations(tmp_path: Path) -> None:
     ids=["bad-toml", "server-not-tables", "unknown-table", "unknown-key"],
 )
 def test_load_refuses_a_malformed_file(tmp_path: Path, text: str, message: str) -> None:
-    path = write(tmp_path, text)
+    path = write_file(tmp_path, text)
     with pytest.raises(ConfigError, match=message) as caught:
         load_registrations(path, env={})
     assert str(path) in str(caught.value)
@@ -305,7 +299,7 @@ def test_iss_trailing_slashes_are_stripped() -> None:
 
 def test_the_error_names_the_file_and_the_server(tmp_path: Path) -> None:
     text = PUBLIC_SERVER + '\n[[server]]\niss = "http://ehr2.example.org"\nclient_type = "open"\n'
-    path = write(tmp_path, text)
+    path = write_file(tmp_path, text)
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: server\[1\]: iss"):
         load_registrations(path, env={})
 
@@ -349,7 +343,7 @@ def test_load_registrations_reads_the_process_environment(
         'client_id = "planner"\nclient_type = "confidential-secret"\n'
         'client_secret_env = "PLANNER_TEST_SECRET"',
     )
-    reg = load_registrations(write(tmp_path, text))[ISS]
+    reg = load_registrations(write_file(tmp_path, text))[ISS]
     assert reg.client_secret == SECRET_VALUE
 
 
@@ -363,7 +357,7 @@ def test_load_registrations_env_argument_wins(
         'client_secret_env = "PLANNER_TEST_SECRET"',
     )
     with pytest.raises(ConfigError, match="client_secret_env"):
-        load_registrations(write(tmp_path, text), env={})
+        load_registrations(write_file(tmp_path, text), env={})
 
 
 def test_a_public_client_ignores_the_secret() -> None:
@@ -383,7 +377,7 @@ def test_confidential_jwt_reads_the_private_jwk(private_key_file: Path, rsa_key:
 
 def test_confidential_jwt_accepts_an_ec_key(tmp_path: Path) -> None:
     key = ECKey.generate_key("P-384")
-    path = write(tmp_path, json.dumps(key.as_dict(private=True)), "ec.json")
+    path = write_file(tmp_path, json.dumps(key.as_dict(private=True)), "ec.json")
     reg = one(client_type="confidential-jwt", private_key_file=str(path), jwt_alg="ES384")
     assert reg.private_jwk is not None
     assert reg.private_jwk["kty"] == "EC"
@@ -391,7 +385,7 @@ def test_confidential_jwt_accepts_an_ec_key(tmp_path: Path) -> None:
 
 
 def test_confidential_jwt_refuses_a_public_only_key(tmp_path: Path, rsa_key: RSAKey) -> None:
-    path = write(tmp_path, json.dumps(rsa_key.as_dict(private=False)), "public.json")
+    path = write_file(tmp_path, json.dumps(rsa_key.as_dict(private=False)), "public.json")
     with pytest.raises(ConfigError, match="is not a private JWK"):
         one(client_type="confidential-jwt", private_key_file=str(path))
 
@@ -472,7 +466,7 @@ private_key_file = "{private_key_file}"
     settings = web_settings(
         {
             "SMART_APP_SECRET_KEY": secret_key,
-            "SMART_APP_REGISTRATIONS": str(write(tmp_path, text)),
+            "SMART_APP_REGISTRATIONS": str(write_file(tmp_path, text)),
             "PLANNER_SECRET": SECRET_VALUE,
         }
     )
@@ -596,7 +590,7 @@ def test_session_dir_from_the_environment(tmp_path: Path) -> None:
 
 
 def test_registrations_from_the_named_file(tmp_path: Path) -> None:
-    path = write(tmp_path, PUBLIC_SERVER)
+    path = write_file(tmp_path, PUBLIC_SERVER)
     settings = settings_from(SMART_APP_REGISTRATIONS=str(path))
     assert list(settings.registrations) == [ISS]
     assert settings.registrations[ISS].client_id == "planner"
@@ -609,7 +603,7 @@ def test_registrations_file_secrets_come_from_the_same_env(tmp_path: Path) -> No
         'client_secret_env = "PLANNER_SECRET"',
     )
     settings = settings_from(
-        SMART_APP_REGISTRATIONS=str(write(tmp_path, text)), PLANNER_SECRET=SECRET_VALUE
+        SMART_APP_REGISTRATIONS=str(write_file(tmp_path, text)), PLANNER_SECRET=SECRET_VALUE
     )
     assert settings.registrations[ISS].client_secret == SECRET_VALUE
 

@@ -12,15 +12,12 @@ import datetime as dt
 import re
 from collections.abc import Iterator
 from html import unescape
-from pathlib import Path
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
 from smart_app import service
 from smart_app.fhir.followup_write import Confirmed
-from smart_app.fhir.gateway import PatientRecord
 from smart_app.fhir.written import OrderMode
 from smart_app.rules import label
 from smart_app.rules.arith import add_months
@@ -28,8 +25,8 @@ from smart_app.rules.model import ActivityKind, LabTest
 from smart_app.web import context, documents, followup, plan
 from tests.fhir.test_followup_write import USER, _fresh_chart
 from tests.smartsandbox import NOW, TODAY
-from tests.web.planner_app import ISS, page_text, planner_app, serve_through, store_context
-from tests.web.test_grants_web import ChartGateway, _synthetic_record
+from tests.web.planner_app import ISS, page_text, serve_through, store_context
+from tests.web.test_grants_web import ChartGateway, chart_reader
 
 ON_PLAN = "zs-day-28"
 ELIGIBLE = "zs-eligible-4-2kg"
@@ -38,27 +35,9 @@ DOCUMENTS = ("pharmacy", "checklist", "handout")
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Flask:
-    return planner_app(tmp_path)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-@pytest.fixture
 def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[ChartGateway]:
     """The EHR stand-in behind the pages and the documents."""
-    chart = _fresh_chart(ON_PLAN)
-
-    def read(patient_id: str) -> PatientRecord:
-        if patient_id == ON_PLAN:
-            return chart.read_patient(patient_id)
-        return _synthetic_record(patient_id)
-
-    fake = ChartGateway(read)
-
+    fake = ChartGateway(chart_reader(ON_PLAN))
     serve_through(monkeypatch, fake, plan, followup, documents)
     yield fake
 
@@ -237,9 +216,7 @@ def test_after_the_day_30_decision_the_documents_show_the_taper_as_ordered(
     confirmed = Confirmed(recorded=NOW, fhir_user=USER, order_mode=OrderMode.PROPOSAL)
     service.record_decision(chart, following, confirmed)  # type: ignore[arg-type]
     fake = ChartGateway(chart.read_patient)
-    monkeypatch.setattr(
-        documents, "connect", lambda context_id: (context.load_context(context_id), fake)
-    )
+    serve_through(monkeypatch, fake)
     context_id = _launched(client, ON_PLAN)
     pharmacy = _text(_get(client, context_id, "pharmacy")[1])
     assert "full dose 5.4 mg = 1.8 mL" in pharmacy

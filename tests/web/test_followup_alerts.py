@@ -9,16 +9,12 @@ would (conditional creates, version checks). The launch context is the real one,
 app's server-side session.
 """
 
-# ruff: noqa: S105 - fake tokens, not credentials
-
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import re
 from collections.abc import Iterator
 from html import unescape
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,26 +25,16 @@ from smart_app import service
 from smart_app.fhir import codes
 from smart_app.fhir.followup_write import alert_bundle
 from smart_app.fhir.written import Confirmation, OrderMode
-from smart_app.web import context, followup
+from smart_app.web import context
+from smart_app.web.state import EXTENSION
 from tests.fhir.test_followup_write import USER, _assert_conforms, _Chart, _fresh_chart, _patient
 from tests.smartsandbox import NOW, TODAY, field
-from tests.web.planner_app import ISS, page_text, planner_app, store_context
+from tests.web.planner_app import launch_context, page_text, store_context
 
-TOKEN_URL = "https://ehr.example.org/oauth/token"
 LIVER = "zs-day-15-liver-injury"
 FULL = "launch openid fhirUser patient/*.cruds"
 READ_ONLY = "launch openid fhirUser patient/*.rs"
 NBSP = "\u00a0"
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Flask:
-    return planner_app(tmp_path)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 class _Counting:
@@ -67,31 +53,22 @@ class _Counting:
 
 
 @pytest.fixture
-def charts(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, _Counting]]:
-    """One in-memory chart per patient, behind the follow-up routes."""
+def charts(app: Flask) -> Iterator[dict[str, _Counting]]:
+    """One in-memory chart per patient, behind the follow-up routes (the app's gateway factory)."""
     found: dict[str, _Counting] = {}
 
-    def connect(context_id: str) -> tuple[context.LaunchContext, Any]:
-        launched = context.load_context(context_id)
+    def chart_of(launched: context.LaunchContext) -> _Counting:
         if launched.patient not in found:
             found[launched.patient] = _Counting(_fresh_chart(launched.patient))
-        return launched, found[launched.patient]
+        return found[launched.patient]
 
-    monkeypatch.setattr(followup, "connect", connect)
+    app.extensions[EXTENSION].gateway_factory = chart_of
     yield found
 
 
 def _launched(client: FlaskClient, patient: str, scope: str = FULL) -> str:
     """A launch context in the client's session."""
-    launched = dataclasses.replace(
-        context.LaunchContext(iss=ISS, patient=patient),
-        token_endpoint=TOKEN_URL,
-        access_token="ACCESS-" + "x" * 40,
-        expires_at=2e9,
-        scope=scope,
-        fhir_user=USER,
-    )
-    return store_context(client, launched)
+    return store_context(client, launch_context(patient, scope=scope, user=USER))
 
 
 def _text(html: str) -> str:

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from smart_app.rules.followup import follow_up
 from smart_app.web.followup_charts import follow_up_charts
-from tests.rules.test_followup import POLICY, PT, changed, day, lab, normal_labs, patient, plan
+from tests.builders import POLICY, PT, changed, day, lab, normal_labs, patient, plan
 
 
 def test_the_coagulation_chart_plots_pt_wherever_inr_is() -> None:

@@ -8,21 +8,17 @@ server-side session, so the scopes are read exactly as the pages read them. The 
 (/launch then /callback) is driven with the token endpoint faked by `responses`.
 """
 
-# ruff: noqa: S105 - fake tokens, not credentials
-
 from __future__ import annotations
 
 import dataclasses
 import re
 from collections.abc import Callable, Iterator
 from html import unescape
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
-from flask import Flask
 from flask.testing import FlaskClient
 
 from smart_app.fhir.gateway import PatientRecord
@@ -30,11 +26,10 @@ from smart_app.sandbox.patients import synthetic_patients
 from smart_app.web import context, followup, grants, plan
 from tests.fhir.test_followup_write import _fresh_chart
 from tests.smartsandbox import TODAY, field
-from tests.web.planner_app import ISS, planner_app, serve_through, store_context
+from tests.web.planner_app import ISS, TOKEN_URL, launch_context, serve_through, store_context
 from tests.web.test_smart import capability_statement
 
 AUTHORIZE = "https://ehr.example.org/oauth/authorize"
-TOKEN_URL = "https://ehr.example.org/oauth/token"
 PLAN_PATIENT = "zs-eligible-4-2kg"
 FOLLOWUP_PATIENT = "zs-day-28"
 """Day 28: the liver decision is due and the day-28 draws have resulted."""
@@ -70,45 +65,32 @@ def _synthetic_record(patient_id: str) -> PatientRecord:
     return PatientRecord(patient_id=patient_id, resources=[dict(r) for r in patient.resources])
 
 
-@pytest.fixture
-def app(tmp_path: Path) -> Flask:
-    return planner_app(tmp_path)
+def chart_reader(on_plan: str) -> Callable[[str], PatientRecord]:
+    """Reads `on_plan` from the offline chart with the plan written by the app (one chart for
+    the reader's life), any other patient as the sandbox makes it."""
+    chart = _fresh_chart(on_plan)
 
+    def read(patient_id: str) -> PatientRecord:
+        if patient_id == on_plan:
+            return chart.read_patient(patient_id)
+        return _synthetic_record(patient_id)
 
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+    return read
 
 
 @pytest.fixture
 def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[ChartGateway]:
     """The EHR stand-in behind both pages, for the plan patient and the follow-up patient."""
-    chart = _fresh_chart(FOLLOWUP_PATIENT)
-
-    def read(patient_id: str) -> PatientRecord:
-        if patient_id == FOLLOWUP_PATIENT:
-            return chart.read_patient(patient_id)
-        return _synthetic_record(patient_id)
-
-    fake = ChartGateway(read)
-
+    fake = ChartGateway(chart_reader(FOLLOWUP_PATIENT))
     serve_through(monkeypatch, fake, plan, followup)
     yield fake
 
 
 def _launched(client: FlaskClient, patient: str, scope: str | None) -> str:
-    """A launch context in the client's session; None scope: an open server (no token)."""
-    launched = context.LaunchContext(iss=ISS, patient=patient)
-    if scope is not None:
-        launched = dataclasses.replace(
-            launched,
-            token_endpoint=TOKEN_URL,
-            access_token="ACCESS-" + "x" * 40,
-            expires_at=2e9,
-            scope=scope,
-            fhir_user="Practitioner/dr-lee",
-        )
-    return store_context(client, launched)
+    """A launch context in the client's session; None scope: an open server (no token, no
+    user)."""
+    user = "" if scope is None else "Practitioner/dr-lee"
+    return store_context(client, launch_context(patient, scope=scope, user=user))
 
 
 def _csrf(client: FlaskClient) -> str:

@@ -18,7 +18,7 @@ from smart_app.fhir import codes, summary
 from smart_app.fhir.read import facts_from_bundle
 from smart_app.rules import label
 from smart_app.rules.eligibility import UNBLOCK_ADVICE
-from smart_app.rules.model import Status
+from smart_app.rules.model import Plan, Status
 from smart_app.rules.plan import build_plan
 from smart_app.sandbox.patients import synthetic_patients
 from smart_app.web import checklist, present, words
@@ -64,7 +64,8 @@ def test_banner_prefers_the_official_name_and_says_what_is_missing() -> None:
     assert summary.banner([], "p2").name == "(no name recorded)"
 
 
-def _plan_data(patient_id: str) -> dict:
+def _plan(patient_id: str) -> Plan:
+    """A synthetic patient's plan, built offline (the type the pages' view models take)."""
     patient = next(p for p in synthetic_patients(today=TODAY) if p.patient_id == patient_id)
     bundle = {
         "resourceType": "Bundle",
@@ -72,25 +73,24 @@ def _plan_data(patient_id: str) -> dict:
         "entry": [{"resource": r} for r in patient.resources],
     }
     facts = facts_from_bundle(json.loads(json.dumps(bundle), parse_float=Decimal))
-    plan = build_plan(facts, on=TODAY, infusion_date=patient.infusion_date)
-    return render.plan_data(plan)
+    return build_plan(facts, on=TODAY, infusion_date=patient.infusion_date)
 
 
 def test_timeline_places_every_dated_item_inside_the_drawing() -> None:
-    data = _plan_data("zs-eligible-4-2kg")
-    timeline = present.timeline(data)
-    assert timeline is not None
+    plan = _plan("zs-eligible-4-2kg")
+    timeline = present.timeline(plan)
+    assert timeline is not None and plan.steroids is not None
     inside = min(m.x for m in timeline.marks) >= present.LEFT_PX - 1
     assert inside and max(m.x for m in timeline.marks) <= timeline.width - present.RIGHT_PX + 1
-    assert len(timeline.bars) == 1 + len(data["prednisolone"]["taper"])
+    assert len(timeline.bars) == 1 + len(plan.steroids.taper)
     infusion = [m for m in timeline.marks if m.tone == "infusion"]
-    shown = words.clinical_date(data["infusion_date"])
+    shown = words.clinical_date(plan.infusion_date)
     assert len(infusion) == 1 and infusion[0].title.startswith(f"{shown} (infusion day)")
     assert shown in [t.label.text for t in timeline.ticks if t.label]  # the layout: test_timeline
 
 
 def test_no_timeline_without_a_course() -> None:
-    assert present.timeline(_plan_data("zs-weight-missing")) is None
+    assert present.timeline(_plan("zs-weight-missing")) is None
 
 
 def _plan_page(patient_id: str, tmp_path: Path) -> str:
@@ -113,7 +113,8 @@ def _plan_page(patient_id: str, tmp_path: Path) -> str:
         "launched": LaunchContext(iss="http://127.0.0.1:1/fhir", patient=data["patient"]["id"]),
         "banner": summary.banner([], data["patient"]["id"]),
         "show_banner": False,
-        "plan": data,
+        "plan": plan,
+        "boxed_warning": label.BOXED_WARNING,
         "status": status.value,
         "writable": False,
         "review": [],
@@ -178,7 +179,7 @@ def test_what_will_be_written_is_grouped_and_counted() -> None:
 
 
 def test_a_transaction_preview_names_each_entry_before_it_is_sent() -> None:
-    data = _plan_data("zs-eligible-4-2kg")
+    plan = _plan("zs-eligible-4-2kg")
     bundle = {
         "resourceType": "Bundle",
         "type": "transaction",
@@ -208,7 +209,7 @@ def test_a_transaction_preview_names_each_entry_before_it_is_sent() -> None:
         ("to be set to revoked", "careplan", "CarePlan"),
     ]
     entries = present.written_entries(
-        rows, data, order_mode="proposal", earlier=frozenset({"CarePlan/old"})
+        rows, plan, order_mode="proposal", earlier=frozenset({"CarePlan/old"})
     )
     assert [e.name for e in entries] == [
         "ZOLGENSMA kit order for the prescriber to sign",
@@ -217,7 +218,7 @@ def test_a_transaction_preview_names_each_entry_before_it_is_sent() -> None:
 
 
 def test_the_written_entries_are_named_clinically_and_dated_from_the_schedule() -> None:
-    data = _plan_data("zs-eligible-4-2kg")
+    plan = _plan("zs-eligible-4-2kg")
     rows = [
         {"reference": "MedicationRequest/k", "outcome": "created", "item": "medicationrequest/kit"},
         {
@@ -232,7 +233,7 @@ def test_the_written_entries_are_named_clinically_and_dated_from_the_schedule() 
         {"reference": "CarePlan/old", "outcome": "updated", "item": "careplan"},
     ]
     entries = present.written_entries(
-        rows, data, order_mode="proposal", earlier=frozenset({"CarePlan/old"})
+        rows, plan, order_mode="proposal", earlier=frozenset({"CarePlan/old"})
     )
     names = [e.name for e in entries]
     assert names == [
@@ -244,23 +245,23 @@ def test_the_written_entries_are_named_clinically_and_dated_from_the_schedule() 
         "Provenance",
         "Earlier plan's CarePlan retired",
     ]
-    infusion = dt.date.fromisoformat(data["infusion_date"])
+    infusion = plan.infusion_date
     assert entries[0].due == infusion and "3 × 8.3 mL vials" in entries[0].detail
     assert "0 ×" not in entries[0].detail
     assert entries[1].due == infusion - dt.timedelta(days=1)
     assert entries[1].outcome == "already in the chart"
     assert entries[3].due == infusion + dt.timedelta(days=7) and "troponin I" in entries[3].detail
     assert entries[4].due == infusion - dt.timedelta(days=1)
-    ordered = present.written_entries(rows[:1], data, order_mode="order")
+    ordered = present.written_entries(rows[:1], plan, order_mode="order")
     assert ordered[0].name == "ZOLGENSMA kit order (active order)"
 
 
 def test_the_schedule_table_leaves_the_taper_to_the_course_and_numbers_its_conditions() -> None:
-    data = _plan_data("zs-eligible-4-2kg")
-    rows, conditions = present.schedule_rows(data)
+    plan = _plan("zs-eligible-4-2kg")
+    rows, conditions = present.schedule_rows(plan)
     kinds = {r.kind for r in rows}
     assert "taper-step" not in kinds and "steroid-end" not in kinds
-    assert len(rows) == len(data["schedule"]) - 3  # two taper steps and the end of the course
+    assert len(rows) == len(plan.schedule) - 3  # two taper steps and the end of the course
     assert [r.on_time for r in rows if r.kind == "infusion"] == ["that day"]
     assert next(r.on_time for r in rows if r.kind == "lab-draw") == "±1\u00a0day"
     baseline = next(r for r in rows if r.kind == "baseline")

@@ -3,30 +3,30 @@ SVG the template writes), today, the infusion and the day-30 liver check marked,
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
 from itertools import combinations
 from pathlib import Path
-from typing import Any
 
 import pytest
 from jinja2 import Environment, FileSystemLoader
 
+from smart_app.rules.model import Plan
 from smart_app.sandbox.patients import synthetic_patients
 from smart_app.web import present
 from smart_app.web.words import clinical_date
 from tests.web.test_charts import NS, assert_no_overlap, text_boxes
-from tests.web.test_present import TODAY, _plan_data
+from tests.web.test_present import TODAY, _plan
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "smart_app" / "web" / "templates"
 NBSP = "\u00a0"
 
 
-def _render(data: Mapping[str, Any]) -> ET.Element:
-    """The timeline template rendered for plan data and parsed as XML (fails if ill-formed)."""
-    timeline = present.timeline(data)
+def _render(plan: Plan) -> ET.Element:
+    """The timeline template rendered for a plan and parsed as XML (fails if ill-formed)."""
+    timeline = present.timeline(plan)
     assert timeline is not None
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True)
     raw = env.get_template("_timeline.html").render(timeline=timeline)
@@ -34,10 +34,9 @@ def _render(data: Mapping[str, Any]) -> ET.Element:
     return ET.fromstring(raw[raw.index("<svg") :])  # noqa: S314 - our own template's output
 
 
-def _today(data: Mapping[str, Any], day: int) -> dict[str, Any]:
-    """The plan data as if evaluated `day` days from its infusion."""
-    infusion = dt.date.fromisoformat(data["infusion_date"])
-    return {**data, "evaluated_on": (infusion + dt.timedelta(days=day)).isoformat()}
+def _today(plan: Plan, day: int) -> Plan:
+    """The plan as if evaluated `day` days from its infusion."""
+    return dataclasses.replace(plan, evaluated_on=plan.infusion_date + dt.timedelta(days=day))
 
 
 def _events(root: ET.Element) -> dict[str, tuple[float, ET.Element]]:
@@ -61,17 +60,17 @@ def _circles(root: ET.Element) -> list[tuple[float, float, float, str]]:
 
 
 @pytest.fixture(scope="module")
-def eligible() -> dict[str, Any]:
-    """The eligible 4.2 kg infant's plan data (evaluated 3 days before infusion)."""
-    return _plan_data("zs-eligible-4-2kg")
+def eligible() -> Plan:
+    """The eligible 4.2 kg infant's plan (evaluated 3 days before infusion)."""
+    return _plan("zs-eligible-4-2kg")
 
 
-def test_the_timeline_marks_today_the_infusion_and_the_day_30_check(eligible: dict) -> None:
+def test_the_timeline_marks_today_the_infusion_and_the_day_30_check(eligible: Plan) -> None:
     root = _render(eligible)
     events = _events(root)
     assert set(events) == {"today", "infusion", "day-30 liver check"}
     assert events["today"][0] < events["infusion"][0] < events["day-30 liver check"][0]
-    infusion = dt.date.fromisoformat(eligible["infusion_date"])
+    infusion = eligible.infusion_date
     title = events["infusion"][1].find(f"{NS}title").text
     assert title == f"ZOLGENSMA infusion: {clinical_date(infusion)} (infusion day)"
     check = events["day-30 liver check"][1].find(f"{NS}title").text
@@ -90,7 +89,7 @@ def test_the_timeline_marks_today_the_infusion_and_the_day_30_check(eligible: di
         (-25, {"infusion", "day-30 liver check"}),  # too long before: not drawn
     ],
 )
-def test_labels_never_overlap_wherever_today_falls(eligible: dict, day: int, labels: set) -> None:
+def test_labels_never_overlap_wherever_today_falls(eligible: Plan, day: int, labels: set) -> None:
     root = _render(_today(eligible, day))
     assert set(_events(root)) == labels
     boxes = assert_no_overlap(root)
@@ -102,7 +101,7 @@ def test_labels_never_overlap_wherever_today_falls(eligible: dict, day: int, lab
         assert named[left].right <= events[right][0] and events[left][0] <= named[right].left
 
 
-def test_lines_do_not_cross_other_labels(eligible: dict) -> None:
+def test_lines_do_not_cross_other_labels(eligible: Plan) -> None:
     for day in (-3, -1, 0, 1, 27, 28, 29):
         root = _render(_today(eligible, day))
         boxes = text_boxes(root)
@@ -117,11 +116,11 @@ def test_lines_do_not_cross_other_labels(eligible: dict) -> None:
             assert crossed == [], (day, text)
 
 
-def test_marks_never_overlap_and_same_day_marks_are_nudged_apart(eligible: dict) -> None:
+def test_marks_never_overlap_and_same_day_marks_are_nudged_apart(eligible: Plan) -> None:
     root = _render(eligible)
     circles = _circles(root)
     assert len(circles) == len(
-        [i for i in eligible["schedule"] if i["kind"] not in ("taper-step", "steroid-end")]
+        [i for i in eligible.schedule if i.kind.value not in ("taper-step", "steroid-end")]
     )
     for (x1, y1, r1, t1), (x2, y2, r2, t2) in combinations(circles, 2):
         assert (x1 - x2) ** 2 + (y1 - y2) ** 2 >= (r1 + r2 + 1) ** 2, (t1, t2)
@@ -132,10 +131,10 @@ def test_marks_never_overlap_and_same_day_marks_are_nudged_apart(eligible: dict)
         assert min(abs(y - row) for row in rows) + r <= present.ROW_PX / 2, title
 
 
-def test_dates_are_in_the_one_format_and_days_in_words(eligible: dict) -> None:
+def test_dates_are_in_the_one_format_and_days_in_words(eligible: Plan) -> None:
     root = _render(eligible)
     ticks = [t.text for t in root.iter(f"{NS}text") if t.get("class") == "tick-label"]
-    infusion = dt.date.fromisoformat(eligible["infusion_date"])
+    infusion = eligible.infusion_date
     assert clinical_date(infusion) in ticks
     assert all(re.fullmatch(rf"\d{{1,2}}{NBSP}[A-Z][a-z]{{2}}{NBSP}\d{{4}}", t) for t in ticks)
     titles = [t.text for t in root.iter(f"{NS}title")]
@@ -144,11 +143,12 @@ def test_dates_are_in_the_one_format_and_days_in_words(eligible: dict) -> None:
     assert any(f"(day{NBSP}7 after infusion)" in t for t in titles)
 
 
-def test_dose_labels_sit_inside_their_bars_clear_of_the_marks(eligible: dict) -> None:
+def test_dose_labels_sit_inside_their_bars_clear_of_the_marks(eligible: Plan) -> None:
     root = _render(eligible)
     boxes = {b.text: b for b in text_boxes(root)}
     bars = [g for g in root.iter(f"{NS}g") if "bar" in g.get("class", "").split()]
-    assert len(bars) == 1 + len(eligible["prednisolone"]["taper"])
+    assert eligible.steroids is not None
+    assert len(bars) == 1 + len(eligible.steroids.taper)
     for group in bars:
         rect = group.find(f"{NS}rect")
         left, top = float(rect.get("x")), float(rect.get("y"))
@@ -170,9 +170,9 @@ def test_every_sandbox_plan_timeline_is_free_of_overlaps() -> None:
     for patient in synthetic_patients(today=TODAY):
         if patient.infusion_date is None or patient.infusion_date <= TODAY:
             continue
-        data = _plan_data(patient.patient_id)
-        if present.timeline(data) is None:
+        plan = _plan(patient.patient_id)
+        if present.timeline(plan) is None:
             continue
-        assert_no_overlap(_render(data))
+        assert_no_overlap(_render(plan))
         drawn += 1
     assert drawn >= 5

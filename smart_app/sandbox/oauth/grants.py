@@ -1,381 +1,60 @@
-"""The sandbox EHR's SMART authorization server: authlib models, grants, in-memory stores, views.
+"""The sandbox EHR's SMART authorization server: authlib grants, client authentication, id_token.
 
 - Authorization code grant only, PKCE required with S256 (`plain` and a missing challenge are
   refused at /oauth/authorize; a missing or wrong verifier is `invalid_grant`). A code is claimed
   the moment it is presented: a second use is refused and revokes the tokens issued from it.
 - `aud` must be the FHIR base. `launch` must be a launch id this EHR issued to the same client,
   unused and unexpired; it is spent when the code is issued. Without `launch`, scope
-  `launch/patient` shows a patient picker (CSRF-protected); otherwise the signed-in practitioner
-  is approved at once.
+  `launch/patient` shows a patient picker (routes.py); otherwise the signed-in practitioner is
+  approved at once.
 - A launch (or the picker) may allow reading only: the code, and every token from it, then carry
   the requested scopes without create, update or delete (`scopes.read_only`).
 - Refresh tokens only when `offline_access` or `online_access` is granted. They do not expire and
   rotate: every refresh answers a new refresh token and revokes the one presented.
 - `id_token` (RS256, `kid` from /oauth/jwks) when `openid` is granted; its `fhirUser` claim when
   `fhirUser` is granted too.
-- Secrets (codes, access and refresh tokens) are stored only as SHA-256 digests, and never logged.
+- Clients authenticate with none (public), client_secret_basic, client_secret_post or
+  private_key_jwt (RS384 or ES384, each assertion id once).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749 import ClientMixin, OAuth2Request, TokenMixin, grants
+from authlib.oauth2.rfc6749 import ClientMixin, OAuth2Request, grants
 from authlib.oauth2.rfc6749.errors import (
     InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
-    OAuth2Error,
 )
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
-from authlib.oidc.core import AuthorizationCodeMixin
 from authlib.oidc.core.grants import OpenIDCode
-from flask import Flask, Response, jsonify, render_template, request, session
+from flask import Flask
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from smart_app.sandbox import scopes
-
-if TYPE_CHECKING:
-    from smart_app.sandbox.ehr import EhrSettings, LauncherPatient, SandboxClient
+from smart_app.sandbox.oauth.store import (
+    CODE_LIFETIME_S,
+    AuthCode,
+    EhrUser,
+    IssuedToken,
+    LaunchContext,
+    SandboxStore,
+    digest,
+)
+from smart_app.sandbox.settings import EhrSettings, SandboxClient
 
 AUTH_METHODS = ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"]
 ASSERTION_ALGORITHMS = ["RS384", "ES384"]
 ASSERTION_MAX_LIFETIME_S = 300
-CODE_LIFETIME_S = 300
-LAUNCH_LIFETIME_S = 600
 GRANT_TYPES = ("authorization_code", "refresh_token")
-CAPABILITIES = [
-    "launch-ehr",
-    "launch-standalone",
-    "client-public",
-    "client-confidential-symmetric",
-    "client-confidential-asymmetric",
-    "context-ehr-patient",
-    "context-ehr-encounter",
-    "context-standalone-patient",
-    "context-banner",
-    "context-style",
-    "sso-openid-connect",
-    "permission-offline",
-    "permission-online",
-    "permission-patient",
-    "permission-user",
-    "permission-v1",
-    "permission-v2",
-]
-SCOPES_SUPPORTED = [
-    *sorted(scopes.OTHER_SCOPES),
-    "patient/*.read",
-    "patient/*.write",
-    "patient/*.*",
-    "patient/*.rs",
-    "patient/*.cruds",
-    "user/*.read",
-    "user/*.write",
-    "user/*.*",
-    "user/*.rs",
-    "user/*.cruds",
-]
-CSRF_KEY = "sandbox_csrf"
-READ_ONLY = "read-only"
-"""The form value (launcher, picker) that allows the app to read only."""
-
-
-def digest(secret: str) -> str:
-    """The SHA-256 hex digest under which a secret is stored."""
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def csrf_token() -> str:
-    """The sandbox's CSRF token for this browser session (created on first use)."""
-    token = session.get(CSRF_KEY)
-    if not isinstance(token, str):
-        token = secrets.token_urlsafe(32)
-        session[CSRF_KEY] = token
-    return token
-
-
-def csrf_ok(value: str | None) -> bool:
-    """Whether a submitted CSRF token is this browser session's."""
-    expected = session.get(CSRF_KEY)
-    return (
-        isinstance(expected, str)
-        and isinstance(value, str)
-        and hmac.compare_digest(expected, value)
-    )
-
-
-@dataclass(frozen=True)
-class LaunchContext:
-    """The context an authorization carries into its tokens."""
-
-    patient: str | None = None
-    encounter: str | None = None
-    need_patient_banner: bool = False
-    read_only: bool = False
-    """The user allowed reading only: writes are taken out of the granted scopes."""
-
-    def token_fields(self) -> dict[str, Any]:
-        """The SMART launch-context fields of a token response."""
-        out: dict[str, Any] = {"need_patient_banner": self.need_patient_banner}
-        if self.patient:
-            out["patient"] = self.patient
-        if self.encounter:
-            out["encounter"] = self.encounter
-        return out
-
-
-@dataclass
-class Launch:
-    """One EHR launch id: single use, bound to a client and a context, short-lived."""
-
-    launch_id: str
-    client_id: str
-    context: LaunchContext
-    expires_at: float
-    used: bool = False
-    companion: str | None = None
-    """For a chart page: the launch id of its "open in a new tab" link."""
-
-
-@dataclass(frozen=True)
-class EhrUser:
-    """The practitioner signed in to the EHR (the sandbox has exactly one)."""
-
-    practitioner_id: str
-
-    def get_user_id(self) -> str:
-        """authlib's user id."""
-        return self.practitioner_id
-
-
-@dataclass
-class AuthCode(AuthorizationCodeMixin):
-    """An issued authorization code (stored under the digest of the code)."""
-
-    key: str
-    client_id: str
-    redirect_uri: str
-    scope: str
-    user_id: str
-    context: LaunchContext
-    nonce: str | None
-    code_challenge: str
-    code_challenge_method: str
-    auth_time: int
-    expires_at: float
-    used: bool = False
-
-    def get_redirect_uri(self) -> str:
-        """The redirect URI the code was issued for."""
-        return self.redirect_uri
-
-    def get_scope(self) -> str:
-        """The granted scope."""
-        return self.scope
-
-    def get_nonce(self) -> str | None:
-        """The OpenID Connect nonce of the authorization request."""
-        return self.nonce
-
-    def get_auth_time(self) -> int:
-        """When the user authorized."""
-        return self.auth_time
-
-    def get_acr(self) -> None:
-        """No authentication context class."""
-        return None
-
-    def get_amr(self) -> None:
-        """No authentication methods reference."""
-        return None
-
-
-@dataclass
-class IssuedToken(TokenMixin):
-    """An access token (and its refresh token), stored under digests."""
-
-    access_key: str
-    refresh_key: str | None
-    client_id: str
-    scope: str
-    user_id: str
-    context: LaunchContext
-    issued_at: float
-    expires_in: int
-    code_key: str | None
-    clock: Callable[[], float] = field(repr=False, compare=False)
-    revoked: bool = False
-    refresh_revoked: bool = False
-
-    def check_client(self, client: ClientMixin) -> bool:
-        """Whether the token was issued to this client."""
-        return client.get_client_id() == self.client_id
-
-    def get_scope(self) -> str:
-        """The granted scope."""
-        return self.scope
-
-    def get_expires_in(self) -> int:
-        """The access token's lifetime in seconds."""
-        return self.expires_in
-
-    def is_expired(self) -> bool:
-        """Whether the access token has expired (by the sandbox's clock)."""
-        return self.clock() >= self.issued_at + self.expires_in
-
-    def is_revoked(self) -> bool:
-        """Whether the access token was revoked."""
-        return self.revoked
-
-
-class SandboxStore:
-    """All OAuth state, in memory, behind one lock (the server runs threaded)."""
-
-    def __init__(self, *, clock: Callable[[], float]) -> None:
-        """An empty store on the given clock."""
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._launches: dict[str, Launch] = {}
-        self._codes: dict[str, AuthCode] = {}
-        self._tokens: dict[str, IssuedToken] = {}
-        self._refresh: dict[str, str] = {}
-        self._jtis: dict[tuple[str, str], float] = {}
-        self._nonces: set[tuple[str, str]] = set()
-
-    def _purge(self) -> None:
-        """Forget expired launches, codes and assertion ids (lock held)."""
-        now = self.clock()
-        for key in [k for k, v in self._launches.items() if v.expires_at <= now]:
-            del self._launches[key]
-        for key in [k for k, v in self._codes.items() if v.expires_at <= now]:
-            del self._codes[key]
-        for key in [k for k, v in self._jtis.items() if v <= now]:
-            del self._jtis[key]
-
-    def create_launch(
-        self, *, client_id: str, context: LaunchContext, companion: str | None = None
-    ) -> str:
-        """A new launch id for the client and context."""
-        launch_id = secrets.token_urlsafe(16)
-        with self._lock:
-            self._purge()
-            self._launches[launch_id] = Launch(
-                launch_id, client_id, context, self.clock() + LAUNCH_LIFETIME_S, companion=companion
-            )
-        return launch_id
-
-    def launch(self, launch_id: str) -> Launch | None:
-        """An unexpired launch (used or not), for the chart page."""
-        with self._lock:
-            found = self._launches.get(launch_id)
-            if found is None or found.expires_at <= self.clock():
-                return None
-            return found
-
-    def _usable(self, launch_id: str, client_id: str) -> Launch | None:
-        """The launch if unused, unexpired and the client's (lock held)."""
-        found = self._launches.get(launch_id)
-        if found is None or found.used or found.expires_at <= self.clock():
-            return None
-        return found if found.client_id == client_id else None
-
-    def peek_launch(self, launch_id: str, client_id: str) -> Launch | None:
-        """The launch if the client may still use it."""
-        with self._lock:
-            return self._usable(launch_id, client_id)
-
-    def consume_launch(self, launch_id: str, client_id: str) -> Launch | None:
-        """Spend the launch (once): the launch, or None if it cannot be used."""
-        with self._lock:
-            found = self._usable(launch_id, client_id)
-            if found is not None:
-                found.used = True
-            return found
-
-    def save_code(self, code: AuthCode) -> None:
-        """Keep an issued code."""
-        with self._lock:
-            self._purge()
-            self._codes[code.key] = code
-            if code.nonce:
-                self._nonces.add((code.client_id, code.nonce))
-
-    def nonce_seen(self, client_id: str, nonce: str) -> bool:
-        """Whether a code was already issued to the client with this nonce."""
-        with self._lock:
-            return (client_id, nonce) in self._nonces
-
-    def claim_code(self, code: str, client_id: str) -> AuthCode | None:
-        """Take a code for the client (once); a replay revokes the tokens issued from it."""
-        key = digest(code)
-        with self._lock:
-            found = self._codes.get(key)
-            if found is None or found.client_id != client_id:
-                return None
-            if found.used:
-                for token in self._tokens.values():
-                    if token.code_key == key:
-                        token.revoked = token.refresh_revoked = True
-                return None
-            if found.expires_at <= self.clock():
-                return None
-            found.used = True
-            return found
-
-    def save_token(self, token: IssuedToken) -> None:
-        """Keep an issued token."""
-        with self._lock:
-            self._tokens[token.access_key] = token
-            if token.refresh_key:
-                self._refresh[token.refresh_key] = token.access_key
-
-    def access(self, raw: str) -> IssuedToken | None:
-        """The record of a valid (unrevoked, unexpired) access token."""
-        with self._lock:
-            found = self._tokens.get(digest(raw))
-        if found is None or found.revoked or found.is_expired():
-            return None
-        return found
-
-    def refresh(self, raw: str) -> IssuedToken | None:
-        """The record of a usable refresh token."""
-        with self._lock:
-            key = self._refresh.get(digest(raw))
-            found = self._tokens.get(key) if key else None
-            if found is None or found.refresh_revoked:
-                return None
-            return found
-
-    def rotate(self, old: IssuedToken, new: IssuedToken | None) -> bool:
-        """Revoke a refresh token once; a lost race revokes the token issued meanwhile."""
-        with self._lock:
-            if old.refresh_revoked:
-                if new is not None:
-                    new.revoked = new.refresh_revoked = True
-                return False
-            old.refresh_revoked = True
-            return True
-
-    def use_jti(self, client_id: str, jti: str, expires_at: float) -> bool:
-        """Record a client assertion id: False if the client used it before."""
-        with self._lock:
-            self._purge()
-            if (client_id, jti) in self._jtis:
-                return False
-            self._jtis[(client_id, jti)] = max(expires_at, self.clock() + 60)
-            return True
 
 
 class SandboxClientModel(ClientMixin):
@@ -647,10 +326,10 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
 
 
 class SandboxOAuth:
-    """The sandbox's authorization server: clients, store, authlib server and OAuth views."""
+    """The sandbox's authorization server: clients, store, authlib server and its callbacks."""
 
     def __init__(self, settings: EhrSettings) -> None:
-        """An authorization server for these settings (no views until init_app)."""
+        """An authorization server for these settings (not on an app until init_app)."""
         self.settings = settings
         self.store = SandboxStore(clock=settings.clock)
         self.fhir_base = f"{settings.public_base}/fhir"
@@ -761,6 +440,28 @@ class SandboxOAuth:
             return None
         return scopes.Grant.from_scope(record.scope, patient=record.context.patient)
 
+    def issue_service_token(
+        self, *, client_id: str, patient_id: str, scope: str, lifetime_s: int
+    ) -> str:
+        """A short-lived access token for a CDS service (`fhirAuthorization`): the patient's
+        context, `scope`, no refresh token; stored as a digest like every other token."""
+        raw = secrets.token_urlsafe(32)
+        self.store.save_token(
+            IssuedToken(
+                access_key=digest(raw),
+                refresh_key=None,
+                client_id=client_id,
+                scope=scope,
+                user_id=self.settings.practitioner_id,
+                context=LaunchContext(patient=patient_id, read_only=True),
+                issued_at=self.settings.clock(),
+                expires_in=lifetime_s,
+                code_key=None,
+                clock=self.settings.clock,
+            )
+        )
+        return raw
+
     def create_launch(
         self,
         *,
@@ -776,42 +477,9 @@ class SandboxOAuth:
         context = LaunchContext(patient_id, encounter_id, need_patient_banner, read_only)
         return self.store.create_launch(client_id=client_id, context=context, companion=companion)
 
-    def smart_configuration(self) -> dict[str, Any]:
-        """The SMART discovery document (/.well-known/smart-configuration)."""
-        base = self.settings.public_base
-        return {
-            "issuer": self.fhir_base,
-            "jwks_uri": f"{base}/oauth/jwks",
-            "authorization_endpoint": f"{base}/oauth/authorize",
-            "token_endpoint": self.token_endpoint,
-            "token_endpoint_auth_methods_supported": AUTH_METHODS,
-            "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
-            "grant_types_supported": list(GRANT_TYPES),
-            "scopes_supported": SCOPES_SUPPORTED,
-            "response_types_supported": ["code"],
-            "code_challenge_methods_supported": ["S256"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "capabilities": CAPABILITIES,
-        }
-
-    def openid_configuration(self) -> dict[str, Any]:
-        """The OpenID Connect discovery document for the same issuer."""
-        return {
-            **self.smart_configuration(),
-            "subject_types_supported": ["public"],
-            "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nonce", "fhirUser"],
-        }
-
-    def jwks(self) -> dict[str, Any]:
-        """The public JWK Set that verifies id_tokens."""
-        public = dict(self.settings.signing_key.as_dict(private=False))
-        public.update({"kid": self.kid, "alg": "RS256", "use": "sig"})
-        return {"keys": [public]}
-
-    # views -------------------------------------------------------------------------------
-
     def init_app(self, app: Flask) -> None:
-        """Set up authlib on the app and add the OAuth and discovery views."""
+        """Set up authlib on the app: the token generator, private_key_jwt and both grants (the
+        views are routes.py's blueprint, which calls this when registered)."""
         self.server.init_app(app)
         self.server.register_token_generator("default", self.generate_token)
         self.server.register_client_auth_method("private_key_jwt", PrivateKeyJwt(self))
@@ -825,81 +493,3 @@ class SandboxOAuth:
             ],
         )
         self.server.register_grant(SmartRefreshGrant, [LaunchContextResponse(self)])
-        app.add_url_rule(
-            "/fhir/.well-known/smart-configuration",
-            "smart_configuration",
-            lambda: jsonify(self.smart_configuration()),
-        )
-        app.add_url_rule(
-            "/fhir/.well-known/openid-configuration",
-            "openid_configuration",
-            lambda: jsonify(self.openid_configuration()),
-        )
-        app.add_url_rule("/oauth/jwks", "jwks", lambda: jsonify(self.jwks()))
-        app.add_url_rule(
-            "/oauth/authorize", "authorize", self.authorize_view, methods=["GET", "POST"]
-        )
-        app.add_url_rule("/oauth/token", "token", self.token_view, methods=["POST"])
-
-    def _error_page(self, error: OAuth2Error) -> Response | tuple[str, int]:
-        """An authorization error: to the client when its redirect URI is known, else a page."""
-        if error.redirect_uri:
-            return self.server.handle_error_response(None, error)
-        return render_template(
-            "error.html", title="Authorization refused", error=error.error, text=error.description
-        ), 400
-
-    def authorize_view(self) -> Response | tuple[str, int]:
-        """/oauth/authorize: validate, pick a patient if needed, then issue the code."""
-        try:
-            grant = self.server.get_consent_grant(end_user=self.user)
-        except OAuth2Error as error:
-            return self._error_page(error)
-        req = grant.request
-        if getattr(req, "smart_needs_patient", False):
-            if request.method != "POST" or "csrf_token" not in request.form:
-                return self._picker(grant)
-            if not csrf_ok(request.form.get("csrf_token")):
-                return render_template(
-                    "error.html",
-                    title="Form expired",
-                    error="invalid_request",
-                    text="The patient picker form expired. Start the app again.",
-                ), 400
-            if request.form.get("decision") == "deny":
-                return self.server.create_authorization_response(
-                    request=req, grant_user=None, grant=grant
-                )
-            choice = request.form.get("patient_choice")
-            if choice not in {p.patient_id for p in self.settings.patients}:
-                return self._picker(grant, problem="Choose a patient.")
-            req.smart_patient = choice
-            req.smart_read_only = request.form.get("access") == READ_ONLY
-        return self.server.create_authorization_response(
-            request=req, grant_user=self.user, grant=grant
-        )
-
-    def _picker(self, grant: grants.BaseGrant, *, problem: str | None = None) -> tuple[str, int]:
-        """The standalone-launch patient picker, carrying the authorization request along."""
-        hidden = [
-            (key, value)
-            for key in request.values
-            if key not in ("csrf_token", "patient_choice", "decision", "access")
-            for value in request.values.getlist(key)
-        ]
-        patients: tuple[LauncherPatient, ...] = self.settings.patients
-        return render_template(
-            "picker.html",
-            client_id=grant.request.client.get_client_id(),
-            hidden=hidden,
-            patients=patients,
-            problem=problem,
-            csrf_token=csrf_token(),
-        ), (400 if problem else 200)
-
-    def token_view(self) -> Response:
-        """/oauth/token."""
-        try:
-            return self.server.create_token_response()
-        except OAuth2Error as error:
-            return self.server.handle_error_response(None, error)
