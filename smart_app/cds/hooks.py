@@ -21,8 +21,7 @@ from smart_app.errors import PlanStateError
 from smart_app.fhir.gateway import PatientRecord
 from smart_app.fhir.plan_state import plan_state
 from smart_app.fhir.read import facts_from_bundle
-from smart_app.rules import label
-from smart_app.rules.arith import anniversary
+from smart_app.rules.eligibility import under_age_limit_on
 from smart_app.rules.model import AlertLevel, Finding, PatientFacts, Phase, Severity, Status
 from smart_app.rules.policy import Policy
 from smart_app.web.words import clinical_date, clinical_text, weight
@@ -67,9 +66,7 @@ class CallContext:
 def under_two_on(facts: PatientFacts, day: dt.date) -> bool:
     """Under 2 years on `day` (section 1); True when the birth date is unknown (the card then
     says the status is incomplete)."""
-    if facts.birth_date is None:
-        return True
-    return facts.birth_date <= day < anniversary(facts.birth_date, years=label.AGE_LIMIT_YEARS)
+    return facts.birth_date is None or under_age_limit_on(facts.birth_date, day)
 
 
 def is_candidate(facts: PatientFacts) -> bool:

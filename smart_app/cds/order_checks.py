@@ -25,10 +25,9 @@ from smart_app.cds.orders import (
 from smart_app.fhir.gateway import PatientRecord
 from smart_app.rules import label
 from smart_app.rules.model import Finding, FindingCode, Kit, Plan, Severity
+from smart_app.rules.plan import BLOCKING
 from smart_app.web.words import clinical_date, clinical_text, weight
 
-BLOCKING = frozenset({Severity.NOT_ELIGIBLE, Severity.DEFERRED, Severity.INCOMPLETE})
-"""Findings that keep the plan from being written (rules.plan.WRITABLE)."""
 TITER_CODES = frozenset(
     {
         FindingCode.ANTI_AAV9_TITER_MISSING,

@@ -150,6 +150,17 @@ def heaviest(weights: tuple[Measurement, ...]) -> Measurement:
     return max(weights, key=lambda m: m.value)
 
 
+def age_limit_date(birth: dt.date) -> dt.date:
+    """The second birthday: the first day the label's indication (section 1: "less than 2 years
+    of age") no longer covers."""
+    return anniversary(birth, years=label.AGE_LIMIT_YEARS)
+
+
+def under_age_limit_on(birth: dt.date, day: dt.date) -> bool:
+    """Born on or before `day` and less than 2 years of age on it (section 1)."""
+    return birth <= day < age_limit_date(birth)
+
+
 def check_age(ctx: Context) -> list[Finding]:
     """Section 1: under 2 years of age on the infusion date."""
     birth = ctx.facts.birth_date
@@ -164,7 +175,7 @@ def check_age(ctx: Context) -> list[Finding]:
                 (Evidence(f"Patient/{ctx.facts.patient_id}", "", display="birthDate"),),
             )
         ]
-    second = anniversary(birth, years=label.AGE_LIMIT_YEARS)
+    second = age_limit_date(birth)
     if ctx.infusion_date < second:
         return []
     return [

@@ -6,10 +6,10 @@ import datetime as dt
 
 from smart_app.errors import InputError
 from smart_app.rules import label
-from smart_app.rules.arith import anniversary
 from smart_app.rules.dosing import dose_for_weight
 from smart_app.rules.eligibility import (
     Context,
+    age_limit_date,
     evaluate,
     heaviest,
     weights_disagree,
@@ -50,6 +50,9 @@ def _timed_apart(a: Measurement, b: Measurement) -> bool:
 
 WRITABLE = frozenset({Status.ELIGIBLE, Status.NEEDS_REVIEW})
 """Statuses whose plan may be written back (needs-review once each finding is acknowledged)."""
+BLOCKING = frozenset(s for s in Severity if s.rank < Severity.NEEDS_REVIEW.rank)
+"""Finding severities that keep a plan from being written: those above needs-review, one for each
+status outside WRITABLE."""
 
 
 def may_write(plan: Plan) -> bool:
@@ -130,9 +133,7 @@ def build_plan(
             steroids=steroids,
         )
     )
-    last_day = (
-        anniversary(birth, years=label.AGE_LIMIT_YEARS) - dt.timedelta(days=1) if birth else None
-    )
+    last_day = age_limit_date(birth) - dt.timedelta(days=1) if birth else None
     return Plan(
         patient_id=facts.patient_id,
         birth_date=birth,

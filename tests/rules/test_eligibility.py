@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from smart_app.errors import InputError
-from smart_app.rules.eligibility import Standing, standing
+from smart_app.rules.eligibility import Standing, standing, under_age_limit_on
 from smart_app.rules.labs import interpret
 from smart_app.rules.model import (
     CANONICAL_UNIT,
@@ -638,3 +638,21 @@ def test_a_baseline_result_stands_against_its_limits(
     """Low platelets by the institution default; above 2 × ULN only for the liver entry tests."""
     seen = interpret(baseline_lab(test, value, uln=Decimal(uln)), birth_date=dt.date(2026, 6, 10))
     assert standing(seen, policy=DEFAULT_POLICY) is expected
+
+
+@pytest.mark.parametrize(
+    ("birth", "day", "under"),
+    [
+        (dt.date(2025, 1, 31), dt.date(2027, 1, 30), True),
+        (dt.date(2025, 1, 31), dt.date(2027, 1, 31), False),
+        (dt.date(2025, 1, 31), dt.date(2025, 1, 30), False),
+        # a leap-day infant turns 2 on 28 February (the earlier convention, arith.anniversary)
+        (dt.date(2024, 2, 29), dt.date(2026, 2, 27), True),
+        (dt.date(2024, 2, 29), dt.date(2026, 2, 28), False),
+    ],
+)
+def test_under_the_age_limit_until_the_second_birthday(
+    birth: dt.date, day: dt.date, under: bool
+) -> None:
+    """Section 1: 'less than 2 years of age'; the second birthday is the first day outside it."""
+    assert under_age_limit_on(birth, day) is under
