@@ -3,7 +3,8 @@ are settings.py's, re-exported here).
 
 Endpoints (under `public_base`):
 - `/` launcher (patients, one Launch button each; `?access=read-only` launches allow reading
-  only), `POST /launch`, `/chart/<launch_id>` (with the app's patient-view CDS cards) and its
+  only), `POST /launch` (a CDS card's SMART link adds its appContext),
+  `/chart/<launch_id>` (with the app's patient-view CDS cards) and its
   "Order ZOLGENSMA" pages `/chart/<launch_id>/orders...` (see cds_views.py);
 - `/fhir/.well-known/smart-configuration`, `/fhir/metadata`, `/oauth/jwks`,
   `/oauth/authorize`, `/oauth/token` (the blueprint in oauth/routes.py);
@@ -21,6 +22,7 @@ from flask import Flask, Response, jsonify, redirect, render_template, request, 
 from smart_app.sandbox.cds_views import ChartCds
 from smart_app.sandbox.oauth.grants import SandboxOAuth
 from smart_app.sandbox.oauth.routes import READ_ONLY, csrf_ok, csrf_token, oauth_blueprint
+from smart_app.sandbox.oauth.store import MAX_APP_CONTEXT_CHARS
 from smart_app.sandbox.proxy import Upstream, register_proxy
 from smart_app.sandbox.settings import (
     EhrSettings,
@@ -121,25 +123,35 @@ def create_ehr(settings: EhrSettings) -> Flask:
 
     @app.post("/launch")
     def launch() -> Response | tuple[str, int]:
-        """Create the launch ids for a patient and app, then show the chart."""
+        """Create the launch ids for a patient and app, then show the chart; a CDS card's
+        SMART link also sends its appContext, which both launches carry to the token."""
         if not csrf_ok(request.form.get("csrf_token")):
             return _problem("Form expired", "The launch form expired. Reload the patient list.")
         client = clients.get(request.form.get("client_id", ""))
         patient = patients.get(request.form.get("patient_id", ""))
         if client is None or patient is None:
             return _problem("Unknown patient or app", "Choose a patient from the list.")
+        app_context = request.form.get("app_context") or None
+        if app_context is not None and len(app_context) > MAX_APP_CONTEXT_CHARS:
+            return _problem(
+                "Card link refused",
+                f"The card's app context is longer than {MAX_APP_CONTEXT_CHARS} characters.",
+                status=413,
+            )
         read_only = request.form.get("access") == READ_ONLY
         tab = oauth.create_launch(
             client_id=client.client_id,
             patient_id=patient.patient_id,
             need_patient_banner=True,
             read_only=read_only,
+            app_context=app_context,
         )
         embedded = oauth.create_launch(
             client_id=client.client_id,
             patient_id=patient.patient_id,
             companion=tab,
             read_only=read_only,
+            app_context=app_context,
         )
         return redirect(url_for("chart", launch_id=embedded), code=303)
 

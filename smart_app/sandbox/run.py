@@ -26,6 +26,7 @@ from smart_app.fhir.followup_write import Confirmed
 from smart_app.fhir.gateway import FhirGateway
 from smart_app.fhir.written import Confirmation, OrderMode
 from smart_app.rules import label
+from smart_app.rules.policy import Policy
 from smart_app.sandbox.ehr import create_ehr
 from smart_app.sandbox.fhirserver import free_port, sekmet
 from smart_app.sandbox.patients import SyntheticPatient, synthetic_patients, transaction_bundle
@@ -168,8 +169,10 @@ def running(
     app_port: int | None = None,
     work_dir: Path | None = None,
     app_state: dict[str, Any] | None = None,
+    policy: Policy | None = None,
 ) -> Iterator[Sandbox]:
-    """Start all three on loopback, load the patients, yield where they are; stop on exit."""
+    """Start all three on loopback, load the patients, yield where they are; stop on exit
+    (`policy`: the app's institution policy, the defaults when None)."""
     with contextlib.ExitStack() as stack:
         base = work_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         (base / "fhir").mkdir(parents=True, exist_ok=True)
@@ -221,6 +224,7 @@ def running(
             cds_clients={ehr_base: cds_client(ehr_base)},
             session_dir=base / "sessions",
             frame_ancestors=("'self'", ehr_base),
+            **({"policy": policy} if policy is not None else {}),
         )
         state = WebState(settings=settings, **(app_state or {}))
         stack.callback(state.http.close)

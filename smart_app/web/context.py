@@ -56,6 +56,9 @@ class LaunchContext:
     fhir_user: str = ""
     fhir_context: tuple[ContextItem, ...] = ()
     """SMART 2.x fhirContext: what else the EHR had open (kept, not yet shown)."""
+    app_context: str = ""
+    """The appContext of the CDS card link the app was launched from: untrusted text (the plan
+    page reads a default infusion date from it; never logged or shown)."""
 
     @property
     def is_open(self) -> bool:
@@ -94,6 +97,7 @@ class LaunchContext:
             smart_style_url=self.smart_style_url or None,
             fhir_user=self.fhir_user or None,
             fhir_context=self.fhir_context,
+            app_context=self.app_context or None,
         )
 
     @classmethod
@@ -112,6 +116,7 @@ class LaunchContext:
             smart_style_url=grant.smart_style_url or "",
             fhir_user=grant.fhir_user or "",
             fhir_context=grant.fhir_context,
+            app_context=grant.app_context or "",
         )
 
 

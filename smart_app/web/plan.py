@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,25 @@ def _infusion_date(text: str | None, *, today: dt.date) -> dt.date:
     if not today <= day <= today + dt.timedelta(days=MAX_PLANNING_DAYS):
         raise InputError("the planned infusion date must be between today and a year from now")
     return day
+
+
+def context_date(app_context: str | None, *, today: dt.date) -> dt.date | None:
+    """The `infusionDate` of a CDS card link's appContext (JSON text from the EHR, untrusted)
+    when it passes the typed date's checks (_infusion_date: today to a year ahead); None for
+    anything else: too long, not JSON, not an object, no date, not a date, out of bounds."""
+    if not app_context or len(app_context) > smart.MAX_APP_CONTEXT_CHARS:
+        return None
+    try:
+        data = json.loads(app_context)
+    except (ValueError, RecursionError):
+        return None
+    text = data.get("infusionDate") if isinstance(data, dict) else None
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return _infusion_date(text, today=today)
+    except InputError:
+        return None
 
 
 def latest_date(*, today: dt.date, last_labeled: dt.date | None) -> dt.date:
@@ -114,6 +134,21 @@ def _plan(record: PatientRecord, infusion_text: str | None) -> Planned:
     if error := _out_of_bounds(asked, today=today, latest=latest):
         return Planned(on(min(default, latest)), error, str(asked))
     return Planned(evaluation)
+
+
+def _planned(
+    record: PatientRecord, infusion_text: str | None, launched: context.LaunchContext
+) -> Planned:
+    """The plan for the date the URL asks for; without one, for the date of the CDS card the app
+    was launched from (its appContext), or tomorrow when that gives none or the plan refuses it
+    (a default, not the clinician's entry: no message, and the card's text is never shown)."""
+    if infusion_text:
+        return _plan(record, infusion_text)
+    day = context_date(launched.app_context, today=web_state().today())
+    if day is None:
+        return _plan(record, None)
+    planned = _plan(record, day.isoformat())
+    return _plan(record, None) if planned.error else planned
 
 
 def _earlier(evaluation: service.Evaluation) -> frozenset[str]:
@@ -222,13 +257,14 @@ def _page(
 @bp.get("/")
 def show() -> str | tuple[str, int]:
     """A patient on an active plan gets the follow-up view; otherwise (or with ?view=plan) the
-    plan page: eligibility with evidence, dose and kit, course, schedule, what is written."""
+    plan page: eligibility with evidence, dose and kit, course, schedule, what is written (for
+    ?infusion_date, else the launching CDS card's date, else tomorrow)."""
     now = current()
     context_id, launched, record = now.context_id, now.launched, now.record
     planning = request.args.get("view") == "plan"
     if not planning and (following := followup.follow(record)) is not None:
         return render_template("followup.html", **followup.page(context_id, launched, following))
-    planned = _plan(record, request.args.get("infusion_date"))
+    planned = _planned(record, request.args.get("infusion_date"), launched)
     page = _page(context_id, launched, planned)
     shown = render_template("plan.html", **page, on_plan=plan_state(record) is not None)
     return (shown, 400) if planned.error else shown

@@ -34,6 +34,8 @@ KEYS_MIN_REFETCH_S = 60.0
 MAX_CONTEXT_ITEMS = 32
 MAX_CONTEXT_TEXT = 1024
 """Bounds on the fhirContext kept in the session (its items are short references)."""
+MAX_APP_CONTEXT_CHARS = 4096
+"""The longest appContext kept (a CDS card link's, passed on by the EHR); longer: ignored."""
 REFERENCE_TYPE = re.compile(
     r"(?:^|/)([A-Z][A-Za-z]{1,63})/[A-Za-z0-9.-]{1,64}(?:/_history/[^/]+)?$"
 )
@@ -143,6 +145,17 @@ class TokenGrant:
     smart_style_url: str | None
     fhir_user: str | None
     fhir_context: tuple[ContextItem, ...] = ()
+    app_context: str | None = None
+    """The appContext of the CDS card link the app was launched from: untrusted text, kept as
+    sent (read only by the plan page, never logged or shown)."""
+
+
+def app_context(raw: Any) -> str | None:
+    """A token response's appContext: a non-empty string of at most MAX_APP_CONTEXT_CHARS
+    characters, else None."""
+    if isinstance(raw, str) and raw and len(raw) <= MAX_APP_CONTEXT_CHARS:
+        return raw
+    return None
 
 
 def _https_or_loopback(url: str, *, what: str) -> str:
@@ -356,6 +369,7 @@ def refresh(
         smart_style_url=previous.smart_style_url,
         fhir_user=previous.fhir_user,
         fhir_context=previous.fhir_context,
+        app_context=previous.app_context,
     )
 
 
@@ -418,6 +432,7 @@ def _grant(
         smart_style_url=_style_url(token.get("smart_style_url"), registration.iss),
         fhir_user=fhir_user if isinstance(fhir_user, str) else None,
         fhir_context=fhir_context(token.get("fhirContext")),
+        app_context=app_context(token.get("appContext")),
     )
 
 

@@ -42,6 +42,7 @@ from joserfc.jwk import KeySet
 from smart_app.sandbox import scopes
 from smart_app.sandbox.oauth.store import (
     CODE_LIFETIME_S,
+    MAX_APP_CONTEXT_CHARS,
     AuthCode,
     EhrUser,
     IssuedToken,
@@ -222,7 +223,8 @@ class LaunchRequest:
 
 
 class LaunchContextResponse:
-    """Adds the launch context (patient, encounter, banner, style) to token responses."""
+    """Adds the launch context (patient, encounter, banner, style, a CDS card link's
+    appContext) to token responses."""
 
     def __init__(self, sandbox: SandboxOAuth) -> None:
         """Context from this sandbox."""
@@ -471,10 +473,16 @@ class SandboxOAuth:
         need_patient_banner: bool = False,
         companion: str | None = None,
         read_only: bool = False,
+        app_context: str | None = None,
     ) -> str:
         """A new single-use EHR launch id for the client, bound to the patient (and, with
-        `read_only`, granting the requested scopes without any write)."""
-        context = LaunchContext(patient_id, encounter_id, need_patient_banner, read_only)
+        `read_only`, granting the requested scopes without any write; with `app_context`, a CDS
+        card link's appContext, answered as `appContext` in the token response)."""
+        if app_context is not None and len(app_context) > MAX_APP_CONTEXT_CHARS:
+            raise ValueError(f"appContext longer than {MAX_APP_CONTEXT_CHARS} characters")
+        context = LaunchContext(
+            patient_id, encounter_id, need_patient_banner, read_only, app_context or None
+        )
         return self.store.create_launch(client_id=client_id, context=context, companion=companion)
 
     def init_app(self, app: Flask) -> None:

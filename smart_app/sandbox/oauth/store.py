@@ -19,6 +19,8 @@ from authlib.oidc.core import AuthorizationCodeMixin
 
 CODE_LIFETIME_S = 300
 LAUNCH_LIFETIME_S = 600
+MAX_APP_CONTEXT_CHARS = 4096
+"""The longest CDS Hooks appContext a launch carries into its token response (longer: refused)."""
 
 
 def digest(secret: str) -> str:
@@ -35,14 +37,18 @@ class LaunchContext:
     need_patient_banner: bool = False
     read_only: bool = False
     """The user allowed reading only: writes are taken out of the granted scopes."""
+    app_context: str | None = None
+    """The appContext of the CDS card link the launch was made from (opaque text), if any."""
 
     def token_fields(self) -> dict[str, Any]:
-        """The SMART launch-context fields of a token response."""
+        """The SMART launch-context fields of a token response (and a card link's appContext)."""
         out: dict[str, Any] = {"need_patient_banner": self.need_patient_banner}
         if self.patient:
             out["patient"] = self.patient
         if self.encounter:
             out["encounter"] = self.encounter
+        if self.app_context:
+            out["appContext"] = self.app_context
         return out
 
 
