@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-START_TIMEOUT_S = 60.0
+from smart_app.sandbox.fhirserver import background_process
 
 
 def serve(settings_path: Path) -> None:
@@ -51,38 +48,14 @@ def ehr_process(settings: dict[str, Any], *, work_dir: Path) -> Iterator[str]:
     """Start the EHR on settings['port']; yield its own origin (not its public base)."""
     path = work_dir / "ehr.json"
     path.write_text(json.dumps(settings), encoding="utf-8")
-    log = (work_dir / "ehr.log").open("wb")
     origin = f"http://127.0.0.1:{settings['port']}"
-    process = subprocess.Popen(  # noqa: S603 - this interpreter, our own module
-        [sys.executable, "-m", "bench.ehr", str(path)], stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        _wait(f"{origin}/smart-style.json", process, work_dir / "ehr.log")
+    with background_process(
+        [sys.executable, "-m", "bench.ehr", str(path)],
+        ready_url=f"{origin}/smart-style.json",
+        log_path=work_dir / "ehr.log",
+        what="the sandbox EHR",
+    ):
         yield origin
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
-
-
-def _wait(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll `url` until it answers 200, or fail with the process's log."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"exited early: {log.read_text(errors='replace')[-2000:]}")
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(url, timeout=2) as answer,  # noqa: S310 - loopback
-        ):
-            if answer.status == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer in {START_TIMEOUT_S:.0f} s")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,11 +11,9 @@ import contextlib
 import os
 import re
 import secrets
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from html import unescape
@@ -32,7 +30,7 @@ from smart_app import clock, create_app
 from smart_app.config import ClientType, Registration, web_settings
 from smart_app.fhir.gateway import FhirGateway
 from smart_app.sandbox import run
-from smart_app.sandbox.fhirserver import free_port
+from smart_app.sandbox.fhirserver import background_process, free_port
 from smart_app.sandbox.patients import SyntheticPatient, synthetic_patients
 from smart_app.web.state import WebState
 from tests.fhirserver import Proxy, proxy
@@ -49,7 +47,6 @@ LATENCY_GOAL = 1.2
 PAGE_GOAL_MS = 25.0
 LAUNCH_TRIPS = 4
 """The fewest round trips to the EHR a launch can make: discovery, authorize, token, read."""
-START_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -247,9 +244,8 @@ def _gunicorn(base: str, ehr: str, *, work_dir: Path) -> Iterator[None]:
         "SMART_APP_SESSION_DIR": str(work_dir / "gunicorn-sessions"),
         "SMART_APP_FRAME_ANCESTORS": f"'self' {ehr}",
     }
-    log = (work_dir / "gunicorn.log").open("wb")
     gunicorn = Path(sys.executable).with_name("gunicorn")
-    process = subprocess.Popen(  # noqa: S603 - the venv's gunicorn, fixed arguments
+    with background_process(
         [
             str(gunicorn),
             "--workers",
@@ -260,37 +256,13 @@ def _gunicorn(base: str, ehr: str, *, work_dir: Path) -> Iterator[None]:
             "warning",
             "smart_app:create_app()",
         ],
+        ready_url=f"{base}/launch.html",
+        log_path=work_dir / "gunicorn.log",
+        what="gunicorn",
         env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        _wait(f"{base}/launch.html", process, work_dir / "gunicorn.log")
+        stop_timeout_s=20,
+    ):
         yield
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
-
-
-def _wait(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll `url` until it answers 200, or fail with the process's log."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited: {log.read_text(errors='replace')[-2000:]}")
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(url, timeout=2) as answer,  # noqa: S310 - loopback
-        ):
-            if answer.status == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer in {START_TIMEOUT_S:.0f} s")
 
 
 # --- the browser ---------------------------------------------------------------------------------

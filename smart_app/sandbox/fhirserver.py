@@ -77,34 +77,54 @@ def sekmet(data_dir: Path, *, port: int | None = None) -> Iterator[str]:
         "simulator: {enabled: false}\nlog_inbound: false\n",
         encoding="utf-8",
     )
-    log = (data_dir / "sekmet.log").open("wb")
-    process = subprocess.Popen(  # noqa: S603 - the sekmet find_sekmet chose, fixed arguments
-        [str(binary), "serve", "-c", str(config)], stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        _wait_ready(base, process, data_dir / "sekmet.log")
+    with background_process(
+        [str(binary), "serve", "-c", str(config)],
+        ready_url=f"{base}/metadata",
+        log_path=data_dir / "sekmet.log",
+        what="sekmet",
+    ):
         yield base
-    finally:
-        process.terminate()
+
+
+@contextlib.contextmanager
+def background_process(
+    command: list[str],
+    *,
+    ready_url: str,
+    log_path: Path,
+    what: str,
+    env: dict[str, str] | None = None,
+    stop_timeout_s: float = 10.0,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `command` with its output in `log_path`, wait until `ready_url` answers 200 (or fail
+    with the end of its log), yield it, and stop it on exit (terminate, then kill)."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603 - fixed commands of this project
+            command, stdout=log, stderr=subprocess.STDOUT, env=env
+        )
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
+            _wait_ready(ready_url, process, log_path, what=what)
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
 
 
-def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll /metadata until it answers 200, or fail with the server's log."""
+def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, *, what: str) -> None:
+    """Poll `url` until it answers 200, or fail with the process's log."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"sekmet exited early: {log.read_text(errors='replace')[-2000:]}")
+            raise RuntimeError(f"{what} exited early: {log.read_text(errors='replace')[-2000:]}")
         with (
             contextlib.suppress(OSError),
-            urllib.request.urlopen(f"{base}/metadata", timeout=2) as answer,  # noqa: S310
+            urllib.request.urlopen(url, timeout=2) as answer,  # noqa: S310 - loopback
         ):
             if answer.status == 200:
                 return
         time.sleep(0.1)
-    raise RuntimeError(f"sekmet did not answer /metadata in {START_TIMEOUT_S:.0f} s")
+    raise RuntimeError(f"{what}: {url} did not answer in {START_TIMEOUT_S:.0f} s")

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from html import unescape
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.serving import make_server
 
 from smart_app.sandbox.oauth.grants import SandboxOAuth
 from smart_app.sandbox.oauth.store import MAX_APP_CONTEXT_CHARS
-from tests import fhirserver
-from tests.sandbox.test_cds_client import FakeCds, _card, _ehr, _service_app
+from tests.sandbox.fake_cds import FakeCds
+from tests.sandbox.test_cds_client import _card, _ehr
 from tests.sandbox.test_oauth import (
     CLIENT_ID,
     OAuthSequence,
@@ -34,24 +32,6 @@ pytestmark = pytest.mark.integration
 
 APP_CONTEXT = json.dumps({"infusionDate": "2026-12-01", "note": "<b>\"quoted\" & 'tagged'</b>"})
 """A card link's appContext with characters the form must escape."""
-
-
-@pytest.fixture(scope="module")
-def service() -> Iterator[FakeCds]:
-    """A stand-in CDS service on a loopback port (its answers set per test)."""
-    fake = FakeCds()
-    server = make_server("127.0.0.1", 0, _service_app(fake), threaded=True)
-    fake.base = f"http://127.0.0.1:{server.server_port}/cds-services"
-    with fhirserver.serving(server):
-        yield fake
-
-
-@pytest.fixture
-def cds(service: FakeCds) -> Iterator[FakeCds]:
-    """The stand-in service with nothing recorded."""
-    service.reset()
-    yield service
-    service.reset()
 
 
 @pytest.fixture

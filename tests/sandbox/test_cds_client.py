@@ -10,108 +10,28 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import pytest
-from flask import Flask, jsonify, request
+from flask import Flask
 from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from werkzeug.serving import make_server
 
 from smart_app.sandbox.cds_cards import markdown_html, parse_cards
 from smart_app.sandbox.cds_client import EhrCdsClient, Hook, ServiceToken, fill_template
 from smart_app.sandbox.ehr import create_ehr
 from smart_app.sandbox.settings import LauncherPatient
 from tests import fhirserver
+from tests.sandbox.fake_cds import FakeCds
 from tests.sandbox.test_oauth import FHIR, PUBLIC, launch_via_page, make_settings
 
 NDC = "http://hl7.org/fhir/sid/ndc"
 WRONG_NDC = "71894-120-02"
 RIGHT_NDC = "71894-122-03"
-TEMPLATES = {
-    "patient": "Patient/{{context.patientId}}",
-    "weights": "Observation?patient={{context.patientId}}&code=http://loinc.org|29463-7",
-    "user": "Practitioner/{{userPractitionerId}}",
-    "missing": "Nothing/{{context.patientId}}",
-    "encounter": "Encounter/{{context.encounterId}}",
-}
-Answer = Callable[[dict[str, Any]], tuple[int, Any]]
 SERVERS = pytest.mark.integration
 """Tests with the stand-in CDS service and sekmet (the markdown and parsing tests need none)."""
-
-
-@dataclass
-class FakeCds:
-    """A CDS service that records every request and answers as told."""
-
-    base: str = ""
-    calls: list[dict[str, Any]] = field(default_factory=list)
-    answers: dict[str, Answer] = field(default_factory=dict)
-    discovery_status: int = 200
-    delay_s: float = 0.0
-
-    def reset(self) -> None:
-        """No calls recorded; the default answers."""
-        self.calls.clear()
-        self.answers.clear()
-        self.discovery_status, self.delay_s = 200, 0.0
-
-    def last(self, service_id: str) -> dict[str, Any]:
-        """The last call to a service (or its feedback: `<id>/feedback`)."""
-        return [c for c in self.calls if c["path"] == service_id][-1]
-
-
-def _service_app(fake: FakeCds) -> Flask:
-    """The stand-in service: discovery with TEMPLATES, one service per hook."""
-    app = Flask("fake-cds")
-
-    @app.get("/cds-services")
-    def discovery() -> Any:
-        """The services, recording the request."""
-        fake.calls.append(
-            {"path": "", "authorization": request.headers.get("Authorization"), "body": None}
-        )
-        services = [
-            {"id": f"svc-{hook}", "hook": hook, "title": f"Test {hook}", "prefetch": TEMPLATES}
-            for hook in ("patient-view", "order-select", "order-sign")
-        ]
-        return jsonify({"services": services}), fake.discovery_status
-
-    @app.post("/cds-services/<path:rest>")
-    def call(rest: str) -> Any:
-        """A hook call or feedback, recorded, answered as told."""
-        body = request.get_json(force=True)
-        fake.calls.append(
-            {"path": rest, "authorization": request.headers.get("Authorization"), "body": body}
-        )
-        time.sleep(fake.delay_s)
-        if rest.endswith("/feedback"):
-            return jsonify({}), 200
-        status, answer = fake.answers.get(rest, lambda _: (200, {"cards": []}))(body)
-        return jsonify(answer), status
-
-    return app
-
-
-@pytest.fixture(scope="module")
-def fake_cds() -> Iterator[FakeCds]:
-    """The stand-in service on a loopback port."""
-    fake = FakeCds()
-    server = make_server("127.0.0.1", 0, _service_app(fake), threaded=True)
-    fake.base = f"http://127.0.0.1:{server.server_port}/cds-services"
-    with fhirserver.serving(server):
-        yield fake
-
-
-@pytest.fixture
-def cds(fake_cds: FakeCds) -> Iterator[FakeCds]:
-    """The stand-in service with nothing recorded."""
-    fake_cds.reset()
-    yield fake_cds
-    fake_cds.reset()
 
 
 def _ehr(fhir_base: str, patient_id: str, services_url: str) -> Flask:
