@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
+import responses
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -21,3 +24,17 @@ def app(tmp_path: Path) -> Flask:
 def client(app: Flask) -> FlaskClient:
     """The app's test client (a module may define its own `app` or `client` instead)."""
     return app.test_client()
+
+
+@pytest.fixture
+def rsps() -> Iterator[responses.RequestsMock]:
+    """HTTP answers set per test (for the error-handling unit tests only)."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    """A requests session, closed after the test."""
+    with requests.Session() as session:
+        yield session

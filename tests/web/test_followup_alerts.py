@@ -95,6 +95,14 @@ def _alert_form(page: str, code: str) -> dict[str, str]:
     }
 
 
+def _alert_page(client: FlaskClient, code: str, action: str) -> tuple[str, dict[str, str]]:
+    """A fresh launch of the liver-injury patient: the alert form's URL and its fields, with
+    `action` chosen."""
+    context_id = _launched(client, LIVER)
+    page = client.get(f"/p/{context_id}/followup/").text
+    return f"/p/{context_id}/followup/alert", {**_alert_form(page, code), "action": action}
+
+
 def _own_tasks(chart: _Counting) -> dict[str, dict[str, Any]]:
     """The app's Tasks in the chart by identifier value after the plan key."""
     out = {}
@@ -176,10 +184,8 @@ def test_a_vigilance_item_inside_its_window_is_ongoing(
 def test_acknowledging_writes_one_task_with_provenance_and_a_second_click_writes_nothing(
     client: FlaskClient, charts: dict[str, _Counting]
 ) -> None:
-    context_id = _launched(client, LIVER)
-    page = client.get(f"/p/{context_id}/followup/").text
-    form = {**_alert_form(page, "acute-liver-injury"), "action": ""}
-    first = client.post(f"/p/{context_id}/followup/alert", data=form)
+    url, form = _alert_page(client, "acute-liver-injury", "")
+    first = client.post(url, data=form)
     assert first.status_code == 200
     chart = charts[LIVER]
     assert len(chart.sent) == 1
@@ -201,7 +207,7 @@ def test_acknowledging_writes_one_task_with_provenance_and_a_second_click_writes
     assert 'id="acknowledge-acute-liver-injury"' not in shown
     assert 'urgent-banner acknowledged" role="alert" id="alert-acute-liver-injury"' in first.text
     # the same form again (the page before): nothing is sent, the page says so
-    again = client.post(f"/p/{context_id}/followup/alert", data=form)
+    again = client.post(url, data=form)
     assert again.status_code == 200
     assert len(chart.sent) == 1
     assert "already acknowledged today: nothing new was written" in _text(again.text)
@@ -213,10 +219,8 @@ def test_acknowledging_writes_one_task_with_provenance_and_a_second_click_writes
 def test_creating_the_consult_task_acknowledges_adds_it_to_the_care_plan_once(
     client: FlaskClient, charts: dict[str, _Counting]
 ) -> None:
-    context_id = _launched(client, LIVER)
-    page = client.get(f"/p/{context_id}/followup/").text
-    form = {**_alert_form(page, "acute-liver-injury"), "action": "hepatology-consult"}
-    answer = client.post(f"/p/{context_id}/followup/alert", data=form)
+    url, form = _alert_page(client, "acute-liver-injury", "hepatology-consult")
+    answer = client.post(url, data=form)
     assert answer.status_code == 200
     chart = charts[LIVER]
     (bundle,) = chart.sent
@@ -242,7 +246,7 @@ def test_creating_the_consult_task_acknowledges_adds_it_to_the_care_plan_once(
     assert 'value="task/consult/alert-hepatology-consult/day15"' in answer.text
     assert 'id="open-consult"' not in answer.text
     # clicked again from the old page: nothing new
-    again = client.post(f"/p/{context_id}/followup/alert", data=form)
+    again = client.post(url, data=form)
     assert again.status_code == 200
     assert len(chart.sent) == 1
     assert "nothing new was written" in _text(again.text)
@@ -251,10 +255,8 @@ def test_creating_the_consult_task_acknowledges_adds_it_to_the_care_plan_once(
 def test_the_repeat_lab_task_is_a_lab_draw_shared_by_both_liver_alerts(
     client: FlaskClient, charts: dict[str, _Counting]
 ) -> None:
-    context_id = _launched(client, LIVER)
-    page = client.get(f"/p/{context_id}/followup/").text
-    form = {**_alert_form(page, "liver-tests-worsening"), "action": "liver-tests"}
-    answer = client.post(f"/p/{context_id}/followup/alert", data=form)
+    url, form = _alert_page(client, "liver-tests-worsening", "liver-tests")
+    answer = client.post(url, data=form)
     assert answer.status_code == 200
     draw = _own_tasks(charts[LIVER])["task/lab-draw/alert-liver-tests/day15"]
     assert [i["valueCodeableConcept"]["text"] for i in draw["input"]] == [
@@ -276,10 +278,7 @@ def test_the_repeat_lab_task_is_a_lab_draw_shared_by_both_liver_alerts(
 def test_the_alert_post_checks_csrf_grants_and_what_was_shown(
     client: FlaskClient, charts: dict[str, _Counting]
 ) -> None:
-    context_id = _launched(client, LIVER)
-    page = client.get(f"/p/{context_id}/followup/").text
-    form = {**_alert_form(page, "acute-liver-injury"), "action": ""}
-    url = f"/p/{context_id}/followup/alert"
+    url, form = _alert_page(client, "acute-liver-injury", "")
     assert client.post(url, data={**form, "csrf_token": "forged"}).status_code == 403
     stale = client.post(url, data={**form, "fingerprint": "0" * 16})
     assert stale.status_code == 409

@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -143,18 +142,6 @@ def token_response(**changes: Any) -> dict[str, Any]:
     }
     body.update(changes)
     return {key: value for key, value in body.items() if value is not None}
-
-
-@pytest.fixture
-def rsps() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
 
 
 @pytest.fixture(scope="module")
